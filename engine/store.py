@@ -1,0 +1,248 @@
+"""A store: one DuckDB database (the source of truth) and a folder of derived FAISS index files.
+
+Layout of a store directory::
+
+    STORE/store.duckdb                 items, metadata, vectors, catalog (schema ``kinsight``)
+    STORE/indexes/COLLECTION/SPACE.faiss   derived; rebuilt from the database when stale or missing
+
+Each collection is a DuckDB schema holding ``items`` (one row per item, metadata as real columns),
+one ``vectors_SPACE`` table per vector space (one row per chunk) and ``deleted`` (a log of removed
+vector rows, so a FAISS index that lags behind can be caught up instead of rebuilt).
+
+Durability: every write is one DuckDB transaction; DuckDB's write-ahead log makes a committed
+transaction survive a crash, and the index files are only ever a cache of it. One process may open
+a store for writing (DuckDB's file lock); any number of threads in it may read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from .errors import (
+    AlreadyExistsError,
+    KinsightError,
+    NotFoundError,
+    ReadOnlyStoreError,
+    StoreLockedError,
+)
+from .schema import quote, validate_collection_name
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+__all__ = ["DATABASE_FILE", "Store"]
+
+log = logging.getLogger(__name__)
+
+# Not "kinsight.duckdb": DuckDB names the catalog after the file, which would shadow the schema.
+DATABASE_FILE = "store.duckdb"
+
+# No query — whatever a filter says — may read files, attach databases or load extensions.
+_LOCKED_DOWN = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+_CATALOG = """
+CREATE SCHEMA IF NOT EXISTS kinsight;
+CREATE TABLE IF NOT EXISTS kinsight.collections (
+    name VARCHAR NOT NULL, generation BIGINT NOT NULL, created_at TIMESTAMP DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS kinsight.spaces (
+    collection VARCHAR NOT NULL, name VARCHAR NOT NULL, encoder_spec VARCHAR NOT NULL,
+    modality VARCHAR NOT NULL, dim INTEGER NOT NULL, fingerprint VARCHAR NOT NULL,
+    max_tokens INTEGER, metric VARCHAR NOT NULL, source_fields VARCHAR[] NOT NULL,
+    chunk_words INTEGER, recall_target DOUBLE NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kinsight.sequence (next_seq BIGINT NOT NULL);
+INSERT INTO kinsight.sequence SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM kinsight.sequence);
+"""
+
+
+class Store:
+    """Open (or create) a store at ``path``, or in memory with ``":memory:"``.
+
+    Use as a context manager, or call ``close()``: closing saves index files that changed.
+    ``memory_budget`` (bytes) caps each FAISS index; past it vectors are compressed (PQ).
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        read_only: bool = False,
+        memory_budget: int | None = None,
+    ) -> None:
+        self.in_memory = str(path) == ":memory:"
+        self.path = None if self.in_memory else Path(path)
+        self.read_only = read_only
+        self.memory_budget = memory_budget
+        self._write_lock = threading.RLock()
+        self._collections: dict[str, Collection] = {}
+        self._con = self._connect()
+        self._closed = False
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.path is None:
+            if self.read_only:
+                raise ReadOnlyStoreError("an in-memory store cannot be read-only")
+            con = duckdb.connect(":memory:", config=dict(_LOCKED_DOWN))
+        else:
+            database = self.path / DATABASE_FILE
+            if self.read_only and not database.exists():
+                raise NotFoundError(f"no kinsight store at {self.path} (no {DATABASE_FILE})")
+            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                con = duckdb.connect(str(database), read_only=self.read_only,
+                                     config=dict(_LOCKED_DOWN))
+            except duckdb.IOException as e:
+                if "lock" in str(e).lower():
+                    holder = re.search(r"PID (\d+)", str(e))
+                    raise StoreLockedError(
+                        f"store {self.path} is open for writing by another process"
+                        f"{f' (PID {holder.group(1)})' if holder else ''}; one writer at a time: "
+                        "stop that process, or send your requests to it (e.g. the kinsight "
+                        "server that has it open)"
+                    ) from e
+                raise KinsightError(f"cannot open store {self.path}: {e}") from e
+        if not self.read_only:
+            con.execute(_CATALOG)
+        return con
+
+    # -- connections and transactions -------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the database for one thread's reads."""
+        self._check_open()
+        return self._con.cursor()
+
+    @contextmanager
+    def writing(self, collection: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction; with ``collection``, that collection's generation goes up."""
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"store {self.path} is open read-only; open it without read_only to write"
+            )
+        with self._write_lock:
+            con = self._con.cursor()
+            con.begin()
+            try:
+                yield con
+                if collection is not None:
+                    con.execute("UPDATE kinsight.collections SET generation = generation + 1 "
+                                "WHERE name = ?", [collection])
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+            finally:
+                con.close()
+
+    @staticmethod
+    def reserve_seqs(con: duckdb.DuckDBPyConnection, count: int) -> int:
+        """Reserve ``count`` vector sequence numbers inside a write transaction; returns the first."""
+        row = con.execute("SELECT next_seq FROM kinsight.sequence").fetchone()
+        if row is None:
+            raise KinsightError("store catalog is missing its sequence row")
+        con.execute("UPDATE kinsight.sequence SET next_seq = next_seq + ?", [count])
+        return int(row[0])
+
+    def generation(self, collection: str) -> int:
+        row = self.cursor().execute(
+            "SELECT generation FROM kinsight.collections WHERE name = ?", [collection]).fetchone()
+        if row is None:
+            raise NotFoundError(self._missing(collection))
+        return int(row[0])
+
+    # -- collections ------------------------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        rows = self.cursor().execute("SELECT name FROM kinsight.collections ORDER BY name")
+        return [r[0] for r in rows.fetchall()]
+
+    def create_collection(self, name: str, *, exist_ok: bool = False) -> Collection:
+        """Create an empty collection; its fields and vector spaces are added as data arrives."""
+        validate_collection_name(name)
+        with self.writing() as con:
+            exists = con.execute(
+                "SELECT 1 FROM kinsight.collections WHERE name = ?", [name]).fetchone()
+            if exists and not exist_ok:
+                raise AlreadyExistsError(
+                    f"collection {name!r} exists already; open it, or drop it first")
+            if not exists:
+                schema = quote(name)
+                con.execute(f"CREATE SCHEMA {schema}")
+                con.execute(f"CREATE TABLE {schema}.items (id VARCHAR NOT NULL, "
+                            "_hash VARCHAR, _updated_at TIMESTAMP DEFAULT now())")
+                con.execute(f"CREATE TABLE {schema}.deleted "
+                            "(space VARCHAR, seq BIGINT, generation BIGINT)")
+                con.execute("INSERT INTO kinsight.collections (name, generation) VALUES (?, 0)",
+                            [name])
+        return self.collection(name)
+
+    def collection(self, name: str) -> Collection:
+        """Open an existing collection."""
+        from .collection import Collection  # collection imports store: break the cycle here
+
+        if name not in self._collections:
+            if name not in self.list_collections():
+                raise NotFoundError(self._missing(name))
+            self._collections[name] = Collection(self, name)
+        return self._collections[name]
+
+    def drop_collection(self, name: str) -> None:
+        if name not in self.list_collections():
+            raise NotFoundError(self._missing(name))
+        with self.writing() as con:
+            con.execute(f"DROP SCHEMA {quote(name)} CASCADE")
+            con.execute("DELETE FROM kinsight.collections WHERE name = ?", [name])
+            con.execute("DELETE FROM kinsight.spaces WHERE collection = ?", [name])
+        self._collections.pop(name, None)
+        folder = self.index_folder(name)
+        if folder is not None and folder.exists():
+            for file in folder.iterdir():
+                file.unlink()
+            folder.rmdir()
+
+    def index_folder(self, collection: str) -> Path | None:
+        """Where a collection's derived index files live (None for an in-memory store)."""
+        return None if self.path is None else self.path / "indexes" / collection
+
+    def _missing(self, name: str) -> str:
+        known = self.list_collections()
+        return (f"no collection {name!r} in store {self.path or ':memory:'}; "
+                f"collections: {', '.join(known) if known else 'none (ingest some data first)'}")
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise KinsightError("the store is closed; open it again")
+
+    def close(self) -> None:
+        """Save changed index files and release the database (and its write lock)."""
+        if self._closed:
+            return
+        try:
+            if not self.read_only:
+                for collection in self._collections.values():
+                    collection.save_indexes()
+        finally:
+            self._closed = True
+            self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path) if self.path else ':memory:'!r}, read_only={self.read_only})"

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kinsight.engine import ById, Fusion, IndexSpec, InvalidInputError, Item
+from kinsight.engine.search import _fuse, exact_top_k
+from kinsight.engine.vector_index import VectorIndex
+
+from .conftest import VECTOR_ENCODER, normalized
+
+
+def brute_force(vectors, query, k, mask=None):
+    scores = normalized(vectors) @ normalized(query)
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    return [f"d{i}" for i in np.argsort(-scores)[:k]]
+
+
+def test_dense_search_matches_exact_numpy(filled, vectors):
+    for q in range(0, 300, 37):
+        query = vectors[q] + 0.3
+        hits = filled.search(query, k=10)
+        assert [h.id for h in hits] == brute_force(vectors, query, 10)
+        assert hits[0].score >= hits[-1].score
+        assert hits[0].fields["n"] == int(hits[0].id[1:])
+
+
+def test_structured_and_raw_filters_match_exact_numpy(filled, vectors):
+    n = np.arange(300)
+    query = vectors[10]
+    hits = filled.search(query, k=5, where={"field": "n", "op": "ge", "value": 200})
+    assert [h.id for h in hits] == brute_force(vectors, query, 5, n >= 200)
+    hits = filled.search(query, k=5, where="\"group\" = 'b' AND n < 100")
+    assert [h.id for h in hits] == brute_force(vectors, query, 5, (n % 3 == 1) & (n < 100))
+    assert filled.search(query, where={"field": "n", "op": "gt", "value": 10_000}) == []
+
+
+def test_filter_through_faiss_selector_when_many_match(filled, vectors, monkeypatch):
+    monkeypatch.setattr("kinsight.engine.search.EXACT_FILTER_LIMIT", 10)
+    n = np.arange(300)
+    hits = filled.search(vectors[3], k=7, where={"field": "n", "op": "lt", "value": 150})
+    assert [h.id for h in hits] == brute_force(vectors, vectors[3], 7, n < 150)
+
+
+def test_query_by_id_leaves_the_item_out(filled, vectors):
+    hits = filled.search(ById("d5"), k=5)
+    assert "d5" not in {h.id for h in hits}
+    assert [h.id for h in hits] == brute_force(vectors, vectors[5], 6)[1:]
+
+
+def test_exact_flag_and_return_fields(filled, vectors):
+    from kinsight.engine.search import SearchOptions, search
+
+    hits = search(filled, vectors[1], SearchOptions(k=3, exact=True, return_fields=["n"]))
+    assert [h.id for h in hits] == brute_force(vectors, vectors[1], 3)
+    assert hits[0].fields == {"n": 1}
+
+
+def test_chunks_aggregate_by_max_or_mean(store):
+    docs = store.create_collection("docs")
+    docs.ensure_space("text", VECTOR_ENCODER)
+    e = np.eye(16, dtype=np.float32)
+    # "long" has one chunk exactly on the query and one far from it; "steady" has two close ones.
+    docs.upsert([
+        Item(id="long", vectors={"text": np.stack([e[0], -e[0]])},
+             spans={"text": [(0, 10), (8, 20)]}),
+        Item(id="steady", vectors={"text": np.stack([e[0] + e[1], e[0] + e[2]])}),
+        Item(id="other", vectors={"text": e[3]}),
+    ])
+    by_max = docs.search(e[0], k=3)
+    assert [h.id for h in by_max][:2] == ["long", "steady"]
+    assert by_max[0].chunk.index == 0 and (by_max[0].chunk.start, by_max[0].chunk.end) == (0, 10)
+    by_mean = docs.search(e[0], k=3, aggregate="mean")
+    assert by_mean[0].id == "steady"
+    assert by_mean[0].score == pytest.approx(np.sqrt(0.5), abs=1e-5)
+    assert len({h.id for h in by_max}) == 3  # never the same item twice
+
+
+def test_bm25_ranks_by_words_and_respects_filters(filled):
+    hits = filled.search("document 42", k=3, mode="bm25")
+    assert hits[0].id == "d42"
+    hits = filled.search("cats", k=5, mode="bm25", where={"field": "n", "op": "lt", "value": 10})
+    assert {h.id for h in hits} == {"d1", "d3", "d5", "d7", "d9"}
+    assert filled.search("the of and", k=5, mode="bm25") == []
+
+
+def test_bm25_index_follows_writes(filled, vectors):
+    assert filled.search("zebra", mode="bm25") == []
+    filled.upsert([Item(id="z", fields={"text": "a zebra"}, vectors={"text": vectors[0]})])
+    assert [h.id for h in filled.search("zebra", mode="bm25")] == ["z"]
+
+
+def test_hybrid_needs_text_and_fuses(filled, vectors):
+    hits = filled.search(ById("d42"), k=5, mode="hybrid")
+    assert "d42" not in {h.id for h in hits} and len(hits) == 5
+    with pytest.raises(InvalidInputError, match="text query"):
+        filled.search(vectors[0], mode="hybrid")
+
+
+def test_reciprocal_rank_fusion_arithmetic():
+    dense = [("a", 0.9, None), ("b", 0.8, None)]
+    bm25 = [("b", 12.0, None), ("c", 3.0, None)]
+    fused = _fuse(dense, bm25, Fusion(rrf_k=60))
+    assert [i for i, _, _ in fused] == ["b", "a", "c"]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    weighted = _fuse(dense, bm25, Fusion(method="weighted", dense_weight=0.9))
+    assert weighted[0][0] == "a"
+
+
+@pytest.mark.parametrize("k", [0, 10_001])
+def test_k_out_of_range(filled, vectors, k):
+    with pytest.raises(InvalidInputError, match="k must be"):
+        filled.search(vectors[0], k=k)
+
+
+def test_vector_of_wrong_dimension(filled):
+    with pytest.raises(InvalidInputError, match="16"):
+        filled.search(np.ones(5, np.float32))
+
+
+def test_ivf_index_recall_against_exact():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(50, 32))
+    data = (centers[rng.integers(0, 50, 20_000)] + 0.3 * rng.normal(size=(20_000, 32)))
+    data = normalized(data.astype(np.float32))
+    seqs = np.arange(1, 20_001)
+    index = VectorIndex(IndexSpec("IVF128,Flat", nprobe=16), 32, "cosine", "fp")
+    index.train(data[:10_000])
+    index.add(seqs, data)
+    queries = data[:200] + 0.05 * rng.normal(size=(200, 32)).astype(np.float32)
+    _, approx = index.search(queries, 10)
+    _, exact = exact_top_k(queries, [(seqs, data)], 10, "cosine")
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert recall >= 0.9
+    assert index.remove(seqs[:100]) == 100 and index.ntotal == 19_900
