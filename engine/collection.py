@@ -328,9 +328,12 @@ class Collection:
         return self._lexical[vs.name]
 
     def refresh(self) -> None:
-        """Catch every index of the collection up with the store and save it (after an ingest)."""
-        for name in self.spaces():
+        """Bring every index (FAISS, and BM25 for text spaces) up to date and save it; the
+        pipeline calls this after an ingest so the first query does not pay for it."""
+        for name, space in self.spaces().items():
             self.index(name).refresh()
+            if space.encoder.modality == "text":
+                self.lexical(name).current()
         self.save_indexes()
 
     def save_indexes(self) -> None:

@@ -24,13 +24,21 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
 
 from .errors import InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from .collection import Collection
+    from .search import SearchMode
 
 __all__ = [
     "QRELS_HEADER",
     "Query",
     "evaluate_run",
+    "evaluate_search",
     "load_qrels",
     "load_queries",
     "mrr_at_k",
@@ -271,3 +279,35 @@ def evaluate_run(
     result = {key: total / n for key, total in totals.items()}
     result["queries"] = float(n)
     return result
+
+
+def evaluate_search(
+    collection: Collection,
+    queries: Sequence[Query],
+    qrels: Mapping[str, Mapping[str, int]],
+    modes: Sequence[SearchMode] = ("bm25", "dense", "hybrid"),
+    *,
+    depth: int = 100,
+    block: int = 256,
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Run every query in each search mode and score the rankings (see ``evaluate_run``)."""
+    from .search import SearchOptions, search_many
+
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        options = SearchOptions(k=depth, mode=mode, return_fields=())
+        run: dict[str, list[str]] = {}
+        bar = tqdm(total=len(queries), desc=f"evaluate {mode}", unit=" queries",
+                   disable=not progress)
+        for start in range(0, len(queries), block):
+            chunk = queries[start:start + block]
+            for query, hits in zip(chunk, search_many(collection, [q.text for q in chunk], options),
+                                   strict=True):
+                run[query.qid] = [h.id for h in hits]
+            bar.update(len(chunk))
+        bar.close()
+        asked = {q.qid for q in queries}
+        results[mode] = evaluate_run(run, {q: r for q, r in qrels.items() if q in asked},
+                                     ks=(10, depth))
+    return results

@@ -51,9 +51,11 @@ class LexicalIndex:
     @classmethod
     def build(cls, ids: list[str], texts: Iterable[str], generation: int) -> LexicalIndex:
         bm25 = bm25s.BM25()
-        if ids:
-            bm25.index(bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER,
-                                      show_progress=False), show_progress=False)
+        tokens = bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER,
+                                show_progress=False)
+        if not tokens.vocab:  # no words at all (or no items): bm25s cannot index that
+            return cls([], bm25, generation)
+        bm25.index(tokens, show_progress=False)
         return cls(ids, bm25, generation)
 
     def search(
@@ -123,8 +125,8 @@ class LexicalKeeper:
 
     def save(self) -> None:
         folder, index = self._folder(), self._index
-        if folder is None or index is None or index.generation == self._saved_generation \
-                or self.collection.store.read_only:
+        if folder is None or index is None or not index.ids \
+                or index.generation == self._saved_generation or self.collection.store.read_only:
             return
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

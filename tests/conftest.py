@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from kinsight.engine import EncoderInfo, Item, Store
 
 VECTOR_ENCODER = EncoderInfo(spec="vectors:synthetic", modality="text", dim=16,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kinsight.engine import FilterError, SqlWhere
 from kinsight.engine.filters import compile_filter
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kinsight.engine import InvalidInputError, choose_index
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from kinsight.engine import ById, Fusion, IndexSpec, InvalidInputError, Item
 from kinsight.engine.search import _fuse, exact_top_k
 from kinsight.engine.vector_index import VectorIndex

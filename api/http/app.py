@@ -1,0 +1,88 @@
+"""The FastAPI application: ``create_app(settings)`` builds one; nothing is made at import.
+
+Serve it with ``kinsight serve`` or ``uvicorn --factory kinsight.api.http:create_app`` (settings
+then come from ``KINSIGHT_*`` environment variables). The store is opened when the app starts and
+closed, with its indexes saved, when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from kinsight.engine import Store
+
+from . import routes_collections, routes_items, routes_search
+from .deps import StoreDep, require_api_key
+from .errors import install_error_handlers
+from .limits import BodyLimitMiddleware
+from .models import ErrorOut, Health
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """Embedding search over collections of items: upsert items (their text is encoded
+on the way in), then search them by text, vector or stored item, densely, by BM25 or both.
+Filters use the structured form `{"field": F, "op": OP, "value": V}` with `and` / `or` / `not`.
+Errors come back as `{"error": KIND, "detail": MESSAGE}`."""
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """The HTTP API over ``settings.store``, or over ``store`` when given (for tests and
+    embedding; the caller then keeps ownership and closes it)."""
+    settings = settings if settings is not None else Settings()
+    app = FastAPI(title="kinsight", version=_package_version(), description=_DESCRIPTION,
+                  lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.owns_store = store is None
+    app.state.write_lock = threading.Lock()
+
+    install_error_handlers(app)
+    # Added last, so outermost: an oversized body is refused before any work is done on it.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+
+    secured = [Depends(require_api_key)]
+    documented: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorOut, "description": "Missing or wrong API key"},
+        413: {"model": ErrorOut, "description": "Request body over max_request_bytes"},
+    }
+    for module in (routes_collections, routes_items, routes_search):
+        app.include_router(module.router, dependencies=secured, responses=documented)
+    app.add_api_route("/health", _health, methods=["GET"], tags=["health"],
+                      summary="Liveness: the store is open (no API key needed)")
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if app.state.owns_store:
+        app.state.store = Store(settings.store)
+        log.info("serving store %s", settings.store)
+    try:
+        yield
+    finally:
+        if app.state.owns_store and app.state.store is not None:
+            app.state.store.close()  # saves index files, so the next start need not rebuild them
+            app.state.store = None
+            log.info("closed store %s", settings.store)
+
+
+def _health(store: StoreDep) -> Health:
+    return Health(collections=len(store.list_collections()))
+
+
+def _package_version() -> str:
+    try:
+        return version("kinsight")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "0+unknown"

@@ -1,0 +1,89 @@
+"""Dependencies of the routes, as ``Annotated`` aliases: ``def route(store: StoreDep)``.
+
+Everything comes from ``app.state`` (set by ``create_app`` and its lifespan), never from module
+globals, so two apps in one process (tests) never share a store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from kinsight.engine import Collection, Store
+
+from .settings import Settings
+
+__all__ = [
+    "API_KEY_HEADER",
+    "CollectionDep",
+    "SettingsDep",
+    "StoreDep",
+    "WriteLockDep",
+    "get_collection",
+    "get_settings",
+    "get_store",
+    "get_write_lock",
+    "require_api_key",
+]
+
+API_KEY_HEADER = "X-API-Key"
+
+# auto_error=False: a missing key is only an error when a key is configured, decided below.
+_api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                               description="Needed when the server runs with an API key.")
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_store(request: Request) -> Store:
+    store: Store | None = request.app.state.store
+    if store is None:
+        raise RuntimeError("the store is not open: the app's lifespan has not run "
+                           "(serve it with uvicorn, or enter `with TestClient(app)`)")
+    return store
+
+
+async def get_write_lock(request: Request) -> threading.Lock:
+    lock: threading.Lock = request.app.state.write_lock
+    return lock
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+# Writes of this app take turns. The store serialises its transactions already, but creating a
+# collection or space is check-then-create across transactions, and two first upserts into a new
+# collection would race to create the same tables.
+WriteLockDep = Annotated[threading.Lock, Depends(get_write_lock)]
+
+
+def get_collection(name: str, store: StoreDep) -> Collection:
+    """The collection named by the path parameter ``name`` (404 when it does not exist)."""
+    return store.collection(name)
+
+
+CollectionDep = Annotated[Collection, Depends(get_collection)]
+
+
+async def require_api_key(
+    settings: SettingsDep,
+    key: Annotated[str | None, Security(_api_key_scheme)],
+) -> None:
+    """Refuse the request (401) unless it carries the configured key; no key configured: open."""
+    expected = settings.api_key
+    if expected is None:
+        return
+    # Starlette decodes header bytes as latin-1; encoding back gives the bytes the client sent.
+    # compare_digest takes as long for a near miss as for a far one, so timing reveals nothing.
+    if key is None or not hmac.compare_digest(key.encode("latin-1"), expected.encode("utf-8")):
+        raise HTTPException(
+            status_code=401,
+            detail=f"missing or wrong API key; send it in the {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": "APIKey"},
+        )

@@ -1,0 +1,236 @@
+"""Request and response bodies of the HTTP API.
+
+Requests and responses are separate models, and responses never expose engine objects directly:
+the wire format stays put when the engine's dataclasses change. Filters are the engine's structured
+form only (``Condition``, ``And``, ``Or``, ``Not``); a raw SQL string does not validate, so SQL text
+cannot come in over the network.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from kinsight.engine.filters import Filter
+
+__all__ = [
+    "ChunkOut",
+    "CollectionInfo",
+    "CollectionList",
+    "CreateCollection",
+    "DeleteRequest",
+    "DeleteResponse",
+    "ErrorOut",
+    "Health",
+    "HitOut",
+    "ItemIn",
+    "ItemOut",
+    "ProblemOut",
+    "SearchRequest",
+    "SearchResponse",
+    "SpaceInfo",
+    "UpsertRequest",
+    "UpsertResponse",
+]
+
+# Ids are stripped as the file readers strip them, so a record posted here and the same record
+# ingested from a file get the same id.
+ItemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+FieldName = Annotated[str, StringConstraints(min_length=1)]
+
+_FILTER_EXAMPLE = {"and": [{"field": "section", "op": "eq", "value": "python"},
+                           {"field": "year", "op": "ge", "value": 2020}]}
+
+
+class _Request(BaseModel):
+    # A misspelt option ("fitler") must fail loudly instead of being ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+def _no_sql(value: Any) -> Any:
+    """Refuse a string filter with a message that says why, instead of pydantic's four
+    "not a valid dictionary" errors (one per member of the filter union)."""
+    if isinstance(value, str):
+        raise ValueError(
+            "filter must be a structured filter such as "
+            '{"field": "section", "op": "eq", "value": "python"} (combine with "and", "or", '
+            '"not"); raw SQL is not accepted over HTTP')
+    return value
+
+
+# -- errors and health -----------------------------------------------------------------------------
+class ErrorOut(BaseModel):
+    """Every error response: ``error`` names the kind, ``detail`` says what to change."""
+
+    error: str
+    detail: Any
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    collections: int
+
+
+# -- collections -----------------------------------------------------------------------------------
+class SpaceInfo(BaseModel):
+    name: str
+    encoder: str = Field(description="Spec that loads the encoder which built this space.")
+    fingerprint: str
+    modality: str
+    dim: int
+    metric: str
+    source_fields: list[str]
+    chunk_words: int | None
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    count: int
+    fields: dict[str, str] = Field(description="Field name → DuckDB column type.")
+    spaces: list[SpaceInfo]
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+
+class CreateCollection(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "docs"}]})
+
+    name: str = Field(description="1-63 lowercase letters, digits and '_', starting with a letter.")
+
+
+# -- items -----------------------------------------------------------------------------------------
+class ItemIn(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": "doc-1", "fields": {"text": "How to read a CSV file in Python", "section": "python"}}]})
+
+    id: ItemId
+    fields: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Metadata fields (they become columns), the text fields to encode among them.")
+
+
+class UpsertRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [
+            {"id": "doc-1", "fields": {"text": "How to read a CSV file in Python",
+                                       "section": "python", "year": 2021}},
+            {"id": "doc-2", "fields": {"text": "Sorting a list of dicts by a key",
+                                       "section": "python", "year": 2019}},
+        ],
+        "text_fields": ["text"],
+        "space": "text",
+    }]})
+
+    # The upper bound is a server setting (max_batch_items), checked by the route.
+    items: list[ItemIn] = Field(min_length=1)
+    text_fields: list[FieldName] = Field(
+        default=["text"], min_length=1,
+        description="Fields joined into the text that is encoded. Left out, an existing space "
+                    "keeps the fields it was built from.")
+    space: str = "text"
+
+
+class ProblemOut(BaseModel):
+    """An item that was not written: where it was in the request, what is wrong, how to fix it."""
+
+    source: str
+    line: int | None = Field(description="1-based position of the item in the request.")
+    message: str
+    fix: str
+
+
+class UpsertResponse(BaseModel):
+    written: int
+    unchanged: int = Field(description="Items identical to the stored ones (not re-encoded).")
+    problems: list[ProblemOut]
+
+
+class ItemOut(BaseModel):
+    id: str
+    fields: dict[str, Any]
+
+
+class DeleteRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"ids": ["doc-1", "doc-2"]},
+        {"filter": {"field": "section", "op": "eq", "value": "obsolete"}},
+    ]})
+
+    ids: list[ItemId] | None = None
+    filter: Filter | None = None
+
+    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DeleteRequest:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of 'ids' or 'filter'")
+        return self
+
+
+class DeleteResponse(BaseModel):
+    deleted: int
+
+
+# -- search ----------------------------------------------------------------------------------------
+class SearchRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"text": "read a csv file", "k": 5, "mode": "hybrid", "filter": _FILTER_EXAMPLE,
+         "fields": ["text", "section"]},
+        {"id": "doc-1", "k": 10},
+    ]})
+
+    text: str | None = Field(None, min_length=1, description="Query text (encoded by the space's model).")
+    vector: list[FiniteFloat] | None = Field(
+        None, min_length=1, description="Query vector; its length must be the space's dimension.")
+    id: ItemId | None = Field(None, description="Find items like this stored one (it is left out).")
+    k: int = Field(10, ge=1, le=1000)
+    mode: Literal["dense", "bm25", "hybrid"] = "dense"
+    space: str | None = Field(None, description="Vector space; left out: the only one, or 'text'.")
+    filter: Filter | None = None
+    exact: bool = Field(False, description="Exact search instead of the approximate index.")
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How hybrid merges rankings.")
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Dense share with weighted fusion.")
+    fields: list[FieldName] | None = Field(
+        None, description="Fields to return with each hit; left out: all, []: none.")
+
+    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchRequest:
+        given = [name for name in ("text", "vector", "id") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'text', 'vector' or 'id' as the query; got "
+                             f"{' and '.join(repr(n) for n in given) if given else 'none'}")
+        return self
+
+
+class ChunkOut(BaseModel):
+    """The chunk of a long item that matched, as character offsets into its text."""
+
+    index: int
+    start: int | None
+    end: int | None
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float = Field(description="Higher is better; the scale depends on the mode.")
+    fields: dict[str, Any]
+    chunk: ChunkOut | None = None
+
+
+class SearchResponse(BaseModel):
+    hits: list[HitOut]
+    took_ms: float

@@ -1,0 +1,159 @@
+"""Items: batch upsert through the ingest pipeline, read one, delete by ids or filter."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+
+from kinsight.engine import InvalidInputError, NotFoundError, Store, VectorSpace
+from kinsight.engine.schema import validate_field_name
+from kinsight.indexers.ingest import IngestOptions, ingest_records
+from kinsight.indexers.readers import Problem, Record
+
+from .deps import CollectionDep, SettingsDep, StoreDep, WriteLockDep
+from .models import (
+    DeleteRequest,
+    DeleteResponse,
+    ErrorOut,
+    ItemIn,
+    ItemOut,
+    ProblemOut,
+    UpsertRequest,
+    UpsertResponse,
+)
+
+__all__ = ["REQUEST_SOURCE", "record_from_item", "router"]
+
+log = logging.getLogger(__name__)
+
+# What problems name as their source; their line is the item's 1-based position in the request.
+REQUEST_SOURCE = "request"
+
+router = APIRouter(prefix="/collections/{name}/items", tags=["items"],
+                   responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+
+
+@router.post("", summary="Insert or replace items by id (encoded on the way in)",
+             responses={409: {"model": ErrorOut, "description": "The store is read-only"}})
+def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: SettingsDep,
+                 write_lock: WriteLockDep) -> UpsertResponse:
+    """Items with no text in any of ``text_fields``, or with unusable field names, are skipped
+    and listed in ``problems``; the others are written in one transaction. A collection or space
+    that does not exist yet is created (a new space uses the server's encoder)."""
+    if len(body.items) > settings.max_batch_items:
+        raise InvalidInputError(
+            f"{len(body.items)} items in one request; the most is {settings.max_batch_items} "
+            "(max_batch_items): split the batch")
+    with write_lock:
+        space = _existing_space(store, name, body.space)
+        text_fields = _text_fields(body, name, space)
+        entries = [record_from_item(i, item, text_fields) for i, item in enumerate(body.items)]
+        records = [e for e in entries if isinstance(e, Record)]
+        problems = [e for e in entries if isinstance(e, Problem)]
+        written = unchanged = 0
+        if records:  # a batch of only bad items creates nothing
+            options = IngestOptions(
+                collection=name, text_fields=text_fields, space=body.space,
+                encoder=settings.encoder if space is None else space.encoder.spec,
+                # One transaction for the whole request: it is written entirely or not at all.
+                batch_size=len(records))
+            report = ingest_records(store, records, options, progress=False)
+            written, unchanged = report.written, report.unchanged
+            problems += report.problems
+    if problems:
+        log.info("upsert into %s skipped %d of %d items", name, len(problems), len(body.items))
+    return UpsertResponse(written=written, unchanged=unchanged,
+                          problems=[ProblemOut(**asdict(p)) for p in problems])
+
+
+@router.get("/{item_id:path}", summary="Read one item")
+def get_item(item_id: str, collection: CollectionDep) -> ItemOut:
+    found = collection.get([item_id])
+    if not found:
+        raise NotFoundError(f"no item {item_id!r} in collection {collection.name!r}")
+    return ItemOut(id=found[0].id, fields=found[0].fields)
+
+
+@router.post("/delete", summary="Delete items by ids or by a filter")
+def delete_items(body: DeleteRequest, collection: CollectionDep,
+                 write_lock: WriteLockDep) -> DeleteResponse:
+    with write_lock:
+        deleted = collection.delete(body.ids, where=body.filter)
+    return DeleteResponse(deleted=deleted)
+
+
+def _existing_space(store: Store, collection: str, space: str) -> VectorSpace | None:
+    if collection not in store.list_collections():
+        return None
+    found = store.collection(collection).spaces().get(space)
+    if found is not None and found.encoder.modality != "text":
+        raise InvalidInputError(
+            f"space {space!r} of collection {collection!r} holds {found.encoder.modality} "
+            "vectors; items posted here are encoded as text: name a text space")
+    return found
+
+
+def _text_fields(body: UpsertRequest, collection: str, space: VectorSpace | None
+                 ) -> tuple[str, ...]:
+    """The request's text fields; an existing space keeps the ones its vectors were made from,
+    since mixing texts built from other fields would make its vectors and BM25 disagree."""
+    requested = tuple(body.text_fields)
+    if space is None or not space.source_fields:
+        return requested
+    if "text_fields" not in body.model_fields_set:
+        return space.source_fields
+    if requested != space.source_fields:
+        raise InvalidInputError(
+            f"space {space.name!r} of collection {collection!r} is built from text fields "
+            f"{list(space.source_fields)}, not {list(requested)}; send those (or leave "
+            "text_fields out), or write to another space")
+    return requested
+
+
+def record_from_item(position: int, item: ItemIn, text_fields: Sequence[str]) -> Record | Problem:
+    """The ingest record for one posted item, or the problem that keeps it out.
+
+    Mirrors what the file readers check, since ``ingest_records`` trusts its records: field names
+    the store accepts, text fields holding text, at least one of them non-empty.
+    """
+    line = position + 1
+    for name in item.fields:
+        try:
+            validate_field_name(name)
+        except InvalidInputError as e:
+            return Problem(REQUEST_SOURCE, line, str(e), "rename the field")
+    fields = {name: _plain(value) for name, value in item.fields.items()}
+    has_text = False
+    for name in text_fields:
+        value = item.fields.get(name)  # before _plain, which would turn an object into text
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return Problem(REQUEST_SOURCE, line, f"text field {name!r} holds "
+                           f"{type(value).__name__}, not text",
+                           f"store a string in {name!r}, or name other text_fields")
+        fields[name] = str(value)  # as the readers do: a number in a text field is text
+        has_text = has_text or bool(fields[name].strip())
+    if not has_text:
+        return Problem(REQUEST_SOURCE, line,
+                       f"item {item.id!r} has no text in {', '.join(map(repr, text_fields))} "
+                       "(missing or empty)",
+                       "fill one of them, or name the fields that hold text in text_fields")
+    return Record(id=item.id, fields=fields, source=REQUEST_SOURCE, line=line)
+
+
+def _plain(value: Any) -> Any:
+    """Nested JSON as the file readers store it: objects, and lists holding lists, become JSON
+    strings; a list of objects becomes a list of JSON strings."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, list):
+        if any(isinstance(v, list) for v in value):
+            return json.dumps(value, sort_keys=True)
+        return [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in value]
+    return value

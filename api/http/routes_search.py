@@ -1,0 +1,64 @@
+"""Search: dense, BM25 or hybrid, by text, vector or stored item, with structured filters."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi import APIRouter
+
+from kinsight.engine import ById, Collection, Fusion, Hit, InvalidInputError
+from kinsight.engine.search import Query, SearchOptions, search
+
+from .deps import CollectionDep
+from .models import ChunkOut, ErrorOut, HitOut, SearchRequest, SearchResponse
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/collections/{name}", tags=["search"],
+                   responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+
+
+@router.post("/search", summary="Find the items closest to a text, a vector or a stored item")
+def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchResponse:
+    """Query with exactly one of ``text``, ``vector`` or ``id`` (the item itself is left out of
+    its results). ``bm25`` and ``hybrid`` need text or an id. Scores are cosine (or the space's
+    metric) for dense, BM25 for bm25, and fused scores for hybrid."""
+    started = time.perf_counter()
+    options = SearchOptions(
+        k=body.k, space=body.space, mode=body.mode, where=body.filter, exact=body.exact,
+        fusion=Fusion(method=body.fusion, dense_weight=body.dense_weight),
+        return_fields=_return_fields(collection, body.fields))
+    hits = search(collection, _query(body), options)
+    took_ms = (time.perf_counter() - started) * 1000
+    return SearchResponse(hits=[_hit_out(hit) for hit in hits], took_ms=took_ms)
+
+
+def _query(body: SearchRequest) -> Query:
+    if body.text is not None:
+        return body.text
+    if body.vector is not None:
+        return np.asarray(body.vector, dtype=np.float32)
+    if body.id is not None:
+        return ById(body.id)
+    # SearchRequest validates that one is given; this guards against that check being dropped.
+    raise InvalidInputError("give one of 'text', 'vector' or 'id' as the query")
+
+
+def _return_fields(collection: Collection, wanted: list[str] | None) -> tuple[str, ...] | None:
+    """Check asked-for fields here: the engine would quietly return null for a misspelt one."""
+    if wanted is None:
+        return None
+    known = collection.fields()
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise InvalidInputError(
+            f"collection {collection.name!r} has no field {', '.join(map(repr, unknown))}; "
+            f"fields: {', '.join(known) or 'none'}")
+    return tuple(wanted)
+
+
+def _hit_out(hit: Hit) -> HitOut:
+    chunk = None if hit.chunk is None else ChunkOut(
+        index=hit.chunk.index, start=hit.chunk.start, end=hit.chunk.end)
+    return HitOut(id=hit.id, score=hit.score, fields=hit.fields, chunk=chunk)

@@ -1,0 +1,32 @@
+"""Settings of the HTTP service, read from ``KINSIGHT_*`` environment variables or passed in."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kinsight.engine import DEFAULT_TEXT_ENCODER
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """What ``create_app`` needs. Every field can be set as ``KINSIGHT_<NAME>``, e.g.
+    ``KINSIGHT_STORE=./my-store KINSIGHT_API_KEY=... uvicorn --factory kinsight.api.http:create_app``.
+    """
+
+    # An empty variable (``KINSIGHT_API_KEY=`` in a .env file) means "not set", not "the empty key".
+    model_config = SettingsConfigDict(env_prefix="KINSIGHT_", env_ignore_empty=True, extra="ignore")
+
+    store: str = Field("./kinsight-store", description="Store directory, or ':memory:'.")
+    # repr=False: settings get logged and printed; the key must not be.
+    api_key: str | None = Field(
+        None, min_length=1, repr=False,
+        description="When set, every route but /health and the docs needs header X-API-Key.")
+    max_request_bytes: int = Field(
+        10_000_000, gt=0, description="Larger request bodies are refused with 413.")
+    max_batch_items: int = Field(
+        1000, ge=1, description="Most items one upsert request may carry.")
+    encoder: str = Field(
+        DEFAULT_TEXT_ENCODER, min_length=1,
+        description="Encoder spec for text spaces that an upsert creates (existing spaces keep theirs).")

@@ -1,0 +1,46 @@
+"""How hits look to a person (rich tables) and to a program (plain JSON-ready dicts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kinsight.engine import Hit
+
+__all__ = ["hit_to_dict", "print_hits", "snippet"]
+
+SNIPPET_CHARS = 160
+
+
+def hit_to_dict(hit: Hit) -> dict[str, Any]:
+    chunk = None if hit.chunk is None else {
+        "index": hit.chunk.index, "start": hit.chunk.start, "end": hit.chunk.end}
+    return {"id": hit.id, "score": hit.score, "fields": hit.fields, "chunk": chunk}
+
+
+def snippet(hit: Hit, text_field: str = "text") -> str:
+    """The matched chunk of the hit's text (or its start), on one line."""
+    text = str(hit.fields.get(text_field) or "")
+    if hit.chunk is not None and hit.chunk.start is not None and hit.chunk.end is not None \
+            and hit.chunk.index > 0:
+        text = "…" + text[hit.chunk.start:hit.chunk.end]
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
+
+
+def print_hits(console: Console, hits: list[Hit], *, title: str) -> None:
+    table = Table(title=title, title_justify="left", expand=True)
+    table.add_column("#", justify="right", width=3)
+    table.add_column("id", overflow="fold", ratio=1)
+    table.add_column("score", justify="right", width=7)
+    table.add_column("text", ratio=4)
+    for rank, hit in enumerate(hits, start=1):
+        label = hit.fields.get("title")
+        text = snippet(hit)
+        table.add_row(str(rank), hit.id, f"{hit.score:.3f}",
+                      f"[bold]{label}[/bold]\n{text}" if label else text)
+    if not hits:
+        table.add_row("", "no results", "", "")
+    console.print(table)

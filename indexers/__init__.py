@@ -1,0 +1,19 @@
+"""Everything that turns raw inputs into vectors: readers, chunking, encoders, the ingest pipeline.
+
+Encoders are not imported here (they pull torch); the engine finds them by entry point.
+"""
+
+from __future__ import annotations
+
+from .ingest import IngestOptions, IngestReport, ingest_file, ingest_records
+from .readers import Problem, Record, read_records
+
+__all__ = [
+    "IngestOptions",
+    "IngestReport",
+    "Problem",
+    "Record",
+    "ingest_file",
+    "ingest_records",
+    "read_records",
+]

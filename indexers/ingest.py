@@ -1,0 +1,175 @@
+"""The ingest pipeline: read → skip unchanged → chunk → encode → write, timing each stage.
+
+Records arrive from a reader (``readers.read_records``) or any iterable of ``Record``/``Problem``.
+Each batch is written in one transaction, so whatever the pipeline reports as written (and passes
+to ``on_commit``) survives a crash. Bad records never stop the run: they are collected as problems
+with their file, line and fix. Items whose content hash is unchanged are not re-encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, Item, Store, load_encoder
+
+from .chunking import chunk_text, words_per_chunk
+from .readers import Problem, Record, read_records
+
+__all__ = ["IngestOptions", "IngestReport", "ingest_file", "ingest_records"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Where records go and how they become vectors.
+
+    ``text_fields`` are joined (in order, blank lines between) into the text that is encoded into
+    ``space``; ``batch_size`` is the number of records per write transaction.
+    """
+
+    collection: str
+    text_fields: tuple[str, ...] = ("text",)
+    id_field: str = "id"
+    space: str = "text"
+    encoder: str = DEFAULT_TEXT_ENCODER
+    batch_size: int = 256
+    chunk_overlap: int = 32
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: counts, problems (file, line, fix) and seconds spent per stage."""
+
+    read: int = 0
+    written: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"read": 0.0, "diff": 0.0, "encode": 0.0, "write": 0.0})
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    def summary(self) -> str:
+        rate = self.written / self.seconds["encode"] if self.seconds["encode"] else 0.0
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        return (f"read {self.read} records: {self.written} written ({self.chunks} chunks), "
+                f"{self.unchanged} unchanged, {len(self.problems)} problems; {stages}; "
+                f"{rate:.1f} items/s encoding")
+
+
+@contextmanager
+def _timed(report: IngestReport, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.seconds[stage] += time.perf_counter() - start
+
+
+def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
+                progress: bool = True, on_commit: Callable[[list[str]], None] | None = None
+                ) -> IngestReport:
+    """Ingest a JSONL, CSV or Parquet file, or a folder of .txt/.md files."""
+    records = read_records(path, id_field=options.id_field, text_fields=options.text_fields)
+    return ingest_records(store, records, options, progress=progress, on_commit=on_commit)
+
+
+def ingest_records(store: Store, records: Iterable[Record | Problem], options: IngestOptions, *,
+                   encoder: Encoder | None = None, progress: bool = True,
+                   on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
+    """Ingest records into ``options.collection`` (created if missing); see the module docstring."""
+    encoder = encoder or load_encoder(options.encoder)
+    collection = store.create_collection(options.collection, exist_ok=True)
+    max_words = words_per_chunk(encoder.info.max_tokens)
+    collection.ensure_space(options.space, encoder.info, source_fields=options.text_fields,
+                            chunk_words=max_words)
+    report = IngestReport()
+    bar = tqdm(desc=f"ingest {options.collection}", unit=" items", disable=not progress,
+               dynamic_ncols=True)
+    batch: list[Record] = []
+    stream = iter(records)
+    while True:
+        with _timed(report, "read"):
+            entry = next(stream, None)
+        if entry is None:
+            break
+        if isinstance(entry, Problem):
+            report.problems.append(entry)
+            log.warning("skipped %s", entry)
+            bar.set_postfix(problems=len(report.problems), refresh=False)
+            continue
+        report.read += 1
+        batch.append(entry)
+        if len(batch) >= options.batch_size:
+            _write_batch(collection, encoder, batch, options, max_words, report, on_commit)
+            bar.update(len(batch))
+            batch = []
+    if batch:
+        _write_batch(collection, encoder, batch, options, max_words, report, on_commit)
+        bar.update(len(batch))
+    bar.close()
+    with _timed(report, "write"):
+        collection.refresh()
+    log.info("%s", report.summary())
+    return report
+
+
+def content_hash(record: Record, options: IngestOptions, fingerprint: str) -> str:
+    """Hash of everything that makes the stored item: fields, text fields, space and model."""
+    payload = json.dumps([record.fields, options.text_fields, options.space, fingerprint,
+                          options.chunk_overlap], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Record],
+                 options: IngestOptions, max_words: int | None, report: IngestReport,
+                 on_commit: Callable[[list[str]], None] | None) -> None:
+    with _timed(report, "diff"):
+        latest = {record.id: record for record in batch}  # a repeated id: the last one wins
+        hashes = {i: content_hash(r, options, encoder.info.fingerprint) for i, r in latest.items()}
+        stored = collection.content_hashes(list(latest))
+        changed = [r for i, r in latest.items() if stored.get(i) != hashes[i]]
+        report.unchanged += len(latest) - len(changed)
+        texts = [_text_of(r, options.text_fields) for r in changed]
+        # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
+        overlap = options.chunk_overlap if max_words is None else min(options.chunk_overlap,
+                                                                      max_words // 4)
+        chunked = [chunk_text(t, max_words, overlap) for t in texts]
+    if not changed:
+        return
+    with _timed(report, "encode"):
+        flat = [c.text for chunks in chunked for c in chunks]
+        vectors = encoder.encode(flat, role="document") if flat else np.zeros((0, 1))
+    items = []
+    start = 0
+    for record, chunks in zip(changed, chunked, strict=True):
+        item_vectors = vectors[start:start + len(chunks)]
+        start += len(chunks)
+        items.append(Item(id=record.id, fields=record.fields, content_hash=hashes[record.id],
+                          vectors={options.space: item_vectors},
+                          spans={options.space: [(c.start, c.end) for c in chunks]}))
+    with _timed(report, "write"):
+        collection.upsert(items)
+    report.written += len(items)
+    report.chunks += len(flat)
+    if on_commit is not None:
+        on_commit([item.id for item in items])
+
+
+def _text_of(record: Record, text_fields: Sequence[str]) -> str:
+    parts = [str(record.fields[f]).strip() for f in text_fields if record.fields.get(f)]
+    return "\n\n".join(p for p in parts if p)

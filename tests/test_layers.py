@@ -1,0 +1,68 @@
+"""The architecture's rules: imports go one way (api → indexers → engine), the engine never
+imports a deep-learning framework, and each package's ``__all__`` names what it exports."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMEWORKS = ("torch", "torchvision", "sentence_transformers", "transformers", "open_clip")
+FORBIDDEN = {
+    "engine": ("kinsight.indexers", "kinsight.api", *FRAMEWORKS),
+    "indexers": ("kinsight.api",),
+}
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against kinsight.<package>
+                parts = f"kinsight.{package}".split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_does_not_import_what_is_above_it(layer):
+    offenders = []
+    for path in sorted((ROOT / layer).rglob("*.py")):
+        for module in imported_modules(path, layer):
+            if any(module == f or module.startswith(f + ".") for f in FORBIDDEN[layer]):
+                offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_nothing_outside_api_imports_api():
+    for layer in ("engine", "indexers"):
+        for path in (ROOT / layer).rglob("*.py"):
+            assert not any(m.startswith("kinsight.api") for m in imported_modules(path, layer))
+
+
+def test_importing_the_engine_loads_no_framework():
+    code = ("import sys, kinsight.engine, kinsight.engine.search, kinsight.engine.evaluation\n"
+            f"print([m for m in {FRAMEWORKS!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("package", ["kinsight.engine", "kinsight.indexers", "kinsight.api",
+                                     "kinsight.api.http"])
+def test_exported_members_exist_and_are_listed(package):
+    module = importlib.import_module(package)
+    exported = module.__all__
+    assert len(exported) == len(set(exported))
+    for name in exported:
+        assert hasattr(module, name), f"{package}.__all__ lists missing {name}"
