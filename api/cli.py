@@ -116,6 +116,8 @@ def search(
     space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
     exact: Annotated[bool, typer.Option(help="Exact search, bypassing approximate indexes.")] = False,
     fusion: Annotated[str, typer.Option(help="Hybrid fusion: rrf | weighted.")] = "rrf",
+    aggregate: Annotated[str, typer.Option(
+        help="How a long item's chunk scores combine: max (best chunk) | mean.")] = "max",
     queries: Annotated[Path | None, typer.Option(
         help="Batch: JSONL of {\"qid\", \"text\"}; writes one JSON line per query.")] = None,
     out: Annotated[Path | None, typer.Option(help="With --queries: output file (default stdout).")
@@ -126,8 +128,10 @@ def search(
     if sum(x is not None for x in (text, like, queries)) != 1:
         err.print("error: give exactly one of TEXT, --like ID or --queries FILE")
         raise typer.Exit(2)
+    if aggregate not in ("max", "mean"):
+        raise typer.BadParameter(f"aggregate must be max or mean, not {aggregate!r}")
     options = SearchOptions(k=k, space=space, mode=_mode(mode), where=where, exact=exact,
-                            fusion=Fusion(method=_fusion(fusion)),
+                            fusion=Fusion(method=_fusion(fusion)), aggregate=aggregate,  # type: ignore[arg-type]
                             return_fields=() if queries else None)
     with _store(store, read_only=True) as opened:
         coll = opened.collection(collection)
@@ -172,7 +176,8 @@ def collections(ctx: typer.Context, store: StoreOpt = DEFAULT_STORE, as_json: Js
     table = Table("collection", "items", "spaces", "fields")
     for row in rows:
         table.add_row(row["name"], str(row["count"]),
-                      ", ".join(f"{s['name']} ({s['encoder']}, {s['dim']}-d)" for s in row["spaces"]),
+                      ", ".join(f"{s['name']} ({s['encoder']}, {s['dim']}-d, {s['index']})"
+                                for s in row["spaces"]),
                       ", ".join(row["fields"]))
     console.print(table)
 
@@ -194,6 +199,7 @@ def _describe(store: Store, name: str) -> dict[str, Any]:
     return {"name": name, "count": coll.count(), "fields": coll.fields(),
             "spaces": [{"name": s.name, "encoder": s.encoder.spec, "dim": s.dim,
                         "metric": s.metric, "fingerprint": s.encoder.fingerprint,
+                        "index": s.index_spec,
                         "source_fields": list(s.source_fields)} for s in coll.spaces().values()]}
 
 

@@ -105,23 +105,30 @@ class Collection:
     ) -> VectorSpace:
         """The space ``name``, created on first use; an existing one must have the same encoder."""
         validate_space_name(name)
-        existing = self.spaces().get(name)
-        if existing is not None:
-            existing.check_encoder(encoder)
-            return existing
         if metric not in METRICS:
             raise InvalidInputError(f"unknown metric {metric!r}; use one of {list(METRICS)}")
-        with self.store.writing(self.name) as con:
-            con.execute(
-                f"CREATE TABLE {self._schema}.{quote('vectors_' + name)} (seq BIGINT NOT NULL, "
-                "id VARCHAR NOT NULL, chunk INTEGER NOT NULL, start_char INTEGER, "
-                f"end_char INTEGER, vec FLOAT[{encoder.dim}] NOT NULL)")
-            con.execute(
-                "INSERT INTO kinsight.spaces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self.name, name, encoder.spec, encoder.modality, encoder.dim,
-                 encoder.fingerprint, encoder.max_tokens, metric, list(source_fields),
-                 chunk_words, recall_target])
-        return self.space(name)
+        if name not in self.spaces():
+            with self.store.writing() as con:  # a new, empty space changes no item: no generation
+                self._create_space(con, name, encoder, source_fields, metric, chunk_words,
+                                   recall_target)
+        existing = self.space(name)
+        existing.check_encoder(encoder)
+        return existing
+
+    def _create_space(self, con: Any, name: str, encoder: EncoderInfo,
+                      source_fields: Sequence[str], metric: str, chunk_words: int | None,
+                      recall_target: float) -> None:
+        # Check again under the write lock: another thread may have created it meanwhile.
+        if con.execute("SELECT 1 FROM kinsight.spaces WHERE collection = ? AND name = ?",
+                       [self.name, name]).fetchone():
+            return
+        con.execute(f"CREATE TABLE {self._schema}.{quote('vectors_' + name)} ("
+                    "seq BIGINT NOT NULL, id VARCHAR NOT NULL, chunk INTEGER NOT NULL, "
+                    f"start_char INTEGER, end_char INTEGER, vec FLOAT[{encoder.dim}] NOT NULL)")
+        con.execute("INSERT INTO kinsight.spaces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                    [self.name, name, encoder.spec, encoder.modality, encoder.dim,
+                     encoder.fingerprint, encoder.max_tokens, metric, list(source_fields),
+                     chunk_words, recall_target])
 
     # -- writing ----------------------------------------------------------------------------
     def upsert(self, items: Iterable[Item]) -> int:
@@ -191,9 +198,15 @@ class Collection:
     def _insert_items(self, con: Any, batch: list[Item], ids: list[str]) -> None:
         known = self.fields()
         names = sorted({name for item in batch for name in item.fields})
+        by_case = {k.lower(): k for k in known}
         for name in names:
             if name not in known:
                 validate_field_name(name)
+                # DuckDB column names ignore case: "Text" would be the column "text".
+                if by_case.setdefault(name.lower(), name) != name:
+                    raise InvalidInputError(
+                        f"field {name!r} differs from field {by_case[name.lower()]!r} only in "
+                        f"case; collection {self.name!r} cannot hold both: rename one")
                 known[name] = infer_field_type([item.fields.get(name) for item in batch])
                 con.execute(f"ALTER TABLE {self._schema}.items ADD COLUMN {quote(name)} "
                             f"{known[name]}")
@@ -208,7 +221,7 @@ class Collection:
 
     def _remove(self, con: Any, ids: list[str]) -> None:
         """Delete items and their vectors, logging removed vector seqs for the indexes."""
-        con.register("_gone", pa.table({"id": pa.array(ids, pa.string())}))
+        _with_ids(con, "_gone", ids)
         generation = con.execute("SELECT generation + 1 FROM kinsight.collections "
                                  "WHERE name = ?", [self.name]).fetchone()[0]
         for space in self.spaces().values():
@@ -248,8 +261,7 @@ class Collection:
         """Every field of the given items, by id."""
         if not ids:
             return {}
-        cur = self.store.cursor()
-        cur.register("_wanted", pa.table({"id": pa.array(list(ids), pa.string())}))
+        cur = _with_ids(self.store.cursor(), "_wanted", ids)
         table = cur.sql(f"SELECT * EXCLUDE (_hash, _updated_at) FROM {self._schema}.items "
                         "WHERE id IN (SELECT id FROM _wanted)").to_arrow_table()
         return {row.pop("id"): row for row in table.to_pylist()}
@@ -261,8 +273,7 @@ class Collection:
         """Stored content hash of each item that exists (ingest skips unchanged items)."""
         if not ids:
             return {}
-        cur = self.store.cursor()
-        cur.register("_wanted", pa.table({"id": pa.array(list(ids), pa.string())}))
+        cur = _with_ids(self.store.cursor(), "_wanted", ids)
         rows = cur.execute(f"SELECT id, _hash FROM {self._schema}.items "
                            "WHERE id IN (SELECT id FROM _wanted)").fetchall()
         return dict(rows)
@@ -280,18 +291,20 @@ class Collection:
     def vector_blocks(
         self, space: str, *, after_seq: int = 0, where: FilterInput = None,
         ids: Sequence[str] | None = None, block: int = VECTOR_BLOCK,
+        cursor: duckdb.DuckDBPyConnection | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-        """Stored vectors in blocks ``(seqs (b,), vectors (b, dim) float32, item ids)``."""
+        """Stored vectors in blocks ``(seqs (b,), vectors (b, dim) float32, item ids)``; pass a
+        ``cursor`` inside a transaction to read them from that transaction's snapshot."""
         vs = self.space(space)
         sql = f"SELECT seq, vec, id FROM {self._schema}.{quote(vs.table)} WHERE seq > ?"
         params: list[Any] = [after_seq]
-        cur = self.store.cursor()
+        cur = cursor or self.store.cursor()
         compiled = compile_filter(where, self.fields())
         if compiled is not None:
             sql += (f" AND id IN (SELECT id FROM {self._schema}.items WHERE {compiled.sql})")
             params += compiled.params
         if ids is not None:
-            cur.register("_wanted", pa.table({"id": pa.array(list(ids), pa.string())}))
+            _with_ids(cur, "_wanted", ids)
             sql += " AND id IN (SELECT id FROM _wanted)"
         with _filter_errors(where):
             reader = cur.sql(sql + " ORDER BY seq", params=params).to_arrow_reader(block)
@@ -357,6 +370,13 @@ class Collection:
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, items={self.count()}, spaces={list(self.spaces())})"
+
+
+def _with_ids(cur: duckdb.DuckDBPyConnection, name: str, ids: Sequence[str]
+              ) -> duckdb.DuckDBPyConnection:
+    """Register ids as a one-column table ``name``, so SQL can join a list of any length."""
+    cur.register(name, pa.table({"id": pa.array(list(ids), pa.string())}))
+    return cur
 
 
 @contextmanager

@@ -148,16 +148,18 @@ class IndexKeeper:
         schema = quote(self.collection.name)
         cur.begin()  # one snapshot: the generation, the deletions and the additions agree
         try:
+            # fetchall, not fetchone: DuckDB refuses new work on a cursor with a result open.
             generation = cur.execute("SELECT generation FROM kinsight.collections WHERE name = ?",
-                                     [self.collection.name]).fetchone()[0]
+                                     [self.collection.name]).fetchall()[0][0]
             if generation < index.generation:
                 return False  # the index is ahead of the database: never trust it
             deleted = cur.execute(
                 f"SELECT seq FROM {schema}.deleted WHERE space = ? AND generation > ? "
                 "AND seq <= ?", [self.space.name, index.generation, index.max_seq]).fetchnumpy()
             stored = cur.execute(f"SELECT count(*) FROM {schema}.{quote(self.space.table)}"
-                                 ).fetchone()[0]
-            blocks = list(self.collection.vector_blocks(self.space.name, after_seq=index.max_seq))
+                                 ).fetchall()[0][0]
+            blocks = list(self.collection.vector_blocks(self.space.name, after_seq=index.max_seq,
+                                                        cursor=cur))
         finally:
             cur.commit()
         with self._lock.writing():
@@ -179,6 +181,10 @@ class IndexKeeper:
         for seqs, vectors, _ in self.collection.vector_blocks(self.space.name):
             index.add(seqs, vectors)
         index.generation = generation
+        if not store.read_only:  # the catalog says which index a space has (no generation bump)
+            with store.writing() as con:
+                con.execute("UPDATE kinsight.spaces SET index_spec = ? WHERE collection = ? "
+                            "AND name = ?", [spec.factory, self.collection.name, self.space.name])
         log.info("built %s index for %s/%s over %d vectors (%s)", spec.factory,
                  self.collection.name, self.space.name, index.ntotal, spec.reason)
         return index

@@ -19,7 +19,8 @@ class VectorSpace:
 
     ``metric`` is how vectors compare (cosine vectors are stored unit-length);
     ``chunk_words`` is the chunk size long texts were split into (None: never split);
-    ``recall_target`` is what an approximate index must reach against exact search.
+    ``recall_target`` is what an approximate index must reach against exact search;
+    ``index_spec`` is the FAISS factory string of its current index (None until first built).
     """
 
     collection: str
@@ -29,6 +30,7 @@ class VectorSpace:
     source_fields: tuple[str, ...]
     chunk_words: int | None
     recall_target: float
+    index_spec: str | None = None
 
     @property
     def dim(self) -> int:
@@ -54,4 +56,5 @@ class VectorSpace:
                            fingerprint=row["fingerprint"], max_tokens=row["max_tokens"])
         return cls(collection=row["collection"], name=row["name"], encoder=info,
                    metric=row["metric"], source_fields=tuple(row["source_fields"]),
-                   chunk_words=row["chunk_words"], recall_target=row["recall_target"])
+                   chunk_words=row["chunk_words"], recall_target=row["recall_target"],
+                   index_spec=row.get("index_spec"))

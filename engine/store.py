@@ -61,8 +61,10 @@ CREATE TABLE IF NOT EXISTS kinsight.spaces (
     collection VARCHAR NOT NULL, name VARCHAR NOT NULL, encoder_spec VARCHAR NOT NULL,
     modality VARCHAR NOT NULL, dim INTEGER NOT NULL, fingerprint VARCHAR NOT NULL,
     max_tokens INTEGER, metric VARCHAR NOT NULL, source_fields VARCHAR[] NOT NULL,
-    chunk_words INTEGER, recall_target DOUBLE NOT NULL
+    chunk_words INTEGER, recall_target DOUBLE NOT NULL, index_spec VARCHAR
 );
+-- Stores created before spaces recorded their index type.
+ALTER TABLE kinsight.spaces ADD COLUMN IF NOT EXISTS index_spec VARCHAR;
 CREATE TABLE IF NOT EXISTS kinsight.sequence (next_seq BIGINT NOT NULL);
 INSERT INTO kinsight.sequence SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM kinsight.sequence);
 """
@@ -192,16 +194,19 @@ class Store:
         """Open an existing collection."""
         from .collection import Collection  # collection imports store: break the cycle here
 
-        if name not in self._collections:
-            if name not in self.list_collections():
-                raise NotFoundError(self._missing(name))
-            self._collections[name] = Collection(self, name)
-        return self._collections[name]
+        with self._write_lock:  # one Collection object per name, whichever thread asks first
+            if name not in self._collections:
+                if name not in self.list_collections():
+                    raise NotFoundError(self._missing(name))
+                self._collections[name] = Collection(self, name)
+            return self._collections[name]
 
     def drop_collection(self, name: str) -> None:
-        if name not in self.list_collections():
-            raise NotFoundError(self._missing(name))
         with self.writing() as con:
+            # Checked inside the transaction: a concurrent drop must get NotFound, not a crash.
+            if not con.execute("SELECT 1 FROM kinsight.collections WHERE name = ?",
+                               [name]).fetchone():
+                raise NotFoundError(self._missing(name))
             con.execute(f"DROP SCHEMA {quote(name)} CASCADE")
             con.execute("DELETE FROM kinsight.collections WHERE name = ?", [name])
             con.execute("DELETE FROM kinsight.spaces WHERE collection = ?", [name])

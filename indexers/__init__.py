@@ -6,7 +6,8 @@ Encoders are not imported here (they pull torch); the engine finds them by entry
 from __future__ import annotations
 
 from .ingest import IngestOptions, IngestReport, ingest_file, ingest_records
-from .readers import Problem, Record, read_records
+from .readers import read_records
+from .records import Problem, Record, record_from_mapping
 
 __all__ = [
     "IngestOptions",
@@ -16,4 +17,5 @@ __all__ = [
     "ingest_file",
     "ingest_records",
     "read_records",
+    "record_from_mapping",
 ]

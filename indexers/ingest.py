@@ -23,7 +23,8 @@ from tqdm import tqdm
 from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, Item, Store, load_encoder
 
 from .chunking import chunk_text, words_per_chunk
-from .readers import Problem, Record, read_records
+from .readers import read_records
+from .records import Problem, Record
 
 __all__ = ["IngestOptions", "IngestReport", "ingest_file", "ingest_records"]
 
@@ -90,8 +91,14 @@ def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
 
 def ingest_records(store: Store, records: Iterable[Record | Problem], options: IngestOptions, *,
                    encoder: Encoder | None = None, progress: bool = True,
-                   on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
-    """Ingest records into ``options.collection`` (created if missing); see the module docstring."""
+                   on_commit: Callable[[list[str]], None] | None = None,
+                   save_indexes: bool = True) -> IngestReport:
+    """Ingest records into ``options.collection`` (created if missing); see the module docstring.
+
+    With ``save_indexes`` (the default for files) the indexes are brought up to date and saved at
+    the end; a server ingesting small batches passes False: its indexes catch up on the next
+    search and are saved when the store closes.
+    """
     encoder = encoder or load_encoder(options.encoder)
     collection = store.create_collection(options.collection, exist_ok=True)
     max_words = words_per_chunk(encoder.info.max_tokens)
@@ -122,8 +129,9 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
         _write_batch(collection, encoder, batch, options, max_words, report, on_commit)
         bar.update(len(batch))
     bar.close()
-    with _timed(report, "write"):
-        collection.refresh()
+    if save_indexes:
+        with _timed(report, "write"):
+            collection.refresh()
     log.info("%s", report.summary())
     return report
 
@@ -145,6 +153,12 @@ def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Recor
         changed = [r for i, r in latest.items() if stored.get(i) != hashes[i]]
         report.unchanged += len(latest) - len(changed)
         texts = [_text_of(r, options.text_fields) for r in changed]
+        # Readers never yield such records; records built in code might.
+        for record in [r for r, t in zip(changed, texts, strict=True) if not t]:
+            report.problems.append(Problem(
+                record.source, record.line, f"item {record.id!r} has no text in "
+                f"{', '.join(options.text_fields)}", "fill one of the text fields"))
+        changed, texts = [r for r, t in zip(changed, texts, strict=True) if t], [t for t in texts if t]
         # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
         overlap = options.chunk_overlap if max_words is None else min(options.chunk_overlap,
                                                                       max_words // 4)

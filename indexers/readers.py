@@ -9,29 +9,25 @@ format, an id or text column that no row could have) raises before any record is
 
 from __future__ import annotations
 
-import base64
 import csv
 import gzip
 import io
 import json
 import logging
-import math
 import os
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from collections.abc import Iterator, Sequence
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kinsight.engine.errors import InvalidInputError, NotFoundError
 
-__all__ = ["FOLDER_SUFFIXES", "FORMATS", "Problem", "Record", "infer_format", "read_records"]
+from .records import Problem, Record, describe_value, quoted_names, record_from_mapping
+
+__all__ = ["FOLDER_SUFFIXES", "FORMATS", "infer_format", "read_records"]
 
 log = logging.getLogger(__name__)
 
@@ -44,45 +40,11 @@ _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonlines": "jsonl",
 _SUFFIX_FORMATS |= {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_BATCH_ROWS = 1024
-_MAX_KEYS_SHOWN = 20
 # The csv module refuses fields over 128 KiB by default; long documents are what chunking is for.
 _CSV_FIELD_LIMIT = 2**31 - 1
-_KINDS = {dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
 _BROKEN_FIX = "re-create or re-download the file"
 _JSONL_FIX = "fix or delete the line; each line must hold one JSON object"
 _UTF8_FIX = "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record to ingest: ``fields`` holds every key but the id, as plain Python values.
-
-    Values are str, int, float, bool, None or lists of those; nested objects are JSON strings.
-    ``line`` is the 1-based line (JSON Lines, CSV), row (Parquet), or 1 (a file of a folder).
-    """
-
-    id: str
-    fields: dict[str, Any]
-    source: str
-    line: int
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A record that was skipped: where it is, what is wrong, and how to fix it."""
-
-    source: str
-    line: int | None
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{where}: {self.message} — {self.fix}"
-
-
-class _BadValue(Exception):
-    """A value of a type that cannot be used where it is (raised and caught inside this module)."""
 
 
 def infer_format(path: str | Path) -> str:
@@ -180,100 +142,9 @@ def _check_columns(
         )
     if not any(name in columns for name in fields):
         raise InvalidInputError(
-            f"{root}: no text column {_names(fields)}; columns found: {found}. "
+            f"{root}: no text column {quoted_names(fields)}; columns found: {found}. "
             "Pass --text-field NAME (text_fields=) naming the columns that hold text"
         )
-
-
-def _make_record(
-    raw: dict[str, Any], source: str, line: int, id_field: str, text_fields: tuple[str, ...]
-) -> Record | Problem:
-    try:
-        record_id = _clean_id(raw.get(id_field))
-    except _BadValue as e:
-        return Problem(source, line, f"id field {id_field!r} {e}", "use a string or whole number")
-    if record_id is None:
-        fix = f"give the record an {id_field!r} or pass --id-field NAME; it has keys: {_keys(raw)}"
-        return Problem(source, line, f"missing or empty id field {id_field!r}", fix)
-    fields = {name: _plain(value) for name, value in raw.items() if name != id_field}
-    has_text = False
-    for name in text_fields:
-        try:
-            text = _clean_text(raw.get(name))
-        except _BadValue as e:
-            fix = f"store a string in {name!r} or pass --text-field NAME for a field with text"
-            return Problem(source, line, f"text field {name!r} {e}, not text", fix)
-        if name in fields:
-            fields[name] = text
-        has_text = has_text or bool(text and text.strip())
-    if not has_text:
-        fix = f"fill it or pass --text-field NAME; the record has keys: {_keys(raw)}"
-        return Problem(source, line, f"no text in {_names(text_fields)} (missing or empty)", fix)
-    return Record(id=record_id, fields=fields, source=source, line=line)
-
-
-def _clean_id(value: Any) -> str | None:
-    """The id as a stripped string, None when missing or empty."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    # Parquet files written from pandas hold integer ids as floats when a column has nulls.
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise _BadValue(f"holds {_describe(value)}")
-
-
-def _clean_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float) and math.isnan(value):
-        return None  # a null that went through pandas
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise _BadValue(f"holds {_describe(value)}")
-
-
-def _plain(value: Any) -> Any:
-    """A value as str, int, float, bool, None or a list of those; objects become JSON strings."""
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, default=str)
-    if isinstance(value, list | tuple):
-        items = [_plain(item) for item in value]
-        if any(isinstance(item, list) for item in items):
-            return json.dumps(value, sort_keys=True, default=str)
-        return items
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")  # binary columns: images, hashes
-    return str(value)
-
-
-def _describe(value: Any) -> str:
-    shown = repr(value)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    return f"{_KINDS.get(type(value), 'a ' + type(value).__name__)} ({shown})"
-
-
-def _names(fields: Iterable[str]) -> str:
-    names = [repr(name) for name in fields]
-    return ("field " if len(names) == 1 else "fields ") + ", ".join(names)
-
-
-def _keys(raw: dict[str, Any]) -> str:
-    names = [str(name) for name in raw]
-    more = len(names) - _MAX_KEYS_SHOWN
-    shown = ", ".join(names[:_MAX_KEYS_SHOWN]) or "none"
-    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def _open_binary(path: Path) -> io.BufferedIOBase:
@@ -334,10 +205,10 @@ def _read_jsonl(path: Path, id_field: str, fields: tuple[str, ...]) -> Iterator[
                 yield Problem(source, number, f"not valid JSON: {why}", _JSONL_FIX)
                 continue
             if not isinstance(obj, dict):
-                message = f"the line holds {_describe(obj)}, not a JSON object"
+                message = f"the line holds {describe_value(obj)}, not a JSON object"
                 yield Problem(source, number, message, _JSONL_FIX)
                 continue
-            yield _make_record(obj, source, number, id_field, fields)
+            yield record_from_mapping(obj, source, number, id_field=id_field, text_fields=fields)
 
 
 def _csv_lines(
@@ -409,7 +280,7 @@ def _read_csv(
                 continue
             # A cell left empty is a missing value (as pandas and DuckDB read it), not "".
             raw = {name: value or None for name, value in zip_longest(header, row)}
-            yield _make_record(raw, source, start, id_field, fields)
+            yield record_from_mapping(raw, source, start, id_field=id_field, text_fields=fields)
     yield from failures
 
 
@@ -423,7 +294,8 @@ def _read_parquet(
             for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
                 for row in batch.to_pylist():
                     number += 1
-                    yield _make_record(row, source, number, id_field, fields)
+                    yield record_from_mapping(row, source, number, id_field=id_field,
+                                              text_fields=fields)
         except (OSError, ValueError, pa.ArrowException) as e:
             # A corrupt row group or a value Python cannot hold: the rows after it are lost.
             message = f"cannot read rows from here ({e}); the rest was not read"

@@ -263,6 +263,10 @@ def load_sentence_encoder(argument: str) -> SentenceEncoder:
     if not device.startswith(("cuda", "mps")):
         configure_cpu_threads()
     started = time.perf_counter()
+    # transformers draws a "Loading weights" bar on every load; kinsight has its own progress.
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     try:
         # local_files_only keeps a folder load from asking the Hub about anything, without
         # flipping HF_HUB_OFFLINE for the whole process.

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 
 from kinsight.engine import Store
-from kinsight.indexers import IngestOptions, Record, ingest_records
+from kinsight.indexers import IngestOptions, ingest_records
+from kinsight.indexers.records import Record
 
 store_path, start_round = sys.argv[1], int(sys.argv[2])
 options = IngestOptions(collection="docs", encoder="fake:dim=32", batch_size=7)

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from kinsight.engine.errors import InvalidInputError, NotFoundError
-from kinsight.indexers.readers import Problem, Record, infer_format, read_records
+from kinsight.indexers.readers import infer_format, read_records
+from kinsight.indexers.records import Problem, Record
 
 __all__: list[str] = []
 

@@ -134,3 +134,22 @@ def test_ivf_index_recall_against_exact():
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
     assert recall >= 0.9
     assert index.remove(seqs[:100]) == 100 and index.ntotal == 19_900
+
+
+@pytest.mark.gpu
+def test_gpu_index_agrees_with_cpu():
+    from kinsight.engine.vector_index import gpu_count
+
+    if gpu_count() == 0:
+        pytest.skip("FAISS sees no GPU (install kinsight[gpu] on a CUDA machine)")
+    rng = np.random.default_rng(1)
+    data = normalized(rng.normal(size=(5000, 64)).astype(np.float32))
+    seqs = np.arange(1, 5001)
+    cpu = VectorIndex(IndexSpec("Flat"), 64, "cosine", "fp")
+    gpu = VectorIndex(IndexSpec("Flat", gpu=True), 64, "cosine", "fp")
+    for index in (cpu, gpu):
+        index.add(seqs, data)
+    _, on_cpu = cpu.search(data[:50], 10)
+    _, on_gpu = gpu.search(data[:50], 10)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(on_cpu, on_gpu, strict=True)])
+    assert overlap >= 0.98  # fp16 storage on the GPU may swap near-ties

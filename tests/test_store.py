@@ -148,3 +148,29 @@ def test_second_writer_process_gets_a_clear_error(tmp_path):
 
 def test_locked_error_type_is_exported():
     assert issubclass(StoreLockedError, Exception)
+
+
+def test_field_names_differing_only_in_case_are_refused(filled):
+    with pytest.raises(InvalidInputError, match=r"'Text'.*'text'"):
+        filled.upsert([Item(id="x", fields={"Text": "shouting"})])
+
+
+def test_concurrent_first_use_of_a_space_creates_it_once(store):
+    import threading
+
+    docs = store.create_collection("docs")
+    errors = []
+
+    def create() -> None:
+        try:
+            docs.ensure_space("text", VECTOR_ENCODER)
+        except Exception as e:  # collected and asserted on below
+            errors.append(e)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert list(docs.spaces()) == ["text"]

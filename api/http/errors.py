@@ -9,6 +9,7 @@ arbitrary exceptions can hold paths, SQL or data that must not leave the server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -62,7 +63,7 @@ def status_for(error: BaseException) -> int | None:
 
 
 def error_response(status: int, error: str, detail: Any,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status,
                         headers=headers)
 

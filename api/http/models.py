@@ -47,7 +47,7 @@ __all__ = [
 ItemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 FieldName = Annotated[str, StringConstraints(min_length=1)]
 
-_FILTER_EXAMPLE = {"and": [{"field": "section", "op": "eq", "value": "python"},
+_FILTER_EXAMPLE: dict[str, Any] = {"and": [{"field": "section", "op": "eq", "value": "python"},
                            {"field": "year", "op": "ge", "value": 2020}]}
 
 

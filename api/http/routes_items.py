@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
 
 from fastapi import APIRouter
 
 from kinsight.engine import InvalidInputError, NotFoundError, Store, VectorSpace
-from kinsight.engine.schema import validate_field_name
 from kinsight.indexers.ingest import IngestOptions, ingest_records
-from kinsight.indexers.readers import Problem, Record
+from kinsight.indexers.records import Problem, Record, record_from_mapping
 
 from .deps import CollectionDep, SettingsDep, StoreDep, WriteLockDep
 from .models import (
@@ -27,7 +24,7 @@ from .models import (
     UpsertResponse,
 )
 
-__all__ = ["REQUEST_SOURCE", "record_from_item", "router"]
+__all__ = ["REQUEST_SOURCE", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
     with write_lock:
         space = _existing_space(store, name, body.space)
         text_fields = _text_fields(body, name, space)
-        entries = [record_from_item(i, item, text_fields) for i, item in enumerate(body.items)]
+        entries = [_record(i + 1, item, text_fields) for i, item in enumerate(body.items)]
         records = [e for e in entries if isinstance(e, Record)]
         problems = [e for e in entries if isinstance(e, Problem)]
         written = unchanged = 0
@@ -60,7 +57,7 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
             options = IngestOptions(
                 collection=name, text_fields=text_fields, space=body.space,
                 encoder=settings.encoder if space is None else space.encoder.spec,
-                # One transaction for the whole request: it is written entirely or not at all.
+                # One transaction for all the items: they are written all or none.
                 batch_size=len(records))
             report = ingest_records(store, records, options, progress=False)
             written, unchanged = report.written, report.unchanged
@@ -115,45 +112,11 @@ def _text_fields(body: UpsertRequest, collection: str, space: VectorSpace | None
     return requested
 
 
-def record_from_item(position: int, item: ItemIn, text_fields: Sequence[str]) -> Record | Problem:
-    """The ingest record for one posted item, or the problem that keeps it out.
-
-    Mirrors what the file readers check, since ``ingest_records`` trusts its records: field names
-    the store accepts, text fields holding text, at least one of them non-empty.
-    """
-    line = position + 1
-    for name in item.fields:
-        try:
-            validate_field_name(name)
-        except InvalidInputError as e:
-            return Problem(REQUEST_SOURCE, line, str(e), "rename the field")
-    fields = {name: _plain(value) for name, value in item.fields.items()}
-    has_text = False
-    for name in text_fields:
-        value = item.fields.get(name)  # before _plain, which would turn an object into text
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            return Problem(REQUEST_SOURCE, line, f"text field {name!r} holds "
-                           f"{type(value).__name__}, not text",
-                           f"store a string in {name!r}, or name other text_fields")
-        fields[name] = str(value)  # as the readers do: a number in a text field is text
-        has_text = has_text or bool(fields[name].strip())
-    if not has_text:
-        return Problem(REQUEST_SOURCE, line,
-                       f"item {item.id!r} has no text in {', '.join(map(repr, text_fields))} "
-                       "(missing or empty)",
-                       "fill one of them, or name the fields that hold text in text_fields")
-    return Record(id=item.id, fields=fields, source=REQUEST_SOURCE, line=line)
-
-
-def _plain(value: Any) -> Any:
-    """Nested JSON as the file readers store it: objects, and lists holding lists, become JSON
-    strings; a list of objects becomes a list of JSON strings."""
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    if isinstance(value, list):
-        if any(isinstance(v, list) for v in value):
-            return json.dumps(value, sort_keys=True)
-        return [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in value]
-    return value
+def _record(line: int, item: ItemIn, text_fields: Sequence[str]) -> Record | Problem:
+    """The ingest record for one posted item, checked as the file readers check their rows."""
+    if "id" in item.fields:
+        # Merged with the id below it would be overwritten without a word; refuse it instead.
+        return Problem(REQUEST_SOURCE, line, "invalid field name 'id': the item's id goes in "
+                       "\"id\" next to \"fields\", not among them", "rename or remove the field")
+    return record_from_mapping({**item.fields, "id": item.id}, REQUEST_SOURCE, line,
+                               id_field="id", text_fields=text_fields)

@@ -18,15 +18,15 @@ class Settings(BaseSettings):
     # An empty variable (``KINSIGHT_API_KEY=`` in a .env file) means "not set", not "the empty key".
     model_config = SettingsConfigDict(env_prefix="KINSIGHT_", env_ignore_empty=True, extra="ignore")
 
-    store: str = Field("./kinsight-store", description="Store directory, or ':memory:'.")
+    store: str = Field(default="./kinsight-store", description="Store directory, or ':memory:'.")
     # repr=False: settings get logged and printed; the key must not be.
     api_key: str | None = Field(
-        None, min_length=1, repr=False,
+        default=None, min_length=1, repr=False,
         description="When set, every route but /health and the docs needs header X-API-Key.")
     max_request_bytes: int = Field(
-        10_000_000, gt=0, description="Larger request bodies are refused with 413.")
+        default=10_000_000, gt=0, description="Larger request bodies are refused with 413.")
     max_batch_items: int = Field(
-        1000, ge=1, description="Most items one upsert request may carry.")
+        default=1000, ge=1, description="Most items one upsert request may carry.")
     encoder: str = Field(
-        DEFAULT_TEXT_ENCODER, min_length=1,
+        default=DEFAULT_TEXT_ENCODER, min_length=1,
         description="Encoder spec for text spaces that an upsert creates (existing spaces keep theirs).")
