@@ -418,3 +418,15 @@ def test_real_uvicorn_server(tmp_path):
     with Store(store_dir) as store:  # the server released the write lock and kept everything
         assert store.collection("docs").count() == len(DOCS)
         assert any((store_dir / "indexes" / "docs").iterdir())
+
+
+def test_long_items_are_chunked_and_scores_aggregate(docs):
+    words = " ".join(f"filler{i}" for i in range(90))
+    docs.post("/collections/docs/items", json={"items": [
+        {"id": "long", "fields": {"text": f"zebra stripes {words}"}}]})
+    best = search(docs, text="zebra stripes", k=1, mode="dense").json()["hits"][0]
+    mean = search(docs, text="zebra stripes", k=1, mode="dense", aggregate="mean").json()["hits"][0]
+    assert best["id"] == mean["id"] == "long"
+    assert best["chunk"]["index"] == 0 and best["chunk"]["end"] < len(f"zebra stripes {words}")
+    assert mean["score"] < best["score"]  # the later chunks do not mention zebras
+    assert search(docs, text="x", aggregate="median").status_code == 422

@@ -202,6 +202,8 @@ class SearchRequest(_Request):
     exact: bool = Field(False, description="Exact search instead of the approximate index.")
     fusion: Literal["rrf", "weighted"] = Field("rrf", description="How hybrid merges rankings.")
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Dense share with weighted fusion.")
+    aggregate: Literal["max", "mean"] = Field(
+        "max", description="How a long item's chunk scores combine: best chunk or mean.")
     fields: list[FieldName] | None = Field(
         None, description="Fields to return with each hit; left out: all, []: none.")
 

@@ -28,6 +28,7 @@ def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchR
     options = SearchOptions(
         k=body.k, space=body.space, mode=body.mode, where=body.filter, exact=body.exact,
         fusion=Fusion(method=body.fusion, dense_weight=body.dense_weight),
+        aggregate=body.aggregate,
         return_fields=_return_fields(collection, body.fields))
     hits = search(collection, _query(body), options)
     took_ms = (time.perf_counter() - started) * 1000
