@@ -181,7 +181,9 @@ class Collection:
                     f"{vectors.shape[1]}, the space has {space.dim}")
             if not np.all(np.isfinite(vectors)):
                 raise InvalidInputError(f"item {item.id!r}: vector for {name!r} has NaN or inf")
-            item_spans = item.spans.get(name) or [(None, None)] * len(vectors)
+            given = item.spans.get(name)
+            item_spans: list[tuple[int | None, int | None]] = (
+                list(given) if given else [(None, None)] * len(vectors))
             if len(item_spans) != len(vectors):
                 raise InvalidInputError(f"item {item.id!r}: {len(vectors)} vectors but "
                                         f"{len(item_spans)} chunk spans for space {name!r}")
@@ -245,12 +247,11 @@ class Collection:
 
     # -- reading ----------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self.store.cursor().execute(
-            f"SELECT count(*) FROM {self._schema}.items").fetchone()[0])
+        return int(self.store.scalar(f"SELECT count(*) FROM {self._schema}.items"))
 
     def count_vectors(self, space: str) -> int:
-        return int(self.store.cursor().execute(
-            f"SELECT count(*) FROM {self._schema}.{quote(self.space(space).table)}").fetchone()[0])
+        return int(self.store.scalar(
+            f"SELECT count(*) FROM {self._schema}.{quote(self.space(space).table)}"))
 
     def get(self, ids: Sequence[str]) -> list[Item]:
         """Items by id, in the order asked; ids that do not exist are left out."""

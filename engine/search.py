@@ -97,6 +97,9 @@ class Hit:
     chunk: ChunkMatch | None = None
 
 
+NO_CHUNK: ChunkMatch | None = None  # BM25 ranks whole items: no chunk to point at
+
+
 def search(collection: Collection, query: Query, options: SearchOptions) -> list[Hit]:
     return search_many(collection, [query], options)[0]
 
@@ -121,8 +124,9 @@ def search_many(
     if options.mode in ("bm25", "hybrid"):
         texts = [_query_text(collection, space, q) for q in queries]
         lexical = collection.lexical(space.name).current()
-        bm25 = [[(i, s, None) for i, s in lexical.search(t, depth + len(ex), allowed_ids)
-                 if i not in ex][:depth] for t, ex in zip(texts, excluded, strict=True)]
+        bm25: list[list[tuple[str, float, ChunkMatch | None]]] = [
+            [(i, s, NO_CHUNK) for i, s in lexical.search(t, depth + len(ex), allowed_ids)
+             if i not in ex][:depth] for t, ex in zip(texts, excluded, strict=True)]
     if options.mode == "dense":
         ranked = dense
     elif options.mode == "bm25":
@@ -159,7 +163,7 @@ def _query_vectors(collection: Collection, space: VectorSpace, queries: Sequence
                                     "numpy vector or ById(item_id)")
     if space.metric == "cosine":
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out = out / np.where(norms == 0, 1, norms)
+        out /= np.where(norms == 0, 1, norms)
     return out
 
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -126,6 +126,11 @@ class Store:
         self._check_open()
         return self._con.cursor()
 
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        """The single value a query returns (None when it returns no row)."""
+        rows = self.cursor().execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
+
     @contextmanager
     def writing(self, collection: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction; with ``collection``, that collection's generation goes up."""
@@ -159,11 +164,11 @@ class Store:
         return int(row[0])
 
     def generation(self, collection: str) -> int:
-        row = self.cursor().execute(
-            "SELECT generation FROM kinsight.collections WHERE name = ?", [collection]).fetchone()
-        if row is None:
+        value = self.scalar("SELECT generation FROM kinsight.collections WHERE name = ?",
+                            [collection])
+        if value is None:
             raise NotFoundError(self._missing(collection))
-        return int(row[0])
+        return int(value)
 
     # -- collections ------------------------------------------------------------------------
     def list_collections(self) -> list[str]:

@@ -5,6 +5,8 @@ FAISS does the searching; this wrapper adds what a store needs around it: ids th
 caught up, never trusted), an atomic single-file format, filtered search and a GPU copy.
 """
 
+# faiss's bundled stubs describe the SWIG constructors without their keyword arguments:
+# mypy: disable-error-code="call-arg,assignment,arg-type"
 from __future__ import annotations
 
 import json
