@@ -290,8 +290,10 @@ def _read_parquet(
     source = str(path)
     number = 0
     with pq.ParquetFile(path) as parquet:
+        # pandas stores its row index as columns named __index_level_N__: bookkeeping, not data.
+        columns = [c for c in parquet.schema_arrow.names if not c.startswith("__index_level_")]
         try:
-            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns):
                 for row in batch.to_pylist():
                     number += 1
                     yield record_from_mapping(row, source, number, id_field=id_field,

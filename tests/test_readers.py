@@ -474,3 +474,13 @@ def test_folder_bad_files_are_problems_and_the_rest_is_read(tmp_path: Path) -> N
 
 def test_empty_folder_gives_nothing(tmp_path: Path) -> None:
     assert list(read_records(tmp_path)) == []
+
+
+def test_parquet_drops_the_pandas_index_columns(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "pandas.parquet"
+    pq.write_table(pa.table({"id": ["a"], "text": ["hello"], "__index_level_0__": [7]}), path)
+    (record,) = list(read_records(path))
+    assert record.fields == {"text": "hello"}
