@@ -109,7 +109,8 @@ def search(
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
     k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Number of results.")] = 10,
-    mode: Annotated[str, typer.Option(help="dense | bm25 | hybrid")] = "hybrid",
+    mode: Annotated[str, typer.Option(
+        help="auto (hybrid for text) | dense | bm25 | hybrid")] = "auto",
     like: Annotated[str | None, typer.Option(help="Search by a stored item's id instead.")] = None,
     where: Annotated[str | None, typer.Option(
         help="SQL WHERE over the fields, e.g. \"section = 'python'\" (trusted local use).")] = None,
@@ -264,8 +265,8 @@ def demo(
 
 
 def _mode(value: str) -> SearchMode:
-    if value not in ("dense", "bm25", "hybrid"):
-        raise typer.BadParameter(f"mode must be dense, bm25 or hybrid, not {value!r}")
+    if value not in ("auto", "dense", "bm25", "hybrid"):
+        raise typer.BadParameter(f"mode must be auto, dense, bm25 or hybrid, not {value!r}")
     return value  # type: ignore[return-value]
 
 

@@ -359,10 +359,11 @@ class Collection:
     # -- querying ---------------------------------------------------------------------------
     def search(
         self, query: Query, *, k: int = 10, space: str | None = None,
-        mode: SearchMode = "dense", where: FilterInput = None, exact: bool = False,
+        mode: SearchMode = "auto", where: FilterInput = None, exact: bool = False,
         aggregate: Literal["max", "mean"] = "max", fusion: Fusion | None = None,
     ) -> list[Hit]:
-        """Dense, BM25 or hybrid search by text, vector or ``ById``; see ``engine.search``."""
+        """Search by text, vector or ``ById``: ``mode`` auto (hybrid for text, dense for vectors),
+        dense, bm25 or hybrid; see ``engine.search``."""
         from .search import Fusion, SearchOptions, search
 
         return search(self, query, SearchOptions(

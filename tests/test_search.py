@@ -44,7 +44,7 @@ def test_filter_through_faiss_selector_when_many_match(filled, vectors, monkeypa
 
 
 def test_query_by_id_leaves_the_item_out(filled, vectors):
-    hits = filled.search(ById("d5"), k=5)
+    hits = filled.search(ById("d5"), k=5, mode="dense")
     assert "d5" not in {h.id for h in hits}
     assert [h.id for h in hits] == brute_force(vectors, vectors[5], 6)[1:]
 
@@ -153,3 +153,16 @@ def test_gpu_index_agrees_with_cpu():
     _, on_gpu = gpu.search(data[:50], 10)
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(on_cpu, on_gpu, strict=True)])
     assert overlap >= 0.98  # fp16 storage on the GPU may swap near-ties
+
+
+def test_auto_mode_is_hybrid_for_text_and_dense_for_vectors(filled, vectors):
+    from kinsight.engine.search import resolve_mode
+
+    space = filled.space()
+    assert resolve_mode("auto", space, ["cats"]) == "hybrid"
+    assert resolve_mode("auto", space, [ById("d1")]) == "hybrid"
+    assert resolve_mode("auto", space, [vectors[0]]) == "dense"
+    assert resolve_mode("bm25", space, [vectors[0]]) == "bm25"
+    assert [h.id for h in filled.search(vectors[3], k=3)] == brute_force(vectors, vectors[3], 3)
+    fused = filled.search(ById("d42"), k=5)
+    assert fused == filled.search(ById("d42"), k=5, mode="hybrid")

@@ -196,7 +196,8 @@ class SearchRequest(_Request):
         None, min_length=1, description="Query vector; its length must be the space's dimension.")
     id: ItemId | None = Field(None, description="Find items like this stored one (it is left out).")
     k: int = Field(10, ge=1, le=1000)
-    mode: Literal["dense", "bm25", "hybrid"] = "dense"
+    mode: Literal["auto", "dense", "bm25", "hybrid"] = Field(
+        "auto", description="auto: hybrid for text and id queries, dense for vectors.")
     space: str | None = Field(None, description="Vector space; left out: the only one, or 'text'.")
     filter: Filter | None = None
     exact: bool = Field(False, description="Exact search instead of the approximate index.")
