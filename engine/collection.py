@@ -61,21 +61,36 @@ class Collection:
         self._schema = quote(name)
         self._indexes: dict[str, IndexKeeper] = {}
         self._lexical: dict[str, LexicalKeeper] = {}
+        # Schema and size, cached for the query path; the writes that change them (all in this
+        # process: one writer per store) call forget_schema(), and the count follows generations.
+        self._fields: dict[str, str] | None = None
+        self._spaces: dict[str, VectorSpace] | None = None
+        self._count: tuple[int, int] | None = None  # (generation, items)
 
     # -- schema -----------------------------------------------------------------------------
     def fields(self) -> dict[str, str]:
         """User fields and their DuckDB types (``id`` and internal columns left out)."""
-        rows = self.store.cursor().execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? "
-            "AND table_name = 'items' ORDER BY column_index", [self.name]).fetchall()
-        return {name: kind for name, kind in rows if name not in ("id", "_hash", "_updated_at")}
+        if self._fields is None:
+            rows = self.store.cursor().execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? "
+                "AND table_name = 'items' ORDER BY column_index", [self.name]).fetchall()
+            self._fields = {name: kind for name, kind in rows
+                            if name not in ("id", "_hash", "_updated_at")}
+        return dict(self._fields)
 
     def spaces(self) -> dict[str, VectorSpace]:
-        cur = self.store.cursor().execute(
-            "SELECT * FROM kinsight.spaces WHERE collection = ? ORDER BY name", [self.name])
-        columns = [d[0] for d in cur.description]
-        return {row[1]: VectorSpace.from_row(dict(zip(columns, row, strict=True)))
-                for row in cur.fetchall()}
+        if self._spaces is None:
+            cur = self.store.cursor().execute(
+                "SELECT * FROM kinsight.spaces WHERE collection = ? ORDER BY name", [self.name])
+            columns = [d[0] for d in cur.description]
+            self._spaces = {row[1]: VectorSpace.from_row(dict(zip(columns, row, strict=True)))
+                            for row in cur.fetchall()}
+        return dict(self._spaces)
+
+    def forget_schema(self) -> None:
+        """Drop the cached fields and spaces (after a write that changed them)."""
+        self._fields = None
+        self._spaces = None
 
     def space(self, name: str | None = None) -> VectorSpace:
         """A space by name; with no name, the collection's only space (or the one named 'text')."""
@@ -108,9 +123,12 @@ class Collection:
         if metric not in METRICS:
             raise InvalidInputError(f"unknown metric {metric!r}; use one of {list(METRICS)}")
         if name not in self.spaces():
-            with self.store.writing() as con:  # a new, empty space changes no item: no generation
-                self._create_space(con, name, encoder, source_fields, metric, chunk_words,
-                                   recall_target)
+            try:
+                with self.store.writing() as con:  # a new, empty space changes no item
+                    self._create_space(con, name, encoder, source_fields, metric, chunk_words,
+                                       recall_target)
+            finally:
+                self.forget_schema()
         existing = self.space(name)
         existing.check_encoder(encoder)
         return existing
@@ -140,7 +158,7 @@ class Collection:
         spaces = self.spaces()
         vector_rows = {name: self._vector_rows(spaces, name, batch)
                        for name in {s for item in batch for s in item.vectors}}
-        with self.store.writing(self.name) as con:
+        with self._schema_may_change(batch), self.store.writing(self.name) as con:
             self._remove(con, ids)
             self._insert_items(con, batch, ids)
             for name, (owners, chunks, spans, vectors) in vector_rows.items():
@@ -197,6 +215,17 @@ class Collection:
             stacked = stacked / np.where(norms == 0, 1, norms)
         return owners, chunks, spans, stacked
 
+    @contextmanager
+    def _schema_may_change(self, batch: list[Item]) -> Iterator[None]:
+        """Forget cached fields when a write adds columns, whether it commits or not."""
+        known = self.fields()
+        adds = any(name not in known for item in batch for name in item.fields)
+        try:
+            yield
+        finally:
+            if adds:
+                self.forget_schema()
+
     def _insert_items(self, con: Any, batch: list[Item], ids: list[str]) -> None:
         known = self.fields()
         names = sorted({name for item in batch for name in item.fields})
@@ -247,7 +276,11 @@ class Collection:
 
     # -- reading ----------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self.store.scalar(f"SELECT count(*) FROM {self._schema}.items"))
+        generation = self.store.generation(self.name)
+        if self._count is None or self._count[0] != generation:
+            self._count = (generation, int(self.store.scalar(
+                f"SELECT count(*) FROM {self._schema}.items")))
+        return self._count[1]
 
     def count_vectors(self, space: str) -> int:
         return int(self.store.scalar(

@@ -43,6 +43,11 @@ class IndexSpec:
         return self.factory == "Flat"
 
     @property
+    def stores_raw_vectors(self) -> bool:
+        """Flat and IVF-Flat keep the vectors whole, so probing every list is exact search."""
+        return self.factory == "Flat" or self.factory.endswith(",Flat")
+
+    @property
     def nlist(self) -> int:
         if not self.factory.startswith("IVF"):
             return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from .index_policy import IndexSpec, choose_index
 from .schema import quote
@@ -27,7 +28,7 @@ from .vector_index import VectorIndex, gpu_count
 if TYPE_CHECKING:
     from .collection import Collection
 
-__all__ = ["IndexKeeper", "ReadWriteLock"]
+__all__ = ["ChunkMap", "ChunkRow", "IndexKeeper", "ReadWriteLock"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,45 @@ class ReadWriteLock:
             yield
 
 
+ChunkRow = tuple[str, int, int | None, int | None]  # item id, chunk number, start, end
+
+
+class ChunkMap:
+    """Which item and chunk each vector ``seq`` belongs to, in memory so a search needs no query.
+
+    A ``seq`` is never reused, so rows are only ever appended: the entry of a removed row is
+    harmless, since FAISS no longer returns its seq.
+    """
+
+    def __init__(self) -> None:
+        self.seqs = np.zeros(0, np.int64)
+        self.ids = np.zeros(0, object)
+        self.spans = np.zeros((0, 3), np.int64)  # chunk, start, end (-1 for none)
+        self.max_seq = 0
+
+    def extend(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self.seqs = np.concatenate([self.seqs, table.column("seq").to_numpy()])
+        self.ids = np.concatenate([self.ids, np.array(table.column("id").to_pylist(), object)])
+        spans = np.stack([table.column(c).fill_null(-1).to_numpy()
+                          for c in ("chunk", "start_char", "end_char")], axis=1)
+        self.spans = np.concatenate([self.spans, spans.astype(np.int64)])
+        self.max_seq = int(self.seqs[-1])
+
+    def lookup(self, seqs: np.ndarray) -> dict[int, ChunkRow]:
+        at = np.searchsorted(self.seqs, seqs)
+        found: dict[int, ChunkRow] = {}
+        for seq, i in zip(seqs.tolist(), at.tolist(), strict=True):
+            if i < len(self.seqs) and self.seqs[i] == seq:
+                chunk, start, end = self.spans[i].tolist()
+                found[seq] = (self.ids[i], chunk, None if start < 0 else start,
+                              None if end < 0 else end)
+        return found
+
+
 class IndexKeeper:
-    """Owns the FAISS index of one space of one collection."""
+    """Owns the FAISS index of one space of one collection, and its chunk map."""
 
     def __init__(self, collection: Collection, space: VectorSpace) -> None:
         self.collection = collection
@@ -70,6 +108,8 @@ class IndexKeeper:
         self._saved_generation = -1
         self._lock = ReadWriteLock()
         self._update_lock = threading.Lock()
+        self._chunks = ChunkMap()
+        self._chunks_lock = threading.Lock()
 
     @property
     def path(self) -> Path | None:
@@ -88,6 +128,17 @@ class IndexKeeper:
         index = self._catch_up()
         with self._lock.reading():
             yield index
+
+    def chunks_of(self, seqs: np.ndarray) -> dict[int, ChunkRow]:
+        """Item and chunk of each seq (seqs not stored, e.g. deleted since, are left out)."""
+        with self._chunks_lock:
+            wanted = int(seqs.max()) if len(seqs) else 0
+            if wanted > self._chunks.max_seq:
+                table = f"{quote(self.collection.name)}.{quote(self.space.table)}"
+                self._chunks.extend(self.collection.store.cursor().sql(
+                    f"SELECT seq, id, chunk, start_char, end_char FROM {table} WHERE seq > ? "
+                    "ORDER BY seq", params=[self._chunks.max_seq]).to_arrow_table())
+            return self._chunks.lookup(seqs)
 
     def refresh(self) -> None:
         """Catch up, and rebuild if the collection has outgrown the index type (policy)."""
@@ -185,6 +236,7 @@ class IndexKeeper:
             with store.writing() as con:
                 con.execute("UPDATE kinsight.spaces SET index_spec = ? WHERE collection = ? "
                             "AND name = ?", [spec.factory, self.collection.name, self.space.name])
+            self.collection.forget_schema()
         log.info("built %s index for %s/%s over %d vectors (%s)", spec.factory,
                  self.collection.name, self.space.name, index.ntotal, spec.reason)
         return index

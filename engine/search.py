@@ -18,7 +18,6 @@ import numpy as np
 from .encoders import load_encoder
 from .errors import InvalidInputError
 from .filters import FilterInput, compile_filter
-from .schema import quote
 from .spaces import VectorSpace
 
 if TYPE_CHECKING:
@@ -185,7 +184,9 @@ def _dense(collection: Collection, space: VectorSpace, queries: Sequence[Query],
            options: SearchOptions, allowed_ids: set[str] | None, excluded: list[set[str]]
            ) -> list[list[tuple[str, float, ChunkMatch | None]]]:
     vectors = _query_vectors(collection, space, queries)
-    n_vectors = collection.count_vectors(space.name)
+    keeper = collection.index(space.name)
+    with keeper.searching() as index:
+        n_vectors = index.ntotal
     n_items = max(1, collection.count())
     # Fetch more chunks than items wanted: several chunks of one item may rank together.
     fetch = min(n_vectors, (k + max(len(e) for e in excluded)) * max(1, -(-n_vectors // n_items)))
@@ -194,7 +195,8 @@ def _dense(collection: Collection, space: VectorSpace, queries: Sequence[Query],
     results: list[list[tuple[str, float, ChunkMatch | None]]] = []
     while True:
         scores, seqs = _nearest(collection, space, vectors, fetch, options, allowed_ids)
-        chunks = _chunks_of(collection, space, np.unique(seqs[seqs >= 0]))
+        chunks = {seq: (item_id, ChunkMatch(chunk, start, end)) for seq, (item_id, chunk, start, end)
+                  in keeper.chunks_of(np.unique(seqs[seqs >= 0])).items()}
         results = [_best_per_item(s, q, chunks, ex)
                    for s, q, ex in zip(scores, seqs, excluded, strict=True)]
         short = any(len(r) < k for r in results)
@@ -214,8 +216,9 @@ def _nearest(collection: Collection, space: VectorSpace, vectors: np.ndarray, fe
     small_filter = allowed_ids is not None and len(allowed_ids) <= EXACT_FILTER_LIMIT
     if options.exact or small_filter:
         with keeper.searching() as index:
-            if index.spec.is_exact and allowed_ids is None:
-                return index.search(vectors, fetch)
+            if allowed_ids is None and index.spec.stores_raw_vectors:
+                return index.search(vectors, fetch, probe_all=True)
+        # A compressed index (PQ), or few matching items: scan the stored vectors exactly.
         blocks = collection.vector_blocks(space.name, ids=None if allowed_ids is None
                                           else sorted(allowed_ids))
         return exact_top_k(vectors, ((s, v) for s, v, _ in blocks), fetch, space.metric)
@@ -247,21 +250,6 @@ def exact_top_k(queries: np.ndarray, blocks: Iterable[tuple[np.ndarray, np.ndarr
         best_seqs = np.take_along_axis(all_seqs, top, axis=1)
     order = np.argsort(-best_scores, axis=1, kind="stable")
     return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_seqs, order, 1)
-
-
-def _chunks_of(collection: Collection, space: VectorSpace, seqs: np.ndarray
-               ) -> dict[int, tuple[str, ChunkMatch]]:
-    if len(seqs) == 0:
-        return {}
-    import pyarrow as pa
-
-    cur = collection.store.cursor()
-    cur.register("_seqs", pa.table({"seq": pa.array(seqs, pa.int64())}))
-    rows = cur.execute(
-        f"SELECT seq, id, chunk, start_char, end_char FROM {quote(collection.name)}."
-        f"{quote(space.table)} WHERE seq IN (SELECT seq FROM _seqs)").fetchall()
-    return {seq: (item_id, ChunkMatch(chunk, start, end))
-            for seq, item_id, chunk, start, end in rows}
 
 
 def _best_per_item(scores: np.ndarray, seqs: np.ndarray, chunks: dict[int, tuple[str, ChunkMatch]],

@@ -90,6 +90,9 @@ class Store:
         self.memory_budget = memory_budget
         self._write_lock = threading.RLock()
         self._collections: dict[str, Collection] = {}
+        # Collection generations, kept in memory: only this process can write the store (DuckDB's
+        # lock), so it sees every change; saves a query on every search.
+        self._generations: dict[str, int] = {}
         self._con = self._connect()
         self._closed = False
 
@@ -144,10 +147,14 @@ class Store:
             con.begin()
             try:
                 yield con
+                new_generation = None
                 if collection is not None:
-                    con.execute("UPDATE kinsight.collections SET generation = generation + 1 "
-                                "WHERE name = ?", [collection])
+                    new_generation = con.execute(
+                        "UPDATE kinsight.collections SET generation = generation + 1 "
+                        "WHERE name = ? RETURNING generation", [collection]).fetchall()[0][0]
                 con.commit()
+                if collection is not None:
+                    self._generations[collection] = int(new_generation)
             except BaseException:
                 con.rollback()
                 raise
@@ -164,11 +171,14 @@ class Store:
         return int(row[0])
 
     def generation(self, collection: str) -> int:
-        value = self.scalar("SELECT generation FROM kinsight.collections WHERE name = ?",
-                            [collection])
-        if value is None:
-            raise NotFoundError(self._missing(collection))
-        return int(value)
+        """How many writes the collection has seen; indexes compare theirs to it."""
+        if collection not in self._generations:
+            value = self.scalar("SELECT generation FROM kinsight.collections WHERE name = ?",
+                                [collection])
+            if value is None:
+                raise NotFoundError(self._missing(collection))
+            self._generations[collection] = int(value)
+        return self._generations[collection]
 
     # -- collections ------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
@@ -216,6 +226,7 @@ class Store:
             con.execute("DELETE FROM kinsight.collections WHERE name = ?", [name])
             con.execute("DELETE FROM kinsight.spaces WHERE collection = ?", [name])
         self._collections.pop(name, None)
+        self._generations.pop(name, None)
         folder = self.index_folder(name)
         if folder is not None and folder.exists():
             for file in folder.iterdir():

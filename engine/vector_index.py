@@ -104,26 +104,33 @@ class VectorIndex:
 
     # -- searching --------------------------------------------------------------------------
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *,
+        probe_all: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """``probe_all`` searches every inverted list: exact for IVF-Flat, at a flat scan's cost."""
         queries = self._check(queries)
-        k = max(1, min(k, self.ntotal)) if self.ntotal else 1
-        params = self._search_params(allowed)
         if self.ntotal == 0:
             nq = len(queries)
-            return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, np.int64)
-        index = self.index if params is not None else self._searcher()
-        distances, seqs = index.search(queries, k, params=params)
+            return np.full((nq, 1), -np.inf, dtype=np.float32), np.full((nq, 1), -1, np.int64)
+        k = max(1, min(k, self.ntotal))
+        gpu = self._gpu_searcher() if allowed is None and not probe_all else None
+        if gpu is not None:  # its nprobe was set when it was made
+            distances, seqs = gpu.search(queries, k)
+        else:
+            params = self._search_params(allowed,
+                                         self.spec.nlist if probe_all else self.spec.nprobe)
+            distances, seqs = self.index.search(queries, k, params=params)
         scores = -distances if self.metric == "l2" else distances
         scores = np.where(seqs < 0, -np.inf, scores).astype(np.float32)
         return scores, seqs
 
-    def _search_params(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
+    def _search_params(self, allowed: np.ndarray | None, nprobe: int
+                       ) -> faiss.SearchParameters | None:
         selector = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        if self.spec.nprobe:
-            params = faiss.SearchParametersIVF(nprobe=self.spec.nprobe)
+        if nprobe:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
             if selector is not None:
                 params.sel = selector
             # Keep the selector alive as long as the params (FAISS holds a raw pointer).
@@ -135,13 +142,14 @@ class VectorIndex:
         params._selector_ref = selector  # type: ignore[attr-defined]
         return params
 
-    def _searcher(self) -> faiss.Index:
-        """The GPU copy when the spec asks for one and FAISS sees a GPU, else the CPU index.
+    def _gpu_searcher(self) -> faiss.Index | None:
+        """A GPU copy of the index when the spec asks for one and FAISS sees a GPU, else None.
 
-        Filtered searches always use the CPU index: FAISS's GPU indexes do not take selectors.
+        Only plain searches use it: FAISS's GPU indexes take neither selectors nor per-call
+        parameters, so filtered and exhaustive searches run on the CPU index.
         """
         if not self.spec.gpu or gpu_count() == 0:
-            return self.index
+            return None
         if self._gpu_index is None:
             options = faiss.GpuMultipleClonerOptions()
             options.useFloat16 = True  # halves GPU memory; recall is re-measured in benchmarks

@@ -166,3 +166,25 @@ def test_auto_mode_is_hybrid_for_text_and_dense_for_vectors(filled, vectors):
     assert [h.id for h in filled.search(vectors[3], k=3)] == brute_force(vectors, vectors[3], 3)
     fused = filled.search(ById("d42"), k=5)
     assert fused == filled.search(ById("d42"), k=5, mode="hybrid")
+
+
+def test_exact_search_on_an_ivf_collection_probes_every_list(store, monkeypatch):
+    monkeypatch.setattr("kinsight.engine.index_policy.EXACT_SCAN_BUDGET", 1000)
+    rng = np.random.default_rng(3)
+    data = normalized(rng.normal(size=(4000, 16)).astype(np.float32))
+    docs = store.create_collection("big")
+    docs.ensure_space("text", VECTOR_ENCODER)
+    docs.upsert(Item(id=f"d{i}", vectors={"text": data[i]}) for i in range(len(data)))
+    docs.refresh()
+    assert docs.space().index_spec.startswith("IVF")
+    for q in range(0, 4000, 500):
+        query = data[q] + 0.5 * rng.normal(size=16).astype(np.float32)
+        hits = docs.search(query, k=10, exact=True)
+        assert [h.id for h in hits] == brute_force(data, query, 10)
+
+
+def test_chunk_map_follows_deletes_and_upserts(filled, vectors):
+    filled.delete(["d1"])
+    assert "d1" not in {h.id for h in filled.search(vectors[1], k=5)}
+    filled.upsert([Item(id="d1", vectors={"text": vectors[1]})])
+    assert filled.search(vectors[1], k=1)[0].id == "d1"
