@@ -147,14 +147,12 @@ class Store:
             con.begin()
             try:
                 yield con
-                new_generation = None
-                if collection is not None:
-                    new_generation = con.execute(
-                        "UPDATE kinsight.collections SET generation = generation + 1 "
-                        "WHERE name = ? RETURNING generation", [collection]).fetchall()[0][0]
+                bumped = [] if collection is None else con.execute(
+                    "UPDATE kinsight.collections SET generation = generation + 1 "
+                    "WHERE name = ? RETURNING generation", [collection]).fetchall()
                 con.commit()
-                if collection is not None:
-                    self._generations[collection] = int(new_generation)
+                if collection is not None and bumped:
+                    self._generations[collection] = int(bumped[0][0])
             except BaseException:
                 con.rollback()
                 raise
