@@ -114,7 +114,13 @@ def search_many(
         raise InvalidInputError(f"unknown mode {options.mode!r}; use auto, dense, bm25 or hybrid")
     space = collection.space(options.space)
     mode = resolve_mode(options.mode, space, queries)
-    compiled = compile_filter(options.where, collection.fields())
+    fields = collection.fields()
+    unknown = [f for f in options.return_fields or () if f not in fields]
+    if unknown:
+        raise InvalidInputError(
+            f"collection {collection.name!r} has no field {', '.join(map(repr, unknown))}; "
+            f"fields: {', '.join(fields) or 'none'}")
+    compiled = compile_filter(options.where, fields)
     allowed_ids = None if compiled is None else set(collection.ids_matching(options.where))
     depth = options.k if mode != "hybrid" else max(options.k, options.fusion.depth)
     excluded = [{q.id} if isinstance(q, ById) else set() for q in queries]

@@ -188,3 +188,10 @@ def test_chunk_map_follows_deletes_and_upserts(filled, vectors):
     assert "d1" not in {h.id for h in filled.search(vectors[1], k=5)}
     filled.upsert([Item(id="d1", vectors={"text": vectors[1]})])
     assert filled.search(vectors[1], k=1)[0].id == "d1"
+
+
+def test_unknown_return_fields_are_refused(filled, vectors):
+    from kinsight.engine.search import SearchOptions, search
+
+    with pytest.raises(InvalidInputError, match=r"no field 'nope'.*fields: text, n, group"):
+        search(filled, vectors[0], SearchOptions(return_fields=["n", "nope"]))
