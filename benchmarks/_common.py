@@ -41,3 +41,16 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
     print(f"\nwrote {path}")
     return path
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured and the files changed since: results of a dirty tree are only
+    comparable with runs of the same tree."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"),
+            "changed": git("status", "--porcelain", "--untracked-files=no").splitlines()}

@@ -193,5 +193,5 @@ def test_chunk_map_follows_deletes_and_upserts(filled, vectors):
 def test_unknown_return_fields_are_refused(filled, vectors):
     from kinsight.engine.search import SearchOptions, search
 
-    with pytest.raises(InvalidInputError, match=r"no field 'nope'.*fields: text, n, group"):
+    with pytest.raises(InvalidInputError, match=r"no field 'nope'; fields: group, n, text"):
         search(filled, vectors[0], SearchOptions(return_fields=["n", "nope"]))
