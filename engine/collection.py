@@ -380,7 +380,9 @@ class Collection:
         for name, space in self.spaces().items():
             self.index(name).refresh()
             if space.encoder.modality == "text":
-                self.lexical(name).current()
+                lexical = self.lexical(name)
+                lexical.current()
+                lexical.wait()  # saved below: let a background rebuild finish first
         self.save_indexes()
 
     def save_indexes(self) -> None:

@@ -130,10 +130,16 @@ def search_many(
         dense = _dense(collection, space, queries, depth, options, allowed_ids, excluded)
     if mode in ("bm25", "hybrid"):
         texts = [_query_text(collection, space, q) for q in queries]
-        lexical = collection.lexical(space.name).current()
+        lexical, fresh = collection.lexical(space.name).current()
+        found = [lexical.search(t, depth + len(ex), allowed_ids) for t, ex in
+                 zip(texts, excluded, strict=True)]
+        if not fresh:  # an index still being rebuilt may hold items deleted since
+            alive = set(collection.existing_ids(sorted({i for hits in found for i, _ in hits})))
+            excluded = [ex | {i for hits in found for i, _ in hits if i not in alive}
+                        for ex in excluded]
         bm25: list[list[tuple[str, float, ChunkMatch | None]]] = [
-            [(i, s, NO_CHUNK) for i, s in lexical.search(t, depth + len(ex), allowed_ids)
-             if i not in ex][:depth] for t, ex in zip(texts, excluded, strict=True)]
+            [(i, s, NO_CHUNK) for i, s in hits if i not in ex][:depth]
+            for hits, ex in zip(found, excluded, strict=True)]
     if mode == "dense":
         ranked = dense
     elif mode == "bm25":

@@ -195,3 +195,14 @@ def test_unknown_return_fields_are_refused(filled, vectors):
 
     with pytest.raises(InvalidInputError, match=r"no field 'nope'; fields: group, n, text"):
         search(filled, vectors[0], SearchOptions(return_fields=["n", "nope"]))
+
+
+def test_large_bm25_index_is_rebuilt_in_the_background(filled, vectors, monkeypatch):
+    monkeypatch.setattr("kinsight.engine.lexical.SYNC_REBUILD_LIMIT", 0)
+    assert [h.id for h in filled.search("document 42", k=1, mode="bm25")] == ["d42"]
+    filled.delete(["d42"])
+    filled.upsert([Item(id="z", fields={"text": "a zebra"}, vectors={"text": vectors[0]})])
+    # Served from the previous index while it rebuilds: the deleted item never comes back.
+    assert "d42" not in {h.id for h in filled.search("document 42", k=5, mode="bm25")}
+    filled.lexical().wait()
+    assert [h.id for h in filled.search("zebra", mode="bm25")] == ["z"]
