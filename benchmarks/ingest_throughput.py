@@ -6,7 +6,7 @@ runs alternate (raw, kinsight, raw, kinsight, ...) so drift of the machine hits 
 headline is kinsight_time / raw_time (target: under 1.10). A re-ingest of the same records shows
 what skipping unchanged items costs.
 
-    .venv/bin/python benchmarks/ingest_throughput.py                 # 2000 docs, 2 repetitions
+    .venv/bin/python benchmarks/ingest_throughput.py                 # 2000 docs, 2 reps: ~5 min
     .venv/bin/python benchmarks/ingest_throughput.py --docs 200 --repeats 1   # a quick check
 """
 

@@ -14,7 +14,7 @@ Vectors are the real all-MiniLM-L6-v2 chunk vectors of ``benchmarks/results/debi
 (written by quality.py) when it exists, replicated with small noise past its size; else clustered
 Gaussian vectors. Queries are dataset vectors perturbed well beyond the replica noise.
 
-    .venv/bin/python benchmarks/search_speed.py                          # ~5 min on 2 cores
+    .venv/bin/python benchmarks/search_speed.py                          # ~1.5 min on 2 cores
     .venv/bin/python benchmarks/search_speed.py --sizes 5000 --queries 50 --http-requests 40
 """
 
@@ -45,6 +45,7 @@ from _common import RESULTS, git_state, print_table, save
 
 from kinsight.engine import Collection, EncoderInfo, Item, KinsightError, SearchOptions, Store
 from kinsight.engine.search import search_many
+from kinsight.engine.vector_index import VectorIndex
 
 DIM = 384
 K = 10
@@ -184,7 +185,10 @@ def measure_size(n: int, queries: np.ndarray, args: argparse.Namespace, collecti
     label = spec.factory + (f" nprobe={spec.nprobe}" if spec.nprobe else "")
     # Raw FAISS gets the search parameters the wrapper passes, or an IVF index would run at its
     # default nprobe=1 and the comparison would be meaningless.
-    params = faiss.SearchParametersIVF(nprobe=spec.nprobe) if spec.nprobe else None
+    params = None
+    if spec.nprobe:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = spec.nprobe
     b = args.batch
     singles = [queries[i:i + 1] for i in range(len(queries))]
     batches = [queries[i:i + b] for i in range(0, len(queries), b)]
@@ -201,6 +205,12 @@ def measure_size(n: int, queries: np.ndarray, args: argparse.Namespace, collecti
     def engine_exact(q: np.ndarray) -> Callable[[], list[list[int]]]:
         return lambda: [[row_of_id[h.id] for h in collection.search(q[0], k=K, exact=True)]]
 
+    def wrapper(index: VectorIndex, q: np.ndarray) -> Callable[[], list[list[int]]]:
+        return lambda: rows_of_seqs(index.search(q, K)[1])
+
+    def raw(q: np.ndarray) -> Callable[[], list[list[int]]]:
+        return lambda: rows_of_seqs(raw_index.search(q, K, params=params)[1])
+
     seconds, found = timed_calls([engine_single(q) for q in singles], warm)
     results.append(row(n, label, "engine Collection.search", 1, seconds, len(queries),
                        recall(found, truth)))
@@ -208,7 +218,8 @@ def measure_size(n: int, queries: np.ndarray, args: argparse.Namespace, collecti
     results.append(row(n, label, f"engine search_many ({b}/call)", b, seconds, len(queries),
                        recall(found, truth)))
     if not spec.is_exact and args.exact_queries:
-        # exact=True on an approximate index scans the vectors read back from DuckDB per call.
+        # exact=True on an approximate index leaves the index's fast path: a few queries show
+        # what that exact path costs (it once reread every vector from DuckDB per query).
         few = singles[: args.exact_queries]
         seconds, found = timed_calls([engine_exact(q) for q in few], 1)
         results.append(row(n, label, "engine Collection.search exact=True", 1, seconds,
@@ -216,18 +227,13 @@ def measure_size(n: int, queries: np.ndarray, args: argparse.Namespace, collecti
 
     # Held for reading for the whole loop, as the engine holds it per call: no catch-up inside.
     with keeper.searching() as vindex:
-        seconds, found = timed_calls(
-            [lambda q=q: rows_of_seqs(vindex.search(q, K)[1]) for q in singles], warm)
+        seconds, found = timed_calls([wrapper(vindex, q) for q in singles], warm)
         results.append(row(n, label, "VectorIndex.search (wrapper)", 1, seconds, len(queries),
                            recall(found, truth)))
-        seconds, found = timed_calls(
-            [lambda q=q: rows_of_seqs(raw_index.search(q, K, params=params)[1])
-             for q in singles], warm)
+        seconds, found = timed_calls([raw(q) for q in singles], warm)
         results.append(row(n, label, "raw FAISS index.search", 1, seconds, len(queries),
                            recall(found, truth)))
-        seconds, found = timed_calls(
-            [lambda q=q: rows_of_seqs(raw_index.search(q, K, params=params)[1])
-             for q in batches], 1)
+        seconds, found = timed_calls([raw(q) for q in batches], 1)
         results.append(row(n, label, f"raw FAISS index.search ({b}/call)", b, seconds,
                            len(queries), recall(found, truth)))
     raw_single = next(r for r in results if r["method"] == "raw FAISS index.search")
@@ -361,6 +367,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    if not args.no_http and args.http_size not in args.sizes:
+        parser.error(f"--http-size {args.http_size} is not one of --sizes; add it or pass --no-http")
     real = None if args.synthetic else real_vectors()
     source = (f"real MiniLM vectors from {REAL_STORE.name} ({len(real)})" if real is not None
               else "clustered Gaussian (synthetic)")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,10 +96,6 @@ class VectorIndex:
         removed = self.index.remove_ids(np.ascontiguousarray(seqs, dtype=np.int64))
         self._gpu_index = None
         return int(removed)
-
-    def add_blocks(self, blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
-        for seqs, vectors in blocks:
-            self.add(seqs, vectors)
 
     # -- searching --------------------------------------------------------------------------
     def search(
