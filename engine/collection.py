@@ -295,9 +295,10 @@ class Collection:
         """Every field of the given items, by id."""
         if not ids:
             return {}
-        cur = _with_ids(self.store.cursor(), "_wanted", ids)
-        table = cur.sql(f"SELECT * EXCLUDE (_hash, _updated_at) FROM {self._schema}.items "
-                        "WHERE id IN (SELECT id FROM _wanted)").to_arrow_table()
+        where, params = _id_condition(ids)
+        table = self.store.cursor().sql(
+            f"SELECT * EXCLUDE (_hash, _updated_at) FROM {self._schema}.items WHERE {where}",
+            params=params).to_arrow_table()
         return {row.pop("id"): row for row in table.to_pylist()}
 
     def existing_ids(self, ids: Sequence[str]) -> list[str]:
@@ -307,9 +308,9 @@ class Collection:
         """Stored content hash of each item that exists (ingest skips unchanged items)."""
         if not ids:
             return {}
-        cur = _with_ids(self.store.cursor(), "_wanted", ids)
-        rows = cur.execute(f"SELECT id, _hash FROM {self._schema}.items "
-                           "WHERE id IN (SELECT id FROM _wanted)").fetchall()
+        where, params = _id_condition(ids)
+        rows = self.store.cursor().execute(
+            f"SELECT id, _hash FROM {self._schema}.items WHERE {where}", params).fetchall()
         return dict(rows)
 
     def ids_matching(self, where: FilterInput) -> list[str]:
@@ -407,6 +408,13 @@ class Collection:
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, items={self.count()}, spaces={list(self.spaces())})"
+
+
+def _id_condition(ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """``id IN (?, ...)`` with the ids bound: unlike a join on a registered table, a literal
+    list lets DuckDB use the items_id index instead of scanning the table."""
+    unique = list(dict.fromkeys(ids))
+    return f"id IN ({', '.join('?' * len(unique))})", unique
 
 
 def _with_ids(cur: duckdb.DuckDBPyConnection, name: str, ids: Sequence[str]

@@ -31,6 +31,8 @@ __all__ = ["SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper", "tokenize"]
 log = logging.getLogger(__name__)
 
 _STEMMER = Stemmer.Stemmer("english")
+# bm25s sets its own logger to DEBUG on import, which prints a line on every index build.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 # Below this many documents a stale index is rebuilt on the spot (well under a second).
 SYNC_REBUILD_LIMIT = 20_000
 

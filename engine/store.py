@@ -38,7 +38,7 @@ from .schema import quote, validate_collection_name
 if TYPE_CHECKING:
     from .collection import Collection
 
-__all__ = ["DATABASE_FILE", "Store"]
+__all__ = ["DATABASE_FILE", "ITEMS_ID_INDEX", "Store"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ _LOCKED_DOWN = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
 }
+
+# Looks up items by id without scanning the table (8 ms -> 1 ms for 10 ids among 300k).
+# Not UNIQUE: DuckDB refuses to delete and re-insert a unique key in one transaction (upserts).
+ITEMS_ID_INDEX = "CREATE INDEX IF NOT EXISTS items_id ON {schema}.items (id)"
 
 _CATALOG = """
 CREATE SCHEMA IF NOT EXISTS kinsight;
@@ -197,6 +201,7 @@ class Store:
                 con.execute(f"CREATE SCHEMA {schema}")
                 con.execute(f"CREATE TABLE {schema}.items (id VARCHAR NOT NULL, "
                             "_hash VARCHAR, _updated_at TIMESTAMP DEFAULT now())")
+                con.execute(ITEMS_ID_INDEX.format(schema=schema))
                 con.execute(f"CREATE TABLE {schema}.deleted "
                             "(space VARCHAR, seq BIGINT, generation BIGINT)")
                 con.execute("INSERT INTO kinsight.collections (name, generation) VALUES (?, 0)",
@@ -211,6 +216,8 @@ class Store:
             if name not in self._collections:
                 if name not in self.list_collections():
                     raise NotFoundError(self._missing(name))
+                if not self.read_only:  # collections made before the index existed
+                    self.cursor().execute(ITEMS_ID_INDEX.format(schema=quote(name)))
                 self._collections[name] = Collection(self, name)
             return self._collections[name]
 
