@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kinsight.engine import ById, Store
+from kinsight.engine import ById, Collection, Store
 from kinsight.engine.evaluation import evaluate_search, load_qrels, load_queries
 
 from .reporting import print_hits
@@ -62,7 +62,7 @@ def run_demo(store_path: Path, console: Console, *, limit: int | None = None) ->
                   highlight=False)
 
 
-def _evaluate(console: Console, collection, data: Path, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+def _evaluate(console: Console, collection: Collection, data: Path, limit: int | None) -> None:
     """Score the three modes on the sample's own queries (each a package's short description)."""
     queries = load_queries(data / "queries.jsonl")
     qrels = load_qrels(data / "qrels.tsv")

@@ -324,25 +324,18 @@ class Collection:
             return [r[0] for r in self.store.cursor().execute(sql, params).fetchall()]
 
     def vector_blocks(
-        self, space: str, *, after_seq: int = 0, where: FilterInput = None,
-        ids: Sequence[str] | None = None, block: int = VECTOR_BLOCK,
-        cursor: duckdb.DuckDBPyConnection | None = None,
+        self, space: str, *, after_seq: int = 0, ids: Sequence[str] | None = None,
+        block: int = VECTOR_BLOCK, cursor: duckdb.DuckDBPyConnection | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
         """Stored vectors in blocks ``(seqs (b,), vectors (b, dim) float32, item ids)``; pass a
         ``cursor`` inside a transaction to read them from that transaction's snapshot."""
         vs = self.space(space)
         sql = f"SELECT seq, vec, id FROM {self._schema}.{quote(vs.table)} WHERE seq > ?"
-        params: list[Any] = [after_seq]
         cur = cursor or self.store.cursor()
-        compiled = compile_filter(where, self.fields())
-        if compiled is not None:
-            sql += (f" AND id IN (SELECT id FROM {self._schema}.items WHERE {compiled.sql})")
-            params += compiled.params
         if ids is not None:
             _with_ids(cur, "_wanted", ids)
             sql += " AND id IN (SELECT id FROM _wanted)"
-        with _filter_errors(where):
-            reader = cur.sql(sql + " ORDER BY seq", params=params).to_arrow_reader(block)
+        reader = cur.sql(sql + " ORDER BY seq", params=[after_seq]).to_arrow_reader(block)
         for batch in reader:
             if batch.num_rows == 0:
                 continue
@@ -350,6 +343,13 @@ class Collection:
             flat = vec.values.to_numpy(zero_copy_only=False)
             yield (batch.column(0).to_numpy(), flat.reshape(-1, vs.dim).astype(np.float32),
                    batch.column(2).to_pylist())
+
+    def vector_seqs(self, space: str, ids: Sequence[str]) -> np.ndarray:
+        """The seqs of the given items' vectors (no vectors read: a filter may match many)."""
+        cur = _with_ids(self.store.cursor(), "_wanted", ids)
+        found = cur.execute(f"SELECT seq FROM {self._schema}.{quote(self.space(space).table)} "
+                            "WHERE id IN (SELECT id FROM _wanted)").fetchnumpy()
+        return np.asarray(found["seq"], dtype=np.int64)
 
     def item_vectors(self, space: str, item_id: str) -> np.ndarray:
         """All chunk vectors of one item in a space, shape ``(chunks, dim)``."""

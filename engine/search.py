@@ -17,7 +17,7 @@ import numpy as np
 
 from .encoders import load_encoder
 from .errors import InvalidInputError
-from .filters import FilterInput, compile_filter
+from .filters import FilterInput
 from .spaces import VectorSpace
 
 if TYPE_CHECKING:
@@ -120,8 +120,7 @@ def search_many(
         raise InvalidInputError(
             f"collection {collection.name!r} has no field {', '.join(map(repr, unknown))}; "
             f"fields: {', '.join(fields) or 'none'}")
-    compiled = compile_filter(options.where, fields)
-    allowed_ids = None if compiled is None else set(collection.ids_matching(options.where))
+    allowed_ids = None if options.where is None else set(collection.ids_matching(options.where))
     depth = options.k if mode != "hybrid" else max(options.k, options.fusion.depth)
     excluded = [{q.id} if isinstance(q, ById) else set() for q in queries]
 
@@ -234,10 +233,8 @@ def _nearest(collection: Collection, space: VectorSpace, vectors: np.ndarray, fe
         blocks = collection.vector_blocks(space.name, ids=None if allowed_ids is None
                                           else sorted(allowed_ids))
         return exact_top_k(vectors, ((s, v) for s, v, _ in blocks), fetch, space.metric)
-    allowed_seqs = None
-    if allowed_ids is not None:
-        allowed_seqs = np.concatenate([s for s, _, _ in collection.vector_blocks(
-            space.name, ids=sorted(allowed_ids))] or [np.zeros(0, np.int64)])
+    allowed_seqs = None if allowed_ids is None else collection.vector_seqs(space.name,
+                                                                          sorted(allowed_ids))
     with keeper.searching() as index:
         return index.search(vectors, fetch, allowed_seqs)
 
