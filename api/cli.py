@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console
@@ -129,11 +129,11 @@ def search(
     if sum(x is not None for x in (text, like, queries)) != 1:
         err.print("error: give exactly one of TEXT, --like ID or --queries FILE")
         raise typer.Exit(2)
-    if aggregate not in ("max", "mean"):
-        raise typer.BadParameter(f"aggregate must be max or mean, not {aggregate!r}")
-    options = SearchOptions(k=k, space=space, mode=_mode(mode), where=where, exact=exact,
-                            fusion=Fusion(method=_fusion(fusion)), aggregate=aggregate,  # type: ignore[arg-type]
-                            return_fields=() if queries else None)
+    options = SearchOptions(
+        k=k, space=space, mode=_mode(mode), where=where, exact=exact,
+        fusion=Fusion(method=_one_of("fusion", fusion, ("rrf", "weighted"))),
+        aggregate=_one_of("aggregate", aggregate, ("max", "mean")),
+        return_fields=() if queries else None)
     with _store(store, read_only=True) as opened:
         coll = opened.collection(collection)
         if queries is not None:
@@ -264,16 +264,15 @@ def demo(
         raise typer.Exit(2) from e
 
 
-def _mode(value: str) -> SearchMode:
-    if value not in ("auto", "dense", "bm25", "hybrid"):
-        raise typer.BadParameter(f"mode must be auto, dense, bm25 or hybrid, not {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _fusion(value: str) -> Any:
-    if value not in ("rrf", "weighted"):
-        raise typer.BadParameter(f"fusion must be rrf or weighted, not {value!r}")
+def _one_of(option: str, value: str, choices: tuple[str, ...]) -> Any:
+    """``value`` if it is one of ``choices``, else a usage error naming them."""
+    if value not in choices:
+        raise typer.BadParameter(f"{option} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _mode(value: str) -> SearchMode:
+    return _one_of("mode", value, get_args(SearchMode))  # type: ignore[no-any-return]
 
 
 def main() -> None:
