@@ -8,6 +8,7 @@ with their file, line and fix. Items whose content hash is unchanged are not re-
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -17,12 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, Item, Store, load_encoder
 
-from .chunking import chunk_text, words_per_chunk
+from .chunking import Chunk, chunk_text, words_per_chunk
 from .readers import read_records
 from .records import Problem, Record
 
@@ -104,6 +104,10 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
     max_words = words_per_chunk(encoder.info.max_tokens)
     collection.ensure_space(options.space, encoder.info, source_fields=options.text_fields,
                             chunk_words=max_words)
+    # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
+    overlap = options.chunk_overlap if max_words is None else min(options.chunk_overlap,
+                                                                  max_words // 4)
+    chunker = functools.partial(chunk_text, max_words=max_words, overlap=overlap)
     report = IngestReport()
     bar = tqdm(desc=f"ingest {options.collection}", unit=" items", disable=not progress,
                dynamic_ncols=True)
@@ -122,11 +126,11 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
         report.read += 1
         batch.append(entry)
         if len(batch) >= options.batch_size:
-            _write_batch(collection, encoder, batch, options, max_words, report, on_commit)
+            _write_batch(collection, encoder, batch, options, chunker, report, on_commit)
             bar.update(len(batch))
             batch = []
     if batch:
-        _write_batch(collection, encoder, batch, options, max_words, report, on_commit)
+        _write_batch(collection, encoder, batch, options, chunker, report, on_commit)
         bar.update(len(batch))
     bar.close()
     if save_indexes:
@@ -144,33 +148,31 @@ def content_hash(record: Record, options: IngestOptions, fingerprint: str) -> st
 
 
 def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Record],
-                 options: IngestOptions, max_words: int | None, report: IngestReport,
-                 on_commit: Callable[[list[str]], None] | None) -> None:
+                 options: IngestOptions, chunker: Callable[[str], list[Chunk]],
+                 report: IngestReport, on_commit: Callable[[list[str]], None] | None) -> None:
     with _timed(report, "diff"):
         latest = {record.id: record for record in batch}  # a repeated id: the last one wins
         hashes = {i: content_hash(r, options, encoder.info.fingerprint) for i, r in latest.items()}
         stored = collection.content_hashes(list(latest))
         changed = [r for i, r in latest.items() if stored.get(i) != hashes[i]]
         report.unchanged += len(latest) - len(changed)
-        texts = [_text_of(r, options.text_fields) for r in changed]
-        # Readers never yield such records; records built in code might.
-        for record in [r for r, t in zip(changed, texts, strict=True) if not t]:
-            report.problems.append(Problem(
-                record.source, record.line, f"item {record.id!r} has no text in "
-                f"{', '.join(options.text_fields)}", "fill one of the text fields"))
-        changed, texts = [r for r, t in zip(changed, texts, strict=True) if t], [t for t in texts if t]
-        # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
-        overlap = options.chunk_overlap if max_words is None else min(options.chunk_overlap,
-                                                                      max_words // 4)
-        chunked = [chunk_text(t, max_words, overlap) for t in texts]
-    if not changed:
+        chunked: list[tuple[Record, list[Chunk]]] = []
+        for record in changed:
+            text = _text_of(record, options.text_fields)
+            if text:
+                chunked.append((record, chunker(text)))
+            else:  # readers never yield such records; records built in code might
+                report.problems.append(Problem(
+                    record.source, record.line, f"item {record.id!r} has no text in "
+                    f"{', '.join(options.text_fields)}", "fill one of the text fields"))
+    if not chunked:
         return
     with _timed(report, "encode"):
-        flat = [c.text for chunks in chunked for c in chunks]
-        vectors = encoder.encode(flat, role="document") if flat else np.zeros((0, 1))
+        flat = [c.text for _, chunks in chunked for c in chunks]
+        vectors = encoder.encode(flat, role="document")
     items = []
     start = 0
-    for record, chunks in zip(changed, chunked, strict=True):
+    for record, chunks in chunked:
         item_vectors = vectors[start:start + len(chunks)]
         start += len(chunks)
         items.append(Item(id=record.id, fields=record.fields, content_hash=hashes[record.id],
