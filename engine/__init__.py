@@ -28,6 +28,7 @@ from .errors import (
 )
 from .filters import And, Condition, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
+from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .search import ById, ChunkMatch, Fusion, Hit, SearchOptions
 from .spaces import VectorSpace
 from .store import Store
@@ -56,6 +57,7 @@ __all__ = [
     "NotFoundError",
     "Or",
     "ReadOnlyStoreError",
+    "RunInfo",
     "SearchOptions",
     "SqlWhere",
     "Store",
@@ -63,5 +65,9 @@ __all__ = [
     "VectorSpace",
     "available_encoders",
     "choose_index",
+    "get_run",
+    "list_runs",
     "load_encoder",
+    "read_run_table",
+    "save_run",
 ]

@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS kinsight.spaces (
 );
 -- Stores created before spaces recorded their index type.
 ALTER TABLE kinsight.spaces ADD COLUMN IF NOT EXISTS index_spec VARCHAR;
+-- Analysis runs (see runs.py); their result tables live in the collection's schema.
+CREATE TABLE IF NOT EXISTS kinsight.runs (
+    run_id VARCHAR NOT NULL, collection VARCHAR NOT NULL, operation VARCHAR NOT NULL,
+    params VARCHAR NOT NULL, summary VARCHAR NOT NULL, tables VARCHAR[] NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kinsight.sequence (next_seq BIGINT NOT NULL);
 INSERT INTO kinsight.sequence SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM kinsight.sequence);
 """
@@ -230,6 +236,7 @@ class Store:
             con.execute(f"DROP SCHEMA {quote(name)} CASCADE")
             con.execute("DELETE FROM kinsight.collections WHERE name = ?", [name])
             con.execute("DELETE FROM kinsight.spaces WHERE collection = ?", [name])
+            con.execute("DELETE FROM kinsight.runs WHERE collection = ?", [name])
         self._collections.pop(name, None)
         self._generations.pop(name, None)
         folder = self.index_folder(name)

@@ -1,67 +1,33 @@
-"""The ``kinsight`` command line: ingest, search, collections, serve, demo, evaluate.
-
-Every command that reads a store takes ``--store`` (default: ``$KINSIGHT_STORE``, then
-``./kinsight-store``); every query command has ``--json``. Errors print one line saying what went
-wrong and how to fix it, and exit with status 2.
-"""
+"""Commands over documents: ``ingest`` files, ``search`` them, ``evaluate`` search quality."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion, KinsightError, Store
+from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion
 from kinsight.engine.search import SearchMode, SearchOptions, search_many
 
-from .reporting import hit_to_dict, print_hits
-
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="kinsight",
-    help="Embedding search over your documents: ingest files, then search them by meaning, "
-         "by keywords (BM25) or both (hybrid), from here, Python or HTTP.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+from ..reporting import hit_to_dict, print_hits
+from .common import (
+    DEFAULT_STORE,
+    CollectionOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    console,
+    err,
+    fail,
+    one_of,
+    open_store,
 )
-collections_app = typer.Typer(help="List, inspect and drop collections.", no_args_is_help=False)
-app.add_typer(collections_app, name="collections")
 
-console = Console()
-err = Console(stderr=True)
-
-StoreOpt = Annotated[Path, typer.Option(
-    "--store", envvar="KINSIGHT_STORE", help="Store directory (created on first ingest).")]
-CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-DEFAULT_STORE = Path("kinsight-store")
-
-
-@contextmanager
-def _store(path: Path, *, read_only: bool = False) -> Iterator[Store]:
-    """Open the store; any kinsight error becomes one line on stderr and exit status 2."""
-    try:
-        with Store(path, read_only=read_only) as store:
-            yield store
-    except KinsightError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from e
-
-
-@app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False
-           ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+__all__ = ["evaluate", "ingest", "search"]
 
 
 @app.command()
@@ -87,7 +53,7 @@ def ingest(
 
     options = IngestOptions(collection=collection, text_fields=tuple(text_field or ["text"]),
                             id_field=id_field, space=space, encoder=encoder, batch_size=batch_size)
-    with _store(store) as opened:
+    with open_store(store) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
         console.print_json(data={
@@ -127,14 +93,13 @@ def search(
 ) -> None:
     """Search a collection by text, or by a stored item (--like), or a batch (--queries)."""
     if sum(x is not None for x in (text, like, queries)) != 1:
-        err.print("error: give exactly one of TEXT, --like ID or --queries FILE")
-        raise typer.Exit(2)
+        fail("give exactly one of TEXT, --like ID or --queries FILE")
     options = SearchOptions(
         k=k, space=space, mode=_mode(mode), where=where, exact=exact,
-        fusion=Fusion(method=_one_of("fusion", fusion, ("rrf", "weighted"))),
-        aggregate=_one_of("aggregate", aggregate, ("max", "mean")),
+        fusion=Fusion(method=one_of("fusion", fusion, ("rrf", "weighted"))),
+        aggregate=one_of("aggregate", aggregate, ("max", "mean")),
         return_fields=() if queries else None)
-    with _store(store, read_only=True) as opened:
+    with open_store(store, read_only=True) as opened:
         coll = opened.collection(collection)
         if queries is not None:
             _batch_search(coll, queries, options, out)
@@ -163,47 +128,6 @@ def _batch_search(coll: Any, queries: Path, options: SearchOptions, out: Path | 
             stream.close()
 
 
-@collections_app.callback(invoke_without_command=True)
-def collections(ctx: typer.Context, store: StoreOpt = DEFAULT_STORE, as_json: JsonOpt = False
-                ) -> None:
-    """List the collections of a store with their item counts and vector spaces."""
-    if ctx.invoked_subcommand is not None:
-        return
-    with _store(store, read_only=True) as opened:
-        rows = [_describe(opened, name) for name in opened.list_collections()]
-    if as_json:
-        console.print_json(data=rows)
-        return
-    table = Table("collection", "items", "spaces", "fields")
-    for row in rows:
-        table.add_row(row["name"], str(row["count"]),
-                      ", ".join(f"{s['name']} ({s['encoder']}, {s['dim']}-d, {s['index']})"
-                                for s in row["spaces"]),
-                      ", ".join(row["fields"]))
-    console.print(table)
-
-
-@collections_app.command("drop")
-def drop(name: str, store: StoreOpt = DEFAULT_STORE,
-         yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False
-         ) -> None:
-    """Delete a collection with all its items, vectors and indexes."""
-    if not yes:
-        typer.confirm(f"Drop collection {name!r} and all its items?", abort=True)
-    with _store(store) as opened:
-        opened.drop_collection(name)
-    console.print(f"dropped {name}")
-
-
-def _describe(store: Store, name: str) -> dict[str, Any]:
-    coll = store.collection(name)
-    return {"name": name, "count": coll.count(), "fields": coll.fields(),
-            "spaces": [{"name": s.name, "encoder": s.encoder.spec, "dim": s.dim,
-                        "metric": s.metric, "fingerprint": s.encoder.fingerprint,
-                        "index": s.index_spec,
-                        "source_fields": list(s.source_fields)} for s in coll.spaces().values()]}
-
-
 @app.command()
 def evaluate(
     queries: Annotated[Path, typer.Option(help="JSONL of {\"qid\", \"text\"}.")],
@@ -217,7 +141,7 @@ def evaluate(
     """nDCG@10, Recall@10/100 and MRR@10 of each search mode against relevance judgments."""
     from kinsight.engine.evaluation import evaluate_search, load_qrels, load_queries
 
-    with _store(store, read_only=True) as opened:
+    with open_store(store, read_only=True) as opened:
         results = evaluate_search(opened.collection(collection), load_queries(queries)[:limit],
                                   load_qrels(qrels), [_mode(m) for m in modes.split(",")],
                                   progress=not as_json)
@@ -231,49 +155,5 @@ def evaluate(
     console.print(table)
 
 
-@app.command()
-def serve(
-    store: StoreOpt = DEFAULT_STORE,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    api_key: Annotated[str | None, typer.Option(
-        envvar="KINSIGHT_API_KEY", help="Require this key in the X-API-Key header.")] = None,
-) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs) over a store."""
-    import uvicorn
-
-    from .http import Settings, create_app
-
-    settings = Settings(store=str(store), api_key=api_key)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-
-
-@app.command()
-def demo(
-    store: Annotated[Path, typer.Option(help="Where to build the demo store.")] = Path(
-        "kinsight-demo"),
-    limit: Annotated[int | None, typer.Option(help="Index only the first N documents.")] = None,
-) -> None:
-    """Index 2,000 real Debian package descriptions with the bundled model, then search them."""
-    from .demo import run_demo
-
-    try:
-        run_demo(store, console, limit=limit)
-    except KinsightError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2) from e
-
-
-def _one_of(option: str, value: str, choices: tuple[str, ...]) -> Any:
-    """``value`` if it is one of ``choices``, else a usage error naming them."""
-    if value not in choices:
-        raise typer.BadParameter(f"{option} must be one of {', '.join(choices)}, not {value!r}")
-    return value
-
-
 def _mode(value: str) -> SearchMode:
-    return _one_of("mode", value, get_args(SearchMode))  # type: ignore[no-any-return]
-
-
-def main() -> None:
-    app()
+    return one_of("mode", value, get_args(SearchMode))  # type: ignore[no-any-return]

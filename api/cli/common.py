@@ -1,0 +1,75 @@
+"""What every command shares: the Typer app, the consoles, the common options, opening a store
+(a kinsight error becomes one line on stderr and exit status 2) and the choice-option check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from kinsight.engine import KinsightError, Store
+
+__all__ = [
+    "DEFAULT_STORE",
+    "CollectionOpt",
+    "JsonOpt",
+    "StoreOpt",
+    "app",
+    "console",
+    "err",
+    "fail",
+    "one_of",
+    "open_store",
+]
+
+app = typer.Typer(
+    name="kinsight",
+    help="Embedding search over your documents: ingest files, then search them by meaning, "
+         "by keywords (BM25) or both (hybrid), from here, Python or HTTP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+console = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[Path, typer.Option(
+    "--store", envvar="KINSIGHT_STORE", help="Store directory (created on first ingest).")]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DEFAULT_STORE = Path("kinsight-store")
+
+
+@contextmanager
+def open_store(path: Path, *, read_only: bool = False) -> Iterator[Store]:
+    """Open the store; any kinsight error inside becomes one line on stderr and exit status 2."""
+    try:
+        with Store(path, read_only=read_only) as store:
+            yield store
+    except KinsightError as e:
+        fail(str(e))
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` on stderr and leave with status 2."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False
+           ) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def one_of(option: str, value: str, choices: tuple[str, ...]) -> Any:
+    """``value`` if it is one of ``choices``, else a usage error naming them."""
+    if value not in choices:
+        raise typer.BadParameter(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+    return value
