@@ -5,9 +5,19 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kinsight.engine import Store
+from kinsight.engine.store import DATABASE_FILE
+from kinsight.indexers.records import Record
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from kinsight.engine import Collection
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -54,3 +64,53 @@ def git_state() -> dict[str, Any]:
 
     return {"commit": git("rev-parse", "HEAD"),
             "changed": git("status", "--porcelain", "--untracked-files=no").splitlines()}
+
+
+def corpus_records(docs: int | None = None, seed: int = 0) -> list[Record]:
+    """The Debian corpus (id, title, text, section) as records; ``docs``: a seeded random subset."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(DATA / "debian" / "corpus.parquet",
+                          columns=["id", "title", "text", "section", "family"])
+    if docs is not None and docs < table.num_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(table.num_rows, docs, replace=False))
+        table = table.take(rows)
+    return [Record(id=r.pop("id"), fields=r, source="corpus.parquet", line=i + 1)
+            for i, r in enumerate(table.to_pylist())]
+
+
+@contextmanager
+def debian_store(docs: int | None = None, seed: int = 0) -> Iterator[Store]:
+    """A store with the Debian corpus indexed by the bundled MiniLM (collection ``debian``),
+    kept in benchmarks/results/ and reused: the first run encodes (~25 min on 2 cores for all
+    33k docs), later runs open it read-only, so several benchmarks can read it at once."""
+    from kinsight.indexers import IngestOptions, ingest_records
+
+    store_dir = RESULTS / f"debian-{docs or 'full'}-store"
+    records = corpus_records(docs, seed)
+    if (store_dir / DATABASE_FILE).exists():
+        with Store(store_dir, read_only=True) as store:
+            if "debian" in store.list_collections() \
+                    and store.collection("debian").count() == len(records) \
+                    and "family" in store.collection("debian").fields():
+                yield store
+                return
+    with Store(store_dir) as store:
+        print(ingest_records(store, records, IngestOptions(collection="debian")).summary())
+    with Store(store_dir, read_only=True) as store:
+        yield store
+
+
+def item_vectors(collection: Collection, space: str = "text") -> tuple[list[str], np.ndarray]:
+    """One vector per item (the normalised mean of its chunks), ids sorted."""
+    import numpy as np
+
+    sums: dict[str, np.ndarray] = {}
+    for _, vectors, ids in collection.vector_blocks(space):
+        for item_id, vector in zip(ids, vectors, strict=True):
+            sums[item_id] = sums[item_id] + vector if item_id in sums else vector.copy()
+    ids = sorted(sums)
+    matrix = np.stack([sums[i] for i in ids]).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    return ids, matrix

@@ -6,7 +6,7 @@ queries are), with the bundled all-MiniLM-L6-v2, then runs every query in each m
     .venv/bin/python benchmarks/quality.py                 # full corpus, all queries (~20 min)
     .venv/bin/python benchmarks/quality.py --docs 5000     # a seeded random subset, quicker
 
-The store is kept in benchmarks/results/ so a re-run skips encoding (content hashes).
+The store is kept in benchmarks/results/ so a re-run skips encoding (see _common.debian_store).
 """
 
 from __future__ import annotations
@@ -15,25 +15,9 @@ import argparse
 import logging
 import time
 
-import pyarrow.parquet as pq
-from _common import DATA, RESULTS, print_table, save
+from _common import DATA, corpus_records, debian_store, print_table, save
 
-from kinsight.engine import Store
 from kinsight.engine.evaluation import evaluate_search, load_qrels, load_queries
-from kinsight.indexers import IngestOptions, ingest_records
-from kinsight.indexers.records import Record
-
-
-def corpus_records(docs: int | None, seed: int) -> list[Record]:
-    table = pq.read_table(DATA / "debian" / "corpus.parquet",
-                          columns=["id", "title", "text", "section"])
-    if docs is not None and docs < table.num_rows:
-        import numpy as np
-
-        rows = np.sort(np.random.default_rng(seed).choice(table.num_rows, docs, replace=False))
-        table = table.take(rows)
-    return [Record(id=r.pop("id"), fields=r, source="corpus.parquet", line=i + 1)
-            for i, r in enumerate(table.to_pylist())]
 
 
 def main() -> None:
@@ -45,12 +29,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     records = corpus_records(args.docs, args.seed)
-    store_dir = RESULTS / f"debian-{args.docs or 'full'}-store"
-    with Store(store_dir) as store:
-        start = time.perf_counter()
-        report = ingest_records(store, records, IngestOptions(collection="debian"))
-        print(report.summary())
-        ingest_seconds = time.perf_counter() - start
+    with debian_store(args.docs, args.seed) as store:
         collection = store.collection("debian")
         qrels = load_qrels(DATA / "debian" / "qrels.tsv")
         indexed = set(r.id for r in records)
@@ -65,8 +44,6 @@ def main() -> None:
                 ["mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10"], rows)
     save(f"quality-{args.docs or 'full'}", {
         "docs": len(records), "queries": len(queries), "results": results,
-        "ingest": {"seconds": ingest_seconds, "stages": report.seconds,
-                   "written": report.written, "chunks": report.chunks},
         "search_seconds_all_modes": search_seconds,
         "command": "benchmarks/quality.py" + (f" --docs {args.docs}" if args.docs else ""),
     })
