@@ -7,6 +7,8 @@ import pytest
 
 from kinsight.engine import EncoderInfo, Item, Store
 
+from .browser import browser  # noqa: F401  (a fixture for the browser tests)
+
 VECTOR_ENCODER = EncoderInfo(spec="vectors:synthetic", modality="text", dim=16,
                              fingerprint="synthetic-16")
 
