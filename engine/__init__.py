@@ -28,6 +28,8 @@ from .errors import (
 )
 from .filters import And, Condition, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
+from .interactions import Interaction, ProfilePolicy, add_interactions, user_profiles
+from .recommend import RecommendOptions, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .search import ById, ChunkMatch, Fusion, Hit, SearchOptions
 from .spaces import VectorSpace
@@ -50,24 +52,31 @@ __all__ = [
     "Fusion",
     "Hit",
     "IndexSpec",
+    "Interaction",
     "InvalidInputError",
     "Item",
     "KinsightError",
     "Not",
     "NotFoundError",
     "Or",
+    "ProfilePolicy",
     "ReadOnlyStoreError",
+    "RecommendOptions",
     "RunInfo",
     "SearchOptions",
     "SqlWhere",
     "Store",
     "StoreLockedError",
     "VectorSpace",
+    "add_interactions",
     "available_encoders",
     "choose_index",
     "get_run",
     "list_runs",
     "load_encoder",
     "read_run_table",
+    "recommend",
+    "recommend_users",
     "save_run",
+    "user_profiles",
 ]

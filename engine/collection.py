@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +27,8 @@ from .schema import (
 from .spaces import METRICS, VectorSpace
 
 if TYPE_CHECKING:
+    from .interactions import Interaction
+    from .recommend import Strategy, WeightedExample
     from .search import Fusion, Hit, Query, SearchMode
     from .store import Store
 
@@ -405,6 +407,26 @@ class Collection:
         return search(self, query, SearchOptions(
             k=k, space=space, mode=mode, where=where, exact=exact, aggregate=aggregate,
             fusion=fusion or Fusion()))
+
+    def recommend(
+        self, positive: Sequence[WeightedExample] = (), negative: Sequence[WeightedExample] = (),
+        *, user: str | None = None, k: int = 10, strategy: Strategy = "average_vector",
+        space: str | Mapping[str, float] | None = None, where: FilterInput = None,
+        diversity: float = 0.0, exclude: Sequence[str] = (), include_seen: bool = False,
+    ) -> list[Hit]:
+        """Items like the ``positive`` examples (ids, vectors, or ``(example, weight)``) and
+        unlike the ``negative`` ones, and/or for ``user``; see ``engine.recommend``."""
+        from .recommend import RecommendOptions, recommend
+
+        return recommend(self, positive, negative, user=user, options=RecommendOptions(
+            k=k, strategy=strategy, space=space, where=where, diversity=diversity,
+            exclude=exclude, include_seen=include_seen))
+
+    def add_interactions(self, interactions: Iterable[Interaction]) -> int:
+        """Store user interactions (views, likes, ...) for ``recommend(user=...)``."""
+        from .interactions import add_interactions
+
+        return add_interactions(self, interactions)
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, items={self.count()}, spaces={list(self.spaces())})"

@@ -105,9 +105,12 @@ def search(collection: Collection, query: Query, options: SearchOptions) -> list
 
 
 def search_many(
-    collection: Collection, queries: Sequence[Query], options: SearchOptions
+    collection: Collection, queries: Sequence[Query], options: SearchOptions, *,
+    exclude: Sequence[Iterable[str]] | None = None,
 ) -> list[list[Hit]]:
-    """Run many queries at once (encoded in one batch, one FAISS call); one hit list per query."""
+    """Run many queries at once (encoded in one batch, one FAISS call); one hit list per query.
+    ``exclude`` gives, per query, item ids that must not come back (a ``ById`` query's own item
+    never does)."""
     if not 1 <= options.k <= 10_000:
         raise InvalidInputError(f"k must be between 1 and 10000, got {options.k}")
     if options.mode not in ("auto", "dense", "bm25", "hybrid"):
@@ -122,7 +125,10 @@ def search_many(
             f"fields: {', '.join(fields) or 'none'}")
     allowed_ids = None if options.where is None else set(collection.ids_matching(options.where))
     depth = options.k if mode != "hybrid" else max(options.k, options.fusion.depth)
-    excluded = [{q.id} if isinstance(q, ById) else set() for q in queries]
+    if exclude is not None and len(exclude) != len(queries):
+        raise InvalidInputError(f"exclude has {len(exclude)} entries for {len(queries)} queries")
+    excluded = [({q.id} if isinstance(q, ById) else set()) | set(extra) for q, extra in
+                zip(queries, exclude if exclude is not None else [()] * len(queries), strict=True)]
 
     ranked: list[list[tuple[str, float, ChunkMatch | None]]]
     if mode in ("dense", "hybrid"):

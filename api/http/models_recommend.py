@@ -1,0 +1,90 @@
+"""Request and response bodies of the recommendation routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
+
+from kinsight.engine.filters import Filter
+
+from .models import FieldName, HitOut, ItemId, _no_sql, _Request
+
+__all__ = [
+    "ExampleIn",
+    "InteractionIn",
+    "InteractionsRequest",
+    "InteractionsResponse",
+    "RecommendRequest",
+    "RecommendResponse",
+]
+
+
+class ExampleIn(_Request):
+    """An example given with a weight (a bare id or vector weighs 1)."""
+
+    id: ItemId | None = None
+    vector: list[FiniteFloat] | None = Field(None, min_length=1)
+    weight: float = Field(1.0, gt=0)
+
+
+Example = Annotated[ItemId | list[FiniteFloat] | ExampleIn, Field(
+    description="An item id, a vector of the space, or {id|vector, weight}.")]
+
+
+class RecommendRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"positive": ["vim", "emacs"], "negative": ["nano"], "k": 5},
+        {"user": "u42", "k": 10, "diversity": 0.3,
+         "filter": {"field": "section", "op": "eq", "value": "games"}},
+        {"positive": [{"id": "vim", "weight": 2}], "strategy": "best_score",
+         "spaces": {"text": 1.0, "image": 0.5}},
+    ]})
+
+    positive: list[Example] = Field(default_factory=list, description="More like these.")
+    negative: list[Example] = Field(default_factory=list, description="Less like these.")
+    user: ItemId | None = Field(None, description="Add this user's interactions as examples "
+                                                  "and leave out the items they have.")
+    k: int = Field(10, ge=1, le=1000)
+    strategy: Literal["average_vector", "best_score"] = "average_vector"
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="0: pure relevance; higher: "
+                                                              "more varied (MMR).")
+    space: str | None = Field(None, description="Vector space; left out: the only one.")
+    spaces: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="A weighted mix of spaces instead of one space.")
+    filter: Filter | None = None
+    exclude: list[ItemId] = Field(default_factory=list, description="Never return these.")
+    include_seen: bool = Field(False, description="Let the user's own items come back.")
+    half_life_days: float | None = Field(30.0, gt=0, description="Interaction time decay; "
+                                                                 "null: none.")
+    fields: list[FieldName] | None = Field(
+        None, description="Fields to return with each hit; left out: all, []: none.")
+
+    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
+
+
+class RecommendResponse(BaseModel):
+    hits: list[HitOut]
+    took_ms: float
+
+
+class InteractionIn(_Request):
+    user: ItemId
+    item: ItemId
+    kind: Annotated[str, Field(min_length=1)] = "view"
+    weight: FiniteFloat = 1.0
+    timestamp: datetime | None = Field(None, description="ISO 8601; left out: now.")
+
+
+class InteractionsRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"interactions": [
+        {"user": "u42", "item": "vim", "kind": "like"},
+        {"user": "u42", "item": "nano", "kind": "dislike", "timestamp": "2026-11-01T10:00:00Z"},
+    ]}]})
+
+    interactions: list[InteractionIn] = Field(min_length=1)
+
+
+class InteractionsResponse(BaseModel):
+    written: int

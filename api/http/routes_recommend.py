@@ -1,0 +1,73 @@
+"""Recommendations (more like these items, or for a user) and the interactions they learn from."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi import APIRouter
+
+from kinsight.engine import InvalidInputError, ProfilePolicy, RecommendOptions, recommend
+from kinsight.engine.interactions import Interaction
+from kinsight.engine.recommend import WeightedExample
+
+from .deps import CollectionDep, SettingsDep, WriteLockDep
+from .models import ErrorOut
+from .models_recommend import (
+    ExampleIn,
+    InteractionsRequest,
+    InteractionsResponse,
+    RecommendRequest,
+    RecommendResponse,
+)
+from .routes_search import hit_out
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/collections/{name}", tags=["recommend"],
+                   responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+
+
+@router.post("/recommend", summary="Items like the positive examples, unlike the negative ones, "
+                                   "or for a user")
+def recommend_items(body: RecommendRequest, collection: CollectionDep) -> RecommendResponse:
+    """Examples are item ids, vectors or ``{id|vector, weight}``; they never come back, nor do a
+    user's own items (unless ``include_seen``). Unknown ids and users with no interactions are
+    404s; no positive example at all is a 422."""
+    if body.space is not None and body.spaces is not None:
+        raise InvalidInputError("give 'space' or 'spaces', not both")
+    started = time.perf_counter()
+    options = RecommendOptions(
+        k=body.k, strategy=body.strategy, diversity=body.diversity,
+        space=body.spaces if body.spaces is not None else body.space, where=body.filter,
+        exclude=body.exclude, include_seen=body.include_seen, return_fields=body.fields,
+        profile=ProfilePolicy(half_life_days=body.half_life_days))
+    hits = recommend(collection, [_example(e) for e in body.positive],
+                     [_example(e) for e in body.negative], user=body.user, options=options)
+    return RecommendResponse(hits=[hit_out(h) for h in hits],
+                             took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.post("/interactions", summary="Append user interactions (views, likes, dislikes, ...)")
+def add_interactions(body: InteractionsRequest, collection: CollectionDep, settings: SettingsDep,
+                     write_lock: WriteLockDep) -> InteractionsResponse:
+    """All or none: one bad interaction (named by its position) writes none of the batch."""
+    if len(body.interactions) > settings.max_batch_items:
+        raise InvalidInputError(
+            f"{len(body.interactions)} interactions in one request; the most is "
+            f"{settings.max_batch_items} (max_batch_items): split the batch")
+    with write_lock:
+        written = collection.add_interactions(
+            Interaction(i.user, i.item, i.kind, i.weight, i.timestamp) for i in body.interactions)
+    return InteractionsResponse(written=written)
+
+
+def _example(example: str | list[float] | ExampleIn) -> WeightedExample:
+    if isinstance(example, str):
+        return example
+    if isinstance(example, list):
+        return np.asarray(example, dtype=np.float32)
+    if (example.id is None) == (example.vector is None):
+        raise InvalidInputError("an example object needs exactly one of 'id' or 'vector'")
+    value = example.id if example.id is not None else np.asarray(example.vector, np.float32)
+    return value, example.weight
