@@ -25,6 +25,7 @@ from .schema import (
     validate_space_name,
 )
 from .spaces import METRICS, VectorSpace
+from .store import ITEMS_ID_INDEX
 
 if TYPE_CHECKING:
     from .interactions import Interaction
@@ -37,6 +38,9 @@ __all__ = ["Collection", "Item"]
 log = logging.getLogger(__name__)
 
 VECTOR_BLOCK = 65_536  # vectors read per block when (re)building an index: ~100 MB at 384-d
+# Up to this many ids are bound as a literal IN list, which uses the id indexes; more are joined
+# as a registered table (one scan, however many).
+FEW_IDS = 1_000
 
 
 @dataclass
@@ -94,6 +98,14 @@ class Collection:
         self._fields = None
         self._spaces = None
 
+    def ensure_id_indexes(self) -> None:
+        """Index ``id`` in items and in every vector table: fetching a few items' fields or
+        vectors then reads those rows instead of scanning the table."""
+        cur = self.store.cursor()
+        cur.execute(ITEMS_ID_INDEX.format(schema=self._schema))
+        for space in self.spaces().values():
+            cur.execute(_vectors_id_index(self._schema, space.name))
+
     def space(self, name: str | None = None) -> VectorSpace:
         """A space by name; with no name, the collection's only space (or the one named 'text')."""
         spaces = self.spaces()
@@ -145,6 +157,7 @@ class Collection:
         con.execute(f"CREATE TABLE {self._schema}.{quote('vectors_' + name)} ("
                     "seq BIGINT NOT NULL, id VARCHAR NOT NULL, chunk INTEGER NOT NULL, "
                     f"start_char INTEGER, end_char INTEGER, vec FLOAT[{encoder.dim}] NOT NULL)")
+        con.execute(_vectors_id_index(self._schema, name))
         con.execute("INSERT INTO kinsight.spaces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                     [self.name, name, encoder.spec, encoder.modality, encoder.dim,
                      encoder.fingerprint, encoder.max_tokens, metric, list(source_fields),
@@ -333,11 +346,16 @@ class Collection:
         ``cursor`` inside a transaction to read them from that transaction's snapshot."""
         vs = self.space(space)
         sql = f"SELECT seq, vec, id FROM {self._schema}.{quote(vs.table)} WHERE seq > ?"
+        params: list[Any] = [after_seq]
         cur = cursor or self.store.cursor()
-        if ids is not None:
+        if ids is not None and len(ids) <= FEW_IDS:
+            where, id_params = _id_condition(ids)
+            sql += f" AND {where}"
+            params += id_params
+        elif ids is not None:
             _with_ids(cur, "_wanted", ids)
             sql += " AND id IN (SELECT id FROM _wanted)"
-        reader = cur.sql(sql + " ORDER BY seq", params=[after_seq]).to_arrow_reader(block)
+        reader = cur.sql(sql + " ORDER BY seq", params=params).to_arrow_reader(block)
         for batch in reader:
             if batch.num_rows == 0:
                 continue
@@ -430,6 +448,11 @@ class Collection:
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, items={self.count()}, spaces={list(self.spaces())})"
+
+
+def _vectors_id_index(schema: str, space: str) -> str:
+    return (f"CREATE INDEX IF NOT EXISTS {quote('vectors_' + space + '_id')} ON "
+            f"{schema}.{quote('vectors_' + space)} (id)")
 
 
 def _id_condition(ids: Sequence[str]) -> tuple[str, list[Any]]:

@@ -154,8 +154,7 @@ def _recommend_one(collection: Collection, pos: list[tuple[Example, float]],
                    neg: list[tuple[Example, float]], excluded: set[str],
                    options: RecommendOptions) -> list[Hit]:
     spaces = _spaces(collection, options.space)
-    examples = {name: (_resolve(collection, name, pos, len(spaces)),
-                       _resolve(collection, name, neg, len(spaces))) for name in spaces}
+    examples = {name: _resolve(collection, name, pos, neg, len(spaces)) for name in spaces}
     if not any(p is not None for p, _ in examples.values()):
         raise InvalidInputError(
             "no positive example: give at least one item id or vector to recommend from, or a "
@@ -313,35 +312,43 @@ def item_means(collection: Collection, space: str, ids: Sequence[str]) -> dict[s
     return {str(i): v.astype(np.float32) for i, v in zip(unique, sums, strict=True)}
 
 
-def _resolve(collection: Collection, space: str, examples: list[tuple[Example, float]],
-             n_spaces: int) -> _Examples | None:
-    """Examples as vectors of ``space``; ids without a vector there are left out of it."""
-    if not examples:
-        return None
+def _resolve(collection: Collection, space: str, pos: list[tuple[Example, float]],
+             neg: list[tuple[Example, float]], n_spaces: int
+             ) -> tuple[_Examples | None, _Examples | None]:
+    """Positive and negative examples as vectors of ``space`` (read in one query); ids without a
+    vector there are left out of it."""
     dim = collection.space(space).dim
-    means = item_means(collection, space, [e for e, _ in examples if isinstance(e, str)])
-    rows: list[np.ndarray] = []
-    weights: list[float] = []
-    for example, weight in examples:
-        if isinstance(example, str):
-            if example not in means:
-                continue
-            vector = means[example]
-        else:
-            if n_spaces > 1:
-                raise InvalidInputError("a vector example belongs to one space; with a mix of "
-                                        "spaces give item ids, or recommend on one space")
-            vector = np.asarray(example, dtype=np.float32).reshape(-1)
-            if vector.shape[0] != dim:
-                raise InvalidInputError(f"example vector has {vector.shape[0]} dimensions; "
-                                        f"space {space!r} has {dim}")
-            norm = np.linalg.norm(vector)
-            vector = vector / norm if norm > 0 else vector
-        rows.append(vector)
-        weights.append(weight)
-    if not rows:
-        return None
-    return _Examples(np.stack(rows).astype(np.float32), np.asarray(weights, dtype=np.float32))
+    means = item_means(collection, space, [e for e, _ in pos + neg if isinstance(e, str)])
+
+    def side(examples: list[tuple[Example, float]]) -> _Examples | None:
+        rows: list[np.ndarray] = []
+        weights: list[float] = []
+        for example, weight in examples:
+            if isinstance(example, str):
+                if example not in means:
+                    continue
+                vector = means[example]
+            else:
+                vector = _example_vector(example, space, dim, n_spaces)
+            rows.append(vector)
+            weights.append(weight)
+        if not rows:
+            return None
+        return _Examples(np.stack(rows).astype(np.float32), np.asarray(weights, np.float32))
+
+    return side(pos), side(neg)
+
+
+def _example_vector(example: np.ndarray, space: str, dim: int, n_spaces: int) -> np.ndarray:
+    if n_spaces > 1:
+        raise InvalidInputError("a vector example belongs to one space; with a mix of spaces "
+                                "give item ids, or recommend on one space")
+    vector = np.asarray(example, dtype=np.float32).reshape(-1)
+    if vector.shape[0] != dim:
+        raise InvalidInputError(f"example vector has {vector.shape[0]} dimensions; space "
+                                f"{space!r} has {dim}")
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
 
 
 def _weighted(examples: Sequence[WeightedExample], side: str) -> list[tuple[Example, float]]:

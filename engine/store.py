@@ -222,9 +222,10 @@ class Store:
             if name not in self._collections:
                 if name not in self.list_collections():
                     raise NotFoundError(self._missing(name))
-                if not self.read_only:  # collections made before the index existed
-                    self.cursor().execute(ITEMS_ID_INDEX.format(schema=quote(name)))
-                self._collections[name] = Collection(self, name)
+                collection = Collection(self, name)
+                if not self.read_only:  # collections made before these indexes existed
+                    collection.ensure_id_indexes()
+                self._collections[name] = collection
             return self._collections[name]
 
     def drop_collection(self, name: str) -> None:
