@@ -105,13 +105,6 @@ def debian_store(docs: int | None = None, seed: int = 0) -> Iterator[Store]:
 
 def item_vectors(collection: Collection, space: str = "text") -> tuple[list[str], np.ndarray]:
     """One vector per item (the normalised mean of its chunks), ids sorted."""
-    import numpy as np
+    from kinsight.engine.vectors import mean_item_vectors
 
-    sums: dict[str, np.ndarray] = {}
-    for _, vectors, ids in collection.vector_blocks(space):
-        for item_id, vector in zip(ids, vectors, strict=True):
-            sums[item_id] = sums[item_id] + vector if item_id in sums else vector.copy()
-    ids = sorted(sums)
-    matrix = np.stack([sums[i] for i in ids]).astype(np.float32)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    return ids, matrix
+    return mean_item_vectors(collection, space)
