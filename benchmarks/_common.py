@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Iterator, Sequence
@@ -20,13 +21,13 @@ if TYPE_CHECKING:
     from kinsight.engine import Collection
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+# The data sits beside the checkout; a checkout elsewhere (a git worktree) points at it with
+# KINSIGHT_DATA.
+DATA = Path(os.environ.get("KINSIGHT_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     import faiss
     import torch
 
@@ -104,13 +105,6 @@ def debian_store(docs: int | None = None, seed: int = 0) -> Iterator[Store]:
 
 def item_vectors(collection: Collection, space: str = "text") -> tuple[list[str], np.ndarray]:
     """One vector per item (the normalised mean of its chunks), ids sorted."""
-    import numpy as np
+    from kinsight.engine.vectors import mean_item_vectors
 
-    sums: dict[str, np.ndarray] = {}
-    for _, vectors, ids in collection.vector_blocks(space):
-        for item_id, vector in zip(ids, vectors, strict=True):
-            sums[item_id] = sums[item_id] + vector if item_id in sums else vector.copy()
-    ids = sorted(sums)
-    matrix = np.stack([sums[i] for i in ids]).astype(np.float32)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    return ids, matrix
+    return mean_item_vectors(collection, space)

@@ -34,6 +34,7 @@ __all__ = [
     "Or",
     "SqlWhere",
     "compile_filter",
+    "filter_to_json",
     "parse_filter",
 ]
 
@@ -111,6 +112,15 @@ def parse_filter(value: FilterInput) -> Filter | SqlWhere | None:
                 f"{e.errors()[0]['msg']})"
             ) from e
     raise FilterError(f"cannot use {type(value).__name__} as a filter; pass a dict or SqlWhere")
+
+
+def filter_to_json(value: FilterInput) -> Any:
+    """The filter as plain JSON (the structured form as a dict, raw SQL as its text), so a run's
+    parameters record which items it looked at in a form a person can read and reuse."""
+    parsed = parse_filter(value)
+    if parsed is None or isinstance(parsed, SqlWhere):
+        return None if parsed is None else parsed.sql
+    return parsed.model_dump(by_alias=True)
 
 
 def compile_filter(value: FilterInput, fields: Mapping[str, str]) -> CompiledFilter | None:

@@ -32,6 +32,7 @@ from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput
 from .interactions import ProfilePolicy, UserProfile, user_profiles
 from .search import Hit, SearchOptions, search_many
+from .vectors import mean_item_vectors
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -293,23 +294,12 @@ def _profile_vector(profile: UserProfile, column: dict[str, int], matrix: np.nda
 
 # -- helpers ----------------------------------------------------------------------------------
 def item_means(collection: Collection, space: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
-    """One vector per item (the mean of its chunks, unit length in cosine spaces), for the
-    given items that have one in ``space``."""
+    """One vector per item (see ``vectors.mean_item_vectors``) for those of ``ids`` that have
+    one in ``space``."""
     if not ids:
         return {}
-    blocks = list(collection.vector_blocks(space, ids=ids))
-    if not blocks:
-        return {}
-    owners = np.array([i for _, _, block_ids in blocks for i in block_ids])
-    vectors = np.concatenate([v for _, v, _ in blocks])
-    unique, inverse = np.unique(owners, return_inverse=True)
-    sums = np.zeros((len(unique), vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, inverse, vectors)
-    if collection.space(space).metric == "cosine":
-        sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    else:
-        sums /= np.bincount(inverse)[:, None]
-    return {str(i): v.astype(np.float32) for i, v in zip(unique, sums, strict=True)}
+    found, vectors = mean_item_vectors(collection, space, ids)
+    return dict(zip(found, vectors, strict=True))
 
 
 def _resolve(collection: Collection, space: str, pos: list[tuple[Example, float]],

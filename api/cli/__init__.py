@@ -7,7 +7,15 @@ wrong and how to fix it, and exit with status 2. Each module here adds its comma
 
 from __future__ import annotations
 
-from . import collections, documents, recommend, serving  # noqa: F401  (they register their commands)
+from . import (  # noqa: F401  (each module registers its commands)
+    clusters,
+    collections,
+    documents,
+    recommend,
+    report,
+    runs,
+    serving,
+)
 from .common import app
 
 __all__ = ["app", "main"]

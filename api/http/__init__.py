@@ -1,7 +1,8 @@
 """kinsight's HTTP API (FastAPI): ``create_app(Settings(...))``, served by ``kinsight serve``.
 
 Routes: ``/collections`` (list, create, describe, drop), ``/collections/{name}/items`` (batch
-upsert, read, delete), ``/collections/{name}/search`` and ``/health``; OpenAPI docs at ``/docs``.
+upsert, read, delete), ``/collections/{name}/search``, ``/collections/{name}/cluster``,
+``/collections/{name}/runs`` (analysis runs and their tables) and ``/health``; OpenAPI docs at ``/docs``.
 """
 
 from __future__ import annotations

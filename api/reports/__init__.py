@@ -6,6 +6,7 @@ each report module (clusters, anomalies, ...) turns one analysis run into sectio
 
 from __future__ import annotations
 
-from .page import Section, histogram_svg, render_report, scatter_svg, table_html, write_report
+from .page import Section, bar_svg, histogram_svg, render_report, scatter_svg, table_html, write_report
 
-__all__ = ["Section", "histogram_svg", "render_report", "scatter_svg", "table_html", "write_report"]
+__all__ = ["Section", "bar_svg", "histogram_svg", "render_report", "scatter_svg", "table_html",
+           "write_report"]

@@ -18,7 +18,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-__all__ = ["Section", "histogram_svg", "render_report", "scatter_svg", "table_html",
+__all__ = ["Section", "bar_svg", "histogram_svg", "render_report", "scatter_svg", "table_html",
            "thumbnail_img", "write_report"]
 
 _ENV = Environment(loader=PackageLoader("kinsight.api.reports", "templates"),
@@ -83,6 +83,19 @@ def histogram_svg(values: np.ndarray, *, threshold: float | None = None, xlabel:
         ax.legend(frameon=False)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("items")
+    if title:
+        ax.set_title(title)
+    return _svg(fig)
+
+
+def bar_svg(labels: Sequence[str], values: Sequence[float], *, xlabel: str, title: str = "") -> Markup:
+    """Horizontal bars, one per label, top to bottom in the order given (cluster sizes)."""
+    fig, ax = _figure(size=(6.5, 0.6 + 0.22 * max(1, len(labels))))
+    positions = np.arange(len(labels))
+    ax.barh(positions, np.asarray(values, dtype=float), color="#4c72b0", alpha=0.85)
+    ax.set_yticks(positions, [_short(str(label)) for label in labels], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title)
     return _svg(fig)

@@ -1,0 +1,136 @@
+"""``kinsight runs``: the analysis runs saved in a collection (cluster, anomalies, ...) and their
+result tables, printed, as JSON, or exported to Parquet or CSV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.table import Table
+
+from kinsight.engine import RunInfo, get_run, list_runs, read_run_table
+
+from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, fail, open_store
+
+__all__ = ["run_to_dict", "runs_app"]
+
+runs_app = typer.Typer(
+    help="Analysis runs of a collection. With no command: list them, newest first.",
+    invoke_without_command=True, no_args_is_help=False)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def list_command(
+    ctx: typer.Context,
+    collection: CollectionOpt = "docs",
+    store: StoreOpt = DEFAULT_STORE,
+    operation: Annotated[str | None, typer.Option(
+        help="Only runs of this operation (cluster, anomalies, ...).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the analysis runs of a collection, newest first (see `kinsight runs show`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with open_store(store, read_only=True) as opened:
+        runs = list_runs(opened.collection(collection), operation)
+    if as_json:
+        console.print_json(data=[run_to_dict(r) for r in runs])
+        return
+    table = Table("run id", "operation", "created (UTC)", "tables", "summary",
+                  title=f"runs of {collection}")
+    for run in runs:
+        table.add_row(run.run_id, run.operation, f"{run.created_at:%Y-%m-%d %H:%M:%S}",
+                      ", ".join(run.tables), _brief(run.summary))
+    console.print(table if runs else f"collection {collection!r} has no runs yet")
+
+
+@runs_app.command("show")
+def show_command(
+    run_id: Annotated[str, typer.Argument(help="The run id (see `kinsight runs`).")],
+    collection: CollectionOpt = "docs",
+    store: StoreOpt = DEFAULT_STORE,
+    table: Annotated[str | None, typer.Option(
+        "--table", "-t", help="A result table of the run; left out: the run's parameters.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to print (--out writes all).")] = 20,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the whole table to a .parquet or .csv file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a run: its parameters and summary, or the rows of one of its tables (--table).
+
+    The tables are also plain DuckDB tables, COLLECTION.OPERATION_TABLE with a run_id column, for
+    SQL joins with the items' fields.
+    """
+    if out is not None and out.suffix not in (".parquet", ".csv"):
+        fail(f"--out must end in .parquet or .csv, not {out.name!r}")
+    if out is not None and table is None:
+        fail("--out needs --table: which of the run's tables to write")
+    with open_store(store, read_only=True) as opened:
+        coll = opened.collection(collection)
+        run = get_run(coll, run_id)
+        rows = read_run_table(coll, run_id, table) if table is not None else None
+    if rows is None:
+        if as_json:
+            console.print_json(data=run_to_dict(run))
+        else:
+            _print_run(run)
+        return
+    if out is not None:
+        _export(rows, out)
+        console.print(f"wrote {rows.num_rows} rows to {out}", highlight=False)
+    elif as_json:
+        console.print_json(data=rows.slice(0, limit).to_pylist())
+    else:
+        shown = Table(*rows.column_names, title=f"{table} of {run_id} ({rows.num_rows} rows)")
+        for row in rows.slice(0, limit).to_pylist():
+            shown.add_row(*(_cell(v) for v in row.values()))
+        console.print(shown)
+
+
+def run_to_dict(run: RunInfo) -> dict[str, Any]:
+    return {"run_id": run.run_id, "collection": run.collection, "operation": run.operation,
+            "params": run.params, "summary": run.summary, "tables": run.tables,
+            "sql_tables": run.table_names, "created_at": run.created_at.isoformat()}
+
+
+def _print_run(run: RunInfo) -> None:
+    table = Table("", "", show_header=False, title=f"{run.operation} run {run.run_id}")
+    table.add_row("created (UTC)", f"{run.created_at:%Y-%m-%d %H:%M:%S}")
+    for key, value in {**run.params, **run.summary}.items():
+        table.add_row(key, _cell(value))
+    for name, sql in run.table_names.items():
+        table.add_row(f"table {name}", f"{sql} WHERE run_id = '{run.run_id}'")
+    console.print(table)
+
+
+def _export(rows: pa.Table, path: Path) -> None:
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        pyarrow.parquet.write_table(rows, path)
+        return
+    # CSV has no lists: list cells (terms, representatives) become JSON text.
+    for i, column in enumerate(rows.columns):
+        if pa.types.is_list(column.type):
+            as_text = pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()],
+                               pa.string())
+            rows = rows.set_column(i, rows.column_names[i], as_text)
+    pyarrow.csv.write_csv(rows, path)
+
+
+def _brief(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_cell(v)}" for k, v in summary.items() if not isinstance(v, dict | list))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return "" if value is None else str(value)
