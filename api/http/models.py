@@ -157,6 +157,9 @@ class UpsertResponse(BaseModel):
 
 
 class ItemOut(BaseModel):
+    # Binary fields (thumbnails: WebP) go out as base64 text.
+    model_config = ConfigDict(ser_json_bytes="base64")
+
     id: str
     fields: dict[str, Any]
 
@@ -228,6 +231,9 @@ class ChunkOut(BaseModel):
 
 
 class HitOut(BaseModel):
+    # Binary fields (thumbnails: WebP) go out as base64 text.
+    model_config = ConfigDict(ser_json_bytes="base64")
+
     id: str
     score: float = Field(description="Higher is better; the scale depends on the mode.")
     fields: dict[str, Any]
@@ -237,3 +243,6 @@ class HitOut(BaseModel):
 class SearchResponse(BaseModel):
     hits: list[HitOut]
     took_ms: float
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the reader must know, e.g. that the space runs on random weights.")

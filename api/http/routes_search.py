@@ -13,7 +13,7 @@ from kinsight.engine.search import Query, SearchOptions, search
 from .deps import CollectionDep
 from .models import ChunkOut, ErrorOut, HitOut, SearchRequest, SearchResponse
 
-__all__ = ["router"]
+__all__ = ["hit_out", "router"]
 
 router = APIRouter(prefix="/collections/{name}", tags=["search"],
                    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
@@ -32,7 +32,8 @@ def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchR
         return_fields=body.fields)
     hits = search(collection, _query(body), options)
     took_ms = (time.perf_counter() - started) * 1000
-    return SearchResponse(hits=[_hit_out(hit) for hit in hits], took_ms=took_ms)
+    return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
+                          warnings=collection.space(body.space).encoder.warnings())
 
 
 def _query(body: SearchRequest) -> Query:
@@ -46,7 +47,7 @@ def _query(body: SearchRequest) -> Query:
     raise InvalidInputError("give one of 'text', 'vector' or 'id' as the query")
 
 
-def _hit_out(hit: Hit) -> HitOut:
+def hit_out(hit: Hit) -> HitOut:
     chunk = None if hit.chunk is None else ChunkOut(
         index=hit.chunk.index, start=hit.chunk.start, end=hit.chunk.end)
     return HitOut(id=hit.id, score=hit.score, fields=hit.fields, chunk=chunk)
