@@ -157,9 +157,6 @@ class UpsertResponse(BaseModel):
 
 
 class ItemOut(BaseModel):
-    # Binary fields (thumbnails: WebP) go out as base64 text.
-    model_config = ConfigDict(ser_json_bytes="base64")
-
     id: str
     fields: dict[str, Any]
 
@@ -231,12 +228,9 @@ class ChunkOut(BaseModel):
 
 
 class HitOut(BaseModel):
-    # Binary fields (thumbnails: WebP) go out as base64 text.
-    model_config = ConfigDict(ser_json_bytes="base64")
-
     id: str
     score: float = Field(description="Higher is better; the scale depends on the mode.")
-    fields: dict[str, Any]
+    fields: dict[str, Any] = Field(description="Binary fields (thumbnails: WebP) come as base64.")
     chunk: ChunkOut | None = None
 
 
