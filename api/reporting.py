@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from rich.console import Console
@@ -9,15 +10,30 @@ from rich.table import Table
 
 from kinsight.engine import Hit
 
-__all__ = ["hit_to_dict", "print_hits", "snippet"]
+__all__ = ["hit_to_dict", "json_ready", "print_hits", "print_warnings", "snippet"]
 
 SNIPPET_CHARS = 160
+
+
+# Fields shown for a hit without a text field (pictures), in this order of preference.
+_DESCRIBING_FIELDS = ("caption", "title", "image")
+
+
+def json_ready(value: Any) -> Any:
+    """Binary field values (thumbnails) as base64 text, so the fields can be written as JSON."""
+    return base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
 
 
 def hit_to_dict(hit: Hit) -> dict[str, Any]:
     chunk = None if hit.chunk is None else {
         "index": hit.chunk.index, "start": hit.chunk.start, "end": hit.chunk.end}
-    return {"id": hit.id, "score": hit.score, "fields": hit.fields, "chunk": chunk}
+    fields = {name: json_ready(value) for name, value in hit.fields.items()}
+    return {"id": hit.id, "score": hit.score, "fields": fields, "chunk": chunk}
+
+
+def print_warnings(console: Console, warnings: list[str]) -> None:
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 def snippet(hit: Hit, text_field: str = "text") -> str:
@@ -38,7 +54,8 @@ def print_hits(console: Console, hits: list[Hit], *, title: str) -> None:
     table.add_column("text", ratio=4)
     for rank, hit in enumerate(hits, start=1):
         label = hit.fields.get("title")
-        text = snippet(hit)
+        text = snippet(hit) or next((str(hit.fields[f]) for f in _DESCRIBING_FIELDS
+                                     if hit.fields.get(f)), "")
         table.add_row(str(rank), hit.id, f"{hit.score:.3f}",
                       f"[bold]{label}[/bold]\n{text}" if label else text)
     if not hits:

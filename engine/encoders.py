@@ -22,6 +22,7 @@ from .errors import EncoderError, InvalidInputError
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "ENTRY_POINT_GROUP",
+    "RANDOM_WEIGHTS_MARK",
     "Encoder",
     "EncoderInfo",
     "Modality",
@@ -33,6 +34,9 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "kinsight.encoders"
 DEFAULT_TEXT_ENCODER = "sentence-transformers:all-MiniLM-L6-v2"
+# An encoder running on randomly initialised weights (tests, speed runs) puts this in its spec, so
+# every space built on it, and every result read from such a space, can say so.
+RANDOM_WEIGHTS_MARK = "@random"
 
 Modality = Literal["text", "image"]
 Role = Literal["document", "query"]
@@ -43,8 +47,11 @@ class EncoderInfo:
     """What a vector space records about the encoder that built it.
 
     ``spec`` loads the encoder again; ``fingerprint`` identifies its weights, so two encoders with
-    equal fingerprints produce the same vectors. ``max_tokens`` is the longest input the model
-    reads (texts longer than that are chunked); ``None`` where it does not apply.
+    equal fingerprints produce the same vectors (the image and text towers of one CLIP model share
+    a fingerprint: their vectors live in one space). ``modality`` is what ``encode`` takes: texts
+    (``str``) or images (RGB ``PIL.Image``, decoded by ``kinsight.indexers.image_files``).
+    ``max_tokens`` is the longest input the model reads (texts longer than that are chunked);
+    ``None`` where it does not apply.
     """
 
     spec: str
@@ -53,12 +60,26 @@ class EncoderInfo:
     fingerprint: str
     max_tokens: int | None = None
 
+    @property
+    def random_weights(self) -> bool:
+        """True for a model on random weights: its vectors mean nothing beyond speed tests."""
+        return RANDOM_WEIGHTS_MARK in self.spec
+
+    def warnings(self) -> list[str]:
+        """What a result computed with this encoder must tell its reader."""
+        if not self.random_weights:
+            return []
+        return [f"encoder {self.spec} runs on RANDOM weights: its similarities are meaningless "
+                "(fine for tests and speed runs); load real weights for real use"]
+
 
 @runtime_checkable
 class Encoder(Protocol):
     """Turns a batch of inputs into vectors.
 
-    ``encode`` returns a float32 array of shape ``(len(inputs), info.dim)``. ``role`` lets models
+    ``encode`` returns a float32 array of shape ``(len(inputs), info.dim)``. The inputs are texts
+    for a ``text`` encoder and decoded RGB images (``PIL.Image``) for an ``image`` encoder (the
+    engine never builds either: it only hands over what the caller gave). ``role`` lets models
     that embed queries and documents differently (instruction prefixes) do so; others ignore it.
     """
 

@@ -37,6 +37,8 @@ FIELD_TYPES: dict[str, tuple[pa.DataType, Callable[[Any], Any]]] = {
     "VARCHAR[]": (pa.list_(pa.string()), lambda v: [str(x) for x in v]),
     "DOUBLE[]": (pa.list_(pa.float64()), lambda v: [float(x) for x in v]),
     "TIMESTAMP": (pa.timestamp("us"), lambda v: v),
+    # Binary values such as image thumbnails; a str is taken as its UTF-8 bytes.
+    "BLOB": (pa.binary(), lambda v: v.encode("utf-8") if isinstance(v, str) else bytes(v)),
 }
 
 
@@ -79,6 +81,8 @@ def infer_field_type(values: Sequence[Any]) -> str:
             continue
         if isinstance(value, bool):
             return "BOOLEAN"
+        if isinstance(value, bytes | bytearray | memoryview):
+            return "BLOB"
         if isinstance(value, int):
             return "BIGINT"
         if isinstance(value, float):

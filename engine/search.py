@@ -9,6 +9,7 @@ Hybrid search fuses the dense and BM25 rankings, by reciprocal rank (default) or
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,8 @@ __all__ = [
     "search",
     "search_many",
 ]
+
+log = logging.getLogger(__name__)
 
 SearchMode = Literal["auto", "dense", "bm25", "hybrid"]
 # Below this many matching vectors a filtered search scans them exactly instead of asking FAISS
@@ -116,6 +119,8 @@ def search_many(
     if options.mode not in ("auto", "dense", "bm25", "hybrid"):
         raise InvalidInputError(f"unknown mode {options.mode!r}; use auto, dense, bm25 or hybrid")
     space = collection.space(options.space)
+    for warning in space.encoder.warnings():
+        log.warning("collection %r, space %r: %s", collection.name, space.name, warning)
     mode = resolve_mode(options.mode, space, queries)
     fields = collection.fields()
     unknown = [f for f in options.return_fields or () if f not in fields]
@@ -175,7 +180,8 @@ def _query_vectors(collection: Collection, space: VectorSpace, queries: Sequence
     if texts:
         if space.encoder.modality != "text":
             raise InvalidInputError(f"space {space.name!r} holds {space.encoder.modality} "
-                                    "vectors; query it with a vector or an item id")
+                                    "vectors; query it with an image (search by image), a vector "
+                                    "or an item id")
         encoder = load_encoder(space.encoder.spec)
         space.check_encoder(encoder.info)
         out[[i for i, _ in texts]] = encoder.encode([t for _, t in texts], role="query")

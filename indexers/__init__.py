@@ -5,7 +5,7 @@ Encoders are not imported here (they pull torch); the engine finds them by entry
 
 from __future__ import annotations
 
-from .ingest import IngestOptions, IngestReport, ingest_file, ingest_records
+from .ingest import IngestOptions, IngestReport, SpaceSource, ingest_file, ingest_records
 from .readers import read_records
 from .records import Problem, Record, record_from_mapping
 
@@ -14,6 +14,7 @@ __all__ = [
     "IngestReport",
     "Problem",
     "Record",
+    "SpaceSource",
     "ingest_file",
     "ingest_records",
     "read_records",

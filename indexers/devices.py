@@ -15,13 +15,16 @@ import torch
 
 from kinsight.engine.errors import InvalidInputError
 
-__all__ = ["THREADS_ENV", "configure_cpu_threads", "pick_device", "usable_cores"]
+__all__ = ["DEVICE_ENV", "THREADS_ENV", "configure_cpu_threads", "model_device", "pick_device",
+           "usable_cores"]
 
 logger = logging.getLogger(__name__)
 
 # Our own variable wins over OMP_NUM_THREADS: OMP_NUM_THREADS is often set for other libraries in
 # the same process (or by a cluster scheduler), KINSIGHT_THREADS only ever means us.
 THREADS_ENV = "KINSIGHT_THREADS"
+# Where models run: "cpu", "cuda", "cuda:N" or "mps"; unset, the best device present.
+DEVICE_ENV = "KINSIGHT_DEVICE"
 
 _DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(?::([0-9]+))?")
 _NUMBER = re.compile(r"[0-9]+")
@@ -118,3 +121,12 @@ def configure_cpu_threads() -> int:
             "set in the environment" if explicit is not None else "one per usable core",
         )
         return threads
+
+
+def model_device() -> str:
+    """The device a model is loaded on: ``KINSIGHT_DEVICE`` when set, else the best present; on
+    the CPU, torch's thread pool is sized first (``configure_cpu_threads``)."""
+    device = pick_device(os.environ.get(DEVICE_ENV))
+    if not device.startswith(("cuda", "mps")):
+        configure_cpu_threads()
+    return device

@@ -1,6 +1,9 @@
 """The ingest pipeline: read → skip unchanged → chunk → encode → write, timing each stage.
 
 Records arrive from a reader (``readers.read_records``) or any iterable of ``Record``/``Problem``.
+An ingest builds one text space by default; ``IngestOptions.spaces`` lists several instead, each
+from its own fields by its own encoder, and image spaces among them hand the work to
+``image_ingest`` (decode in parallel → encode → write), which imports torch only when needed.
 Each batch is written in one transaction, so whatever the pipeline reports as written (and passes
 to ``on_commit``) survives a crash. Bad records never stop the run: they are collected as problems
 with their file, line and fix. Items whose content hash is unchanged are not re-encoded.
@@ -17,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from tqdm import tqdm
 
@@ -26,9 +30,25 @@ from .chunking import Chunk, chunk_text, words_per_chunk
 from .readers import read_records
 from .records import Problem, Record
 
-__all__ = ["IngestOptions", "IngestReport", "ingest_file", "ingest_records"]
+__all__ = ["IngestOptions", "IngestReport", "SpaceSource", "ingest_file", "ingest_records",
+           "text_chunker", "text_of", "timed"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpaceSource:
+    """One vector space an ingest builds: ``name``, from ``fields`` of each record, by ``encoder``.
+
+    ``kind="text"``: the fields' texts are joined (blank lines between), chunked and encoded.
+    ``kind="image"``: the one field holds an image file's path (relative paths are resolved
+    against the ingest's image root), which is decoded and encoded.
+    """
+
+    name: str
+    encoder: str
+    fields: tuple[str, ...]
+    kind: Literal["text", "image"] = "text"
 
 
 @dataclass(frozen=True)
@@ -36,7 +56,9 @@ class IngestOptions:
     """Where records go and how they become vectors.
 
     ``text_fields`` are joined (in order, blank lines between) into the text that is encoded into
-    ``space``; ``batch_size`` is the number of records per write transaction.
+    ``space`` by ``encoder``: the one text space most ingests build. ``spaces``, when given,
+    replaces that by any number of spaces (text and image) built in the same pass.
+    ``batch_size`` is the number of records per write transaction.
     """
 
     collection: str
@@ -46,6 +68,15 @@ class IngestOptions:
     encoder: str = DEFAULT_TEXT_ENCODER
     batch_size: int = 256
     chunk_overlap: int = 32
+    spaces: tuple[SpaceSource, ...] = ()
+
+    def sources(self) -> tuple[SpaceSource, ...]:
+        """The spaces this ingest builds."""
+        return self.spaces or (SpaceSource(self.space, self.encoder, self.text_fields),)
+
+    @property
+    def has_images(self) -> bool:
+        return any(source.kind == "image" for source in self.sources())
 
 
 @dataclass
@@ -73,48 +104,58 @@ class IngestReport:
 
 
 @contextmanager
-def _timed(report: IngestReport, stage: str) -> Iterator[None]:
+def timed(report: IngestReport, stage: str) -> Iterator[None]:
+    """Add the time spent inside to ``report.seconds[stage]``."""
     start = time.perf_counter()
     try:
         yield
     finally:
-        report.seconds[stage] += time.perf_counter() - start
+        report.seconds[stage] = report.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
                 progress: bool = True, on_commit: Callable[[list[str]], None] | None = None
                 ) -> IngestReport:
-    """Ingest a JSONL, CSV or Parquet file, or a folder of .txt/.md files."""
-    records = read_records(path, id_field=options.id_field, text_fields=options.text_fields)
-    return ingest_records(store, records, options, progress=progress, on_commit=on_commit)
+    """Ingest a JSONL, CSV or Parquet file, or a folder of .txt/.md files (of images, when
+    ``options`` has an image space: then relative image paths are relative to the list file)."""
+    if not options.has_images:
+        records = read_records(path, id_field=options.id_field, text_fields=options.text_fields)
+        return ingest_records(store, records, options, progress=progress, on_commit=on_commit)
+    from .image_ingest import read_image_records
+
+    pictures, image_root = read_image_records(path, options)
+    return ingest_records(store, pictures, options, progress=progress, on_commit=on_commit,
+                          image_root=image_root)
 
 
 def ingest_records(store: Store, records: Iterable[Record | Problem], options: IngestOptions, *,
                    encoder: Encoder | None = None, progress: bool = True,
                    on_commit: Callable[[list[str]], None] | None = None,
-                   save_indexes: bool = True) -> IngestReport:
+                   save_indexes: bool = True, image_root: Path | None = None) -> IngestReport:
     """Ingest records into ``options.collection`` (created if missing); see the module docstring.
 
     With ``save_indexes`` (the default for files) the indexes are brought up to date and saved at
     the end; a server ingesting small batches passes False: its indexes catch up on the next
-    search and are saved when the store closes.
+    search and are saved when the store closes. ``encoder`` replaces the one ``options.encoder``
+    names (single-space ingests only); ``image_root`` is what relative image paths are relative
+    to (default: the working directory).
     """
+    if options.has_images or len(options.sources()) > 1:
+        from .image_ingest import ingest_spaces
+
+        return ingest_spaces(store, records, options, progress=progress, on_commit=on_commit,
+                             save_indexes=save_indexes, image_root=image_root or Path.cwd())
     encoder = encoder or load_encoder(options.encoder)
     collection = store.create_collection(options.collection, exist_ok=True)
-    max_words = words_per_chunk(encoder.info.max_tokens)
-    collection.ensure_space(options.space, encoder.info, source_fields=options.text_fields,
-                            chunk_words=max_words)
-    # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
-    overlap = options.chunk_overlap if max_words is None else min(options.chunk_overlap,
-                                                                  max_words // 4)
-    chunker = functools.partial(chunk_text, max_words=max_words, overlap=overlap)
+    chunker = text_chunker(collection, options.space, encoder, options.text_fields,
+                           options.chunk_overlap)
     report = IngestReport()
     bar = tqdm(desc=f"ingest {options.collection}", unit=" items", disable=not progress,
                dynamic_ncols=True)
     batch: list[Record] = []
     stream = iter(records)
     while True:
-        with _timed(report, "read"):
+        with timed(report, "read"):
             entry = next(stream, None)
         if entry is None:
             break
@@ -134,10 +175,20 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
         bar.update(len(batch))
     bar.close()
     if save_indexes:
-        with _timed(report, "write"):
+        with timed(report, "write"):
             collection.refresh()
     log.info("%s", report.summary())
     return report
+
+
+def text_chunker(collection: Collection, space: str, encoder: Encoder, fields: Sequence[str],
+                 chunk_overlap: int) -> Callable[[str], list[Chunk]]:
+    """Create (or check) a text space, and return the chunker its texts go through."""
+    max_words = words_per_chunk(encoder.info.max_tokens)
+    collection.ensure_space(space, encoder.info, source_fields=fields, chunk_words=max_words)
+    # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
+    overlap = chunk_overlap if max_words is None else min(chunk_overlap, max_words // 4)
+    return functools.partial(chunk_text, max_words=max_words, overlap=overlap)
 
 
 def content_hash(record: Record, options: IngestOptions, fingerprint: str) -> str:
@@ -150,7 +201,7 @@ def content_hash(record: Record, options: IngestOptions, fingerprint: str) -> st
 def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Record],
                  options: IngestOptions, chunker: Callable[[str], list[Chunk]],
                  report: IngestReport, on_commit: Callable[[list[str]], None] | None) -> None:
-    with _timed(report, "diff"):
+    with timed(report, "diff"):
         latest = {record.id: record for record in batch}  # a repeated id: the last one wins
         hashes = {i: content_hash(r, options, encoder.info.fingerprint) for i, r in latest.items()}
         stored = collection.content_hashes(list(latest))
@@ -158,7 +209,7 @@ def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Recor
         report.unchanged += len(latest) - len(changed)
         chunked: list[tuple[Record, list[Chunk]]] = []
         for record in changed:
-            text = _text_of(record, options.text_fields)
+            text = text_of(record, options.text_fields)
             if text:
                 chunked.append((record, chunker(text)))
             else:  # readers never yield such records; records built in code might
@@ -167,7 +218,7 @@ def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Recor
                     f"{', '.join(options.text_fields)}", "fill one of the text fields"))
     if not chunked:
         return
-    with _timed(report, "encode"):
+    with timed(report, "encode"):
         flat = [c.text for _, chunks in chunked for c in chunks]
         vectors = encoder.encode(flat, role="document")
     items = []
@@ -178,7 +229,7 @@ def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Recor
         items.append(Item(id=record.id, fields=record.fields, content_hash=hashes[record.id],
                           vectors={options.space: item_vectors},
                           spans={options.space: [(c.start, c.end) for c in chunks]}))
-    with _timed(report, "write"):
+    with timed(report, "write"):
         collection.upsert(items)
     report.written += len(items)
     report.chunks += len(flat)
@@ -186,6 +237,7 @@ def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Recor
         on_commit([item.id for item in items])
 
 
-def _text_of(record: Record, text_fields: Sequence[str]) -> str:
+def text_of(record: Record, text_fields: Sequence[str]) -> str:
+    """The record's text: its non-empty text fields, in order, blank lines between."""
     parts = [str(record.fields[f]).strip() for f in text_fields if record.fields.get(f)]
     return "\n\n".join(p for p in parts if p)

@@ -27,7 +27,7 @@ from kinsight.engine.errors import InvalidInputError, NotFoundError
 
 from .records import Problem, Record, describe_value, quoted_names, record_from_mapping
 
-__all__ = ["FOLDER_SUFFIXES", "FORMATS", "infer_format", "read_records"]
+__all__ = ["FOLDER_SUFFIXES", "FORMATS", "folder_files", "infer_format", "read_records"]
 
 log = logging.getLogger(__name__)
 
@@ -304,14 +304,15 @@ def _read_parquet(
             yield Problem(source, number + 1, message, _BROKEN_FIX)
 
 
-def _folder_files(root: Path) -> list[tuple[Path, str]]:
-    """(path, posix path relative to root) of the .txt/.md files, hidden ones left out, sorted."""
+def folder_files(root: Path, suffixes: Sequence[str] = FOLDER_SUFFIXES) -> list[tuple[Path, str]]:
+    """(path, posix path relative to root) of the files with one of ``suffixes`` (lower case),
+    anywhere under ``root``, hidden files and folders left out, sorted by relative path."""
     found: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         # Pruning here keeps the walk out of .git, .venv and the like altogether.
         dirnames[:] = [name for name in dirnames if not name.startswith(".")]
         for name in filenames:
-            if name.startswith(".") or Path(name).suffix.lower() not in FOLDER_SUFFIXES:
+            if name.startswith(".") or Path(name).suffix.lower() not in suffixes:
                 continue
             file = Path(dirpath, name)
             found.append((file, file.relative_to(root).as_posix()))
@@ -334,7 +335,7 @@ def _title(text: str) -> str:
 
 
 def _read_folder(root: Path) -> Iterator[Record | Problem]:
-    for file, relative in _folder_files(root):
+    for file, relative in folder_files(root):
         source = str(file)
         try:
             raw = file.read_bytes()

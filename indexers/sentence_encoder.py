@@ -14,7 +14,6 @@ wherever the model runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
-import torch
 from sentence_transformers import SentenceTransformer
 
 from kinsight.engine.encoders import EncoderInfo, Role
 from kinsight.engine.errors import EncoderError, InvalidInputError
 
-from .devices import configure_cpu_threads, pick_device
+from .devices import DEVICE_ENV, model_device
+from .fingerprints import hash_files, hash_parameters
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
@@ -48,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 SCHEME = "sentence-transformers"
 BUNDLED_MODEL_NAME = "all-MiniLM-L6-v2"
-DEVICE_ENV = "KINSIGHT_DEVICE"
 # On CPU, batches above 32 bought nothing for MiniLM (2 cores, ~100-word texts: 32, 64 and 128
 # within noise) and cost memory; a GPU is underused by small batches of short texts.
 CPU_BATCH_SIZE = 32
@@ -56,7 +54,6 @@ CUDA_BATCH_SIZE = 128
 
 _BUNDLED_ALIASES = {"", BUNDLED_MODEL_NAME.lower(), f"sentence-transformers/{BUNDLED_MODEL_NAME}".lower()}
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
-_HASH_BLOCK = 1 << 20
 _ROLES: tuple[str, ...] = get_args(Role)
 # Prompt names models use for each role; "passage" is the E5/BGE spelling of "document".
 _PROMPT_NAMES: dict[str, tuple[str, ...]] = {"query": ("query",), "document": ("document", "passage")}
@@ -135,21 +132,7 @@ def weights_fingerprint(folder: str | Path) -> str:
         raise EncoderError(
             f"no weight files (*.safetensors, *.bin) in {root}; is it a saved sentence-transformers model?"
         )
-    digest = hashlib.sha256()
-    for path in files:
-        with path.open("rb") as stream:
-            while block := stream.read(_HASH_BLOCK):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def _parameters_fingerprint(model: torch.nn.Module) -> str:
-    """Fingerprint of the weights in memory, for models whose files could not be found."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode("utf-8"))
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return hash_files(files)
 
 
 def _hub_snapshot(name: str) -> Path | None:
@@ -259,9 +242,7 @@ def load_sentence_encoder(argument: str) -> SentenceEncoder:
     Hub), and ``InvalidInputError`` when ``KINSIGHT_DEVICE`` names a device that is not there.
     """
     source = _resolve_source(argument)
-    device = pick_device(os.environ.get(DEVICE_ENV))
-    if not device.startswith(("cuda", "mps")):
-        configure_cpu_threads()
+    device = model_device()
     started = time.perf_counter()
     # transformers draws a "Loading weights" bar on every load; kinsight has its own progress.
     from transformers.utils import logging as transformers_logging
@@ -281,7 +262,7 @@ def load_sentence_encoder(argument: str) -> SentenceEncoder:
         ) from e
     # Fingerprint before half(): it identifies the weights on disk, whatever precision runs them.
     folder = source.folder or _hub_snapshot(source.load_from)
-    fingerprint = weights_fingerprint(folder) if folder else _parameters_fingerprint(model)
+    fingerprint = weights_fingerprint(folder) if folder else hash_parameters(model)
     if device.startswith("cuda"):
         model.half()
     max_tokens = model.max_seq_length

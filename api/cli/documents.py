@@ -13,7 +13,7 @@ from rich.table import Table
 from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion
 from kinsight.engine.search import SearchMode, SearchOptions, search_many
 
-from ..reporting import hit_to_dict, print_hits
+from ..reporting import hit_to_dict, print_hits, print_warnings
 from .common import (
     DEFAULT_STORE,
     CollectionOpt,
@@ -27,32 +27,57 @@ from .common import (
     open_store,
 )
 
-__all__ = ["evaluate", "ingest", "search"]
+__all__ = ["DEFAULT_IMAGE_ENCODER", "evaluate", "ingest", "search"]
+
+DEFAULT_IMAGE_ENCODER = "efficientnet:lite0"
 
 
 @app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="JSONL, CSV, TSV or Parquet file (optionally .gz), "
-                                              "or a folder of .txt/.md files.")],
+                                              "or a folder of .txt/.md files (of pictures with "
+                                              "--image-field).")],
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
     id_field: Annotated[str, typer.Option(help="Field holding each item's unique id.")] = "id",
     text_field: Annotated[list[str] | None, typer.Option(
         help="Field(s) to embed; repeat for several (joined in order). Default: text.")] = None,
-    encoder: Annotated[str, typer.Option(help="Encoder spec, SCHEME:MODEL.")] = DEFAULT_TEXT_ENCODER,
-    space: Annotated[str, typer.Option(help="Name of the vector space to build.")] = "text",
+    encoder: Annotated[str | None, typer.Option(
+        help=f"Encoder spec, SCHEME:MODEL. Default: {DEFAULT_TEXT_ENCODER}; with --image-field "
+             f"{DEFAULT_IMAGE_ENCODER} (or e.g. open_clip:ViT-B-32@/path/ckpt.pt).")] = None,
+    space: Annotated[str | None, typer.Option(
+        help="Name of the vector space to build. Default: text (image with --image-field).")] = None,
+    image_field: Annotated[str | None, typer.Option(
+        help="Ingest pictures: the field holding each picture's path, relative to the list "
+             "file (for a folder of pictures: the field to store the relative path in).")] = None,
+    caption_field: Annotated[list[str] | None, typer.Option(
+        help="With --image-field: also build a text space, named after this field, from it "
+             "(repeat to join several).")] = None,
+    text_encoder: Annotated[str, typer.Option(
+        help="Encoder of the --caption-field space.")] = DEFAULT_TEXT_ENCODER,
     batch_size: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 256,
     as_json: JsonOpt = False,
 ) -> None:
-    """Read records, embed their text and store them; re-running skips unchanged items.
+    """Read records, embed their text (or pictures) and store them; re-running skips unchanged items.
 
-    Bad records (malformed lines, missing ids, empty text, bad encodings) are reported with their
-    file and line, and everything else is ingested.
+    Bad records (malformed lines, missing ids, empty text, bad encodings; missing, empty, corrupt,
+    truncated or oversized pictures) are reported with their file and reason, and everything
+    else is ingested. Pictures keep a small thumbnail in the 'thumbnail' field.
     """
-    from kinsight.indexers.ingest import IngestOptions, ingest_file
+    from kinsight.indexers.ingest import IngestOptions, SpaceSource, ingest_file
 
+    spaces: tuple[SpaceSource, ...] = ()
+    if image_field is not None:
+        spaces = (SpaceSource(space or "image", encoder or DEFAULT_IMAGE_ENCODER, (image_field,),
+                              "image"),)
+        if caption_field:
+            spaces += (SpaceSource(caption_field[0], text_encoder, tuple(caption_field)),)
+    elif caption_field:
+        fail("--caption-field goes with --image-field; for text alone use --text-field")
     options = IngestOptions(collection=collection, text_fields=tuple(text_field or ["text"]),
-                            id_field=id_field, space=space, encoder=encoder, batch_size=batch_size)
+                            id_field=id_field, space=space or "text",
+                            encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
+                            spaces=spaces)
     with open_store(store) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
@@ -78,6 +103,8 @@ def search(
     mode: Annotated[str, typer.Option(
         help="auto (hybrid for text) | dense | bm25 | hybrid")] = "auto",
     like: Annotated[str | None, typer.Option(help="Search by a stored item's id instead.")] = None,
+    image: Annotated[Path | None, typer.Option(
+        help="Search by a picture: items of an image space that look most like it.")] = None,
     where: Annotated[str | None, typer.Option(
         help="SQL WHERE over the fields, e.g. \"section = 'python'\" (trusted local use).")] = None,
     space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
@@ -91,9 +118,10 @@ def search(
                    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search a collection by text, or by a stored item (--like), or a batch (--queries)."""
-    if sum(x is not None for x in (text, like, queries)) != 1:
-        fail("give exactly one of TEXT, --like ID or --queries FILE")
+    """Search a collection by text, by a stored item (--like), by a picture (--image), or a
+    batch (--queries). Results from a space built on random weights carry a warning."""
+    if sum(x is not None for x in (text, like, image, queries)) != 1:
+        fail("give exactly one of TEXT, --like ID, --image PATH or --queries FILE")
     options = SearchOptions(
         k=k, space=space, mode=_mode(mode), where=where, exact=exact,
         fusion=Fusion(method=one_of("fusion", fusion, ("rrf", "weighted"))),
@@ -104,11 +132,19 @@ def search(
         if queries is not None:
             _batch_search(coll, queries, options, out)
             return
-        hits = search_many(coll, [ById(like) if like else text], options)[0]  # type: ignore[list-item]
+        if image is not None:
+            from kinsight.indexers.image_query import image_space, search_by_image
+
+            searched = image_space(coll, space)
+            hits = search_by_image(coll, image, options)
+        else:
+            searched = coll.space(space)
+            hits = search_many(coll, [ById(like) if like else text], options)[0]  # type: ignore[list-item]
+    print_warnings(err, searched.encoder.warnings())  # on stderr, so --json stays parseable
     if as_json:
         console.print_json(data=[hit_to_dict(h) for h in hits])
-    else:
-        print_hits(console, hits, title=f"{mode} search: {like or text}")
+        return
+    print_hits(console, hits, title=f"{'dense' if image else mode} search: {like or image or text}")
 
 
 def _batch_search(coll: Any, queries: Path, options: SearchOptions, out: Path | None) -> None:

@@ -21,6 +21,7 @@ from kinsight.engine import Store
 from . import (
     routes_clusters,
     routes_collections,
+    routes_images,
     routes_items,
     routes_recommend,
     routes_runs,
@@ -62,8 +63,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         401: {"model": ErrorOut, "description": "Missing or wrong API key"},
         413: {"model": ErrorOut, "description": "Request body over max_request_bytes"},
     }
-    for module in (routes_collections, routes_items, routes_search, routes_recommend,
-                   routes_clusters, routes_runs):
+    for module in (routes_collections, routes_items, routes_search, routes_images,
+                   routes_recommend, routes_clusters, routes_runs):
         app.include_router(module.router, dependencies=secured, responses=documented)
     app.add_api_route("/health", _health, methods=["GET"], tags=["health"],
                       summary="Liveness: the store is open (no API key needed)")

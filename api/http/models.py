@@ -230,10 +230,13 @@ class ChunkOut(BaseModel):
 class HitOut(BaseModel):
     id: str
     score: float = Field(description="Higher is better; the scale depends on the mode.")
-    fields: dict[str, Any]
+    fields: dict[str, Any] = Field(description="Binary fields (thumbnails: WebP) come as base64.")
     chunk: ChunkOut | None = None
 
 
 class SearchResponse(BaseModel):
     hits: list[HitOut]
     took_ms: float
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the reader must know, e.g. that the space runs on random weights.")

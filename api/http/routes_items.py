@@ -12,6 +12,7 @@ from kinsight.engine import InvalidInputError, NotFoundError, Store, VectorSpace
 from kinsight.indexers.ingest import IngestOptions, ingest_records
 from kinsight.indexers.records import Problem, Record, record_from_mapping
 
+from ..reporting import json_ready
 from .deps import CollectionDep, SettingsDep, StoreDep, WriteLockDep
 from .models import (
     DeleteRequest,
@@ -73,7 +74,8 @@ def get_item(item_id: str, collection: CollectionDep) -> ItemOut:
     found = collection.get([item_id])
     if not found:
         raise NotFoundError(f"no item {item_id!r} in collection {collection.name!r}")
-    return ItemOut(id=found[0].id, fields=found[0].fields)
+    return ItemOut(id=found[0].id,
+                   fields={name: json_ready(value) for name, value in found[0].fields.items()})
 
 
 @router.post("/delete", summary="Delete items by ids or by a filter")

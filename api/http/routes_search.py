@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from kinsight.engine import ById, Fusion, Hit, InvalidInputError
 from kinsight.engine.search import Query, SearchOptions, search
 
+from ..reporting import json_ready
 from .deps import CollectionDep
 from .models import ChunkOut, ErrorOut, HitOut, SearchRequest, SearchResponse
 
@@ -32,7 +33,8 @@ def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchR
         return_fields=body.fields)
     hits = search(collection, _query(body), options)
     took_ms = (time.perf_counter() - started) * 1000
-    return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms)
+    return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
+                          warnings=collection.space(body.space).encoder.warnings())
 
 
 def _query(body: SearchRequest) -> Query:
@@ -49,4 +51,5 @@ def _query(body: SearchRequest) -> Query:
 def hit_out(hit: Hit) -> HitOut:
     chunk = None if hit.chunk is None else ChunkOut(
         index=hit.chunk.index, start=hit.chunk.start, end=hit.chunk.end)
-    return HitOut(id=hit.id, score=hit.score, fields=hit.fields, chunk=chunk)
+    fields = {name: json_ready(value) for name, value in hit.fields.items()}
+    return HitOut(id=hit.id, score=hit.score, fields=fields, chunk=chunk)
