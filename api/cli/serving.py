@@ -11,7 +11,7 @@ from kinsight.engine import KinsightError
 
 from .common import DEFAULT_STORE, StoreOpt, app, console, fail
 
-__all__ = ["demo", "serve"]
+__all__ = ["demo", "page_url", "serve"]
 
 
 @app.command()
@@ -22,13 +22,23 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         envvar="KINSIGHT_API_KEY", help="Require this key in the X-API-Key header.")] = None,
 ) -> None:
-    """Serve the HTTP API (OpenAPI docs at /docs) over a store."""
+    """Serve the HTTP API and the search web page (at /; OpenAPI docs at /docs) over a store."""
     import uvicorn
 
     from ..http import Settings, create_app
 
     settings = Settings(store=str(store), api_key=api_key)
+    url = page_url(host, port)
+    console.print(f"Search page: [bold]{url}[/bold]   API docs: {url}docs", highlight=False)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def page_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the page: a wildcard address is not one to open."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # an IPv6 address in a URL goes in brackets
+    return f"http://{shown}:{port}/"
 
 
 @app.command()

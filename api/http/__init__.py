@@ -2,7 +2,8 @@
 
 Routes: ``/collections`` (list, create, describe, drop), ``/collections/{name}/items`` (batch
 upsert, read, delete), ``/collections/{name}/search``, ``/collections/{name}/cluster``,
-``/collections/{name}/runs`` (analysis runs and their tables) and ``/health``; OpenAPI docs at ``/docs``.
+``/collections/{name}/runs`` (analysis runs and their tables) and ``/health``; OpenAPI docs at ``/docs``;
+the search web page at ``/`` (``page.py``, assets in ``static/``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from .deps import StoreDep, require_api_key
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .models import ErrorOut, Health
+from .page import install_page
 from .settings import Settings
 
 __all__ = ["create_app"]
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.include_router(module.router, dependencies=secured, responses=documented)
     app.add_api_route("/health", _health, methods=["GET"], tags=["health"],
                       summary="Liveness: the store is open (no API key needed)")
+    install_page(app)
     return app
 
 
