@@ -96,9 +96,11 @@ def build_store(store_dir: Path, tmp_path: Path) -> None:
 
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps(row) for row in [
-        {"id": "py-csv", "title": "<b>CSV</b> in Python", "text": "read a csv file with python"},
-        {"id": "rs-csv", "title": "CSV in Rust", "text": "parse csv records in rust with serde"},
-        {"id": "go-http", "title": "HTTP in Go", "text": "write an http server in go"},
+        {"id": "py-csv", "title": "<b>CSV</b> in Python", "text": "read a csv file with python",
+         "year": 2019},
+        {"id": "rs-csv", "title": "CSV in Rust", "text": "parse csv records in rust with serde",
+         "year": 2022},
+        {"id": "go-csv", "title": "CSV in Go", "text": "stream a large csv file in go", "year": 2023},
     ]))
     with Store(store_dir) as store:
         ingest_file(store, make_pictures(tmp_path / "pics"), IngestOptions(collection="pics", spaces=(
@@ -188,6 +190,12 @@ def test_search_page_in_a_browser(browser, server: str, tmp_path: Path) -> None:
     assert hits[0] == "rs-csv" and not browser.find_elements(By.CSS_SELECTOR, "#results img")
     assert len(browser.find_elements(By.CSS_SELECTOR, ".thumb.placeholder")) == len(hits)
     assert "<b>CSV</b> in Python" in find('.hit[data-id="py-csv"] h3').text  # markup shown as text
+    find("#add-filter").click()  # a filter on a number field
+    Select(find("#filter-field-2")).select_by_value("year")
+    Select(find("#filter-op-2")).select_by_value("ge")
+    find("#filter-value-2").send_keys("2022")
+    find("#apply-filters").click()
+    assert sorted(wait_for_status("(filtered)")) == ["go-csv", "rs-csv"]
 
     # The API's errors show in the page.
     find("#k").clear()

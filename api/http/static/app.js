@@ -11,12 +11,13 @@ const OPERATORS = [
   ["is_null", "is empty"], ["not_null", "is set"],
 ];
 const NO_VALUE = new Set(["is_null", "not_null"]);
-const NUMERIC = /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|REAL|DOUBLE|DECIMAL.*)$/;
+const NUMERIC = /^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|REAL|DOUBLE|DECIMAL.*)$/;  // DuckDB types
 
 const $ = (id) => document.getElementById(id);
 // lastQuery repeats with new filters; lastSpace is where "more like this" looks (the space of the
 // results on show: the image space after a search by picture).
-const state = {collection: null, lastQuery: null, lastSpace: null, filterCount: 0};
+// searches counts the searches sent, so that an answer overtaken by a later search is dropped.
+const state = {collection: null, lastQuery: null, lastSpace: null, filterCount: 0, searches: 0};
 
 // -- talking to the API ---------------------------------------------------------------------------
 class ApiError extends Error {
@@ -117,6 +118,7 @@ async function chooseCollection(name) {
   spaces.value = defaultSpace(info.spaces)?.name ?? "";
   $("space-row").hidden = info.spaces.length < 2;
   $("filter-rows").replaceChildren();
+  $("image").value = "";
   $("results").replaceChildren();
   showWarnings([]);
   $("status").textContent = "";
@@ -213,31 +215,34 @@ async function runSearch(query) {
   const filter = currentFilter();
   const path = collectionPath(state.collection.name);
   $("status").textContent = "Searching…";
-  let response;
+  const ticket = ++state.searches;
+  let response, space;
   if (query.kind === "image") {
     const form = new FormData();
     form.append("image", query.file);
     form.append("k", String(k));
-    const space = imageSpace();
+    space = imageSpace();
     if (space) form.append("space", space.name);
     if (filter) form.append("filter", JSON.stringify(filter));
     response = await api(`${path}/search/image`, {method: "POST", body: form});
-    state.lastSpace = space;
   } else {
-    const space = query.kind === "id" ? state.lastSpace : selectedSpace();
+    space = query.kind === "id" ? state.lastSpace : selectedSpace();
     const body = {[query.kind]: query.value, k, space: space?.name, filter};
     if (space?.modality === "text") body.mode = $("mode").value;
     response = await postJson(`${path}/search`, body);
-    state.lastSpace = space;
   }
+  if (ticket !== state.searches) return;
+  state.lastSpace = space;
   state.lastQuery = query;
   $("apply-filters").disabled = false;
   showWarnings(response.warnings || []);
   showHits(response.hits);
   const what = query.kind === "text" ? `“${query.value}”`
     : query.kind === "id" ? `items like ${query.value}` : `pictures like ${query.file.name}`;
-  $("status").textContent = `${response.hits.length} results for ${what} in ${Math.round(response.took_ms)} ms`
-    + (filter ? " (filtered)" : "");
+  const where = state.lastSpace && state.collection.spaces.length > 1
+    ? ` in space ${state.lastSpace.name}` : "";
+  $("status").textContent = `${response.hits.length} results for ${what}${where}`
+    + ` in ${Math.round(response.took_ms)} ms` + (filter ? " (filtered)" : "");
 }
 
 function queryFromForm(by) {
