@@ -14,7 +14,9 @@ from .common import (
     DEFAULT_STORE,
     CollectionOpt,
     JsonOpt,
+    SpaceOpt,
     StoreOpt,
+    WhereOpt,
     app,
     console,
     fail,
@@ -35,9 +37,8 @@ def cluster_command(
     k_max: Annotated[int, typer.Option(min=2, help="With -k auto: largest k tried.")] = 40,
     method: Annotated[str, typer.Option(
         help="kmeans | hdbscan (finds dense groups and leaves noise out).")] = "kmeans",
-    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
-    where: Annotated[str | None, typer.Option(
-        help="SQL WHERE over the fields, e.g. \"section = 'python'\" (trusted local use).")] = None,
+    space: SpaceOpt = None,
+    where: WhereOpt = None,
     name_field: Annotated[str | None, typer.Option(
         help="Text field the names come from (default: the space's first source field).")] = None,
     label: Annotated[list[str] | None, typer.Option(

@@ -18,7 +18,9 @@ __all__ = [
     "DEFAULT_STORE",
     "CollectionOpt",
     "JsonOpt",
+    "SpaceOpt",
     "StoreOpt",
+    "WhereOpt",
     "app",
     "console",
     "err",
@@ -42,6 +44,9 @@ StoreOpt = Annotated[Path, typer.Option(
     "--store", envvar="KINSIGHT_STORE", help="Store directory (created on first ingest).")]
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WhereOpt = Annotated[str | None, typer.Option(
+    help="SQL WHERE over the fields, e.g. \"section = 'python'\" (trusted local use).")]
+SpaceOpt = Annotated[str | None, typer.Option(help="Vector space (default: the only one).")]
 DEFAULT_STORE = Path("kinsight-store")
 
 

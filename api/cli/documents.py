@@ -18,7 +18,9 @@ from .common import (
     DEFAULT_STORE,
     CollectionOpt,
     JsonOpt,
+    SpaceOpt,
     StoreOpt,
+    WhereOpt,
     app,
     console,
     err,
@@ -105,9 +107,8 @@ def search(
     like: Annotated[str | None, typer.Option(help="Search by a stored item's id instead.")] = None,
     image: Annotated[Path | None, typer.Option(
         help="Search by a picture: items of an image space that look most like it.")] = None,
-    where: Annotated[str | None, typer.Option(
-        help="SQL WHERE over the fields, e.g. \"section = 'python'\" (trusted local use).")] = None,
-    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
+    where: WhereOpt = None,
+    space: SpaceOpt = None,
     exact: Annotated[bool, typer.Option(help="Exact search, bypassing approximate indexes.")] = False,
     fusion: Annotated[str, typer.Option(help="Hybrid fusion: rrf | weighted.")] = "rrf",
     aggregate: Annotated[str, typer.Option(

@@ -31,6 +31,7 @@ from .common import (
     CollectionOpt,
     JsonOpt,
     StoreOpt,
+    WhereOpt,
     app,
     console,
     err,
@@ -73,8 +74,7 @@ def recommend_command(
     diversity: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="0 = most relevant; higher trades relevance for variety (MMR).")
     ] = 0.0,
-    where: Annotated[str | None, typer.Option(
-        help="SQL WHERE over the fields, e.g. \"section = 'games'\" (trusted local use).")] = None,
+    where: WhereOpt = None,
     space: Annotated[list[str] | None, typer.Option(
         help="Vector space (default: the only one); repeat as NAME:WEIGHT to mix spaces.")] = None,
     include_seen: Annotated[bool, typer.Option(
