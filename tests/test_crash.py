@@ -50,6 +50,9 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path):
         start_round = (max(rounds) + 1) if rounds else start_round
 
         with Store(tmp_path) as store:
+            if "docs" not in store.list_collections():  # killed before it was made (busy machine)
+                assert not acked, f"kill {attempt}: the collection of acknowledged items is gone"
+                continue
             docs = store.collection("docs")
             stored = {item.id: item.fields["version"] for item in docs.get(sorted(acked))}
             missing = set(acked) - set(stored)
