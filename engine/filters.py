@@ -34,6 +34,7 @@ __all__ = [
     "Or",
     "SqlWhere",
     "compile_filter",
+    "filter_json",
     "parse_filter",
 ]
 
@@ -168,3 +169,13 @@ def _check_raw(where: SqlWhere) -> CompiledFilter:
         raise FilterError(
             f"SQL filter {sql!r} must be one WHERE condition (no ';', no other statements)")
     return CompiledFilter(f"({sql})", [])
+
+
+def filter_json(value: FilterInput) -> Any:
+    """A filter as JSON-ready data, for recording how an analysis run selected its items."""
+    parsed = parse_filter(value)
+    if parsed is None:
+        return None
+    if isinstance(parsed, SqlWhere):
+        return {"sql": parsed.sql}
+    return parsed.model_dump(by_alias=True)
