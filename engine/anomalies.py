@@ -99,18 +99,20 @@ class AnomalyResult:
 
 @dataclass(frozen=True)
 class ReferenceModel:
-    """A detector fitted on reference items of a space: reusable on later batches."""
+    """A detector fitted on reference items of a space: reusable on later batches.
+    ``selection`` records how the reference was chosen (a filter, a collection), as JSON."""
 
     detector: Detector
     encoder: EncoderInfo
     reference_collection: str
     reference_ids: tuple[str, ...]
+    selection: Any = None
 
     def save(self, path: str | Path) -> Path:
         """One ``.npz`` file: the detector's arrays and a JSON header with the encoder."""
         return self.detector.save(path, {
             "encoder": vars(self.encoder), "reference_collection": self.reference_collection,
-            "reference_ids": list(self.reference_ids)})
+            "reference_ids": list(self.reference_ids), "selection": self.selection})
 
     @classmethod
     def load(cls, path: str | Path, space: VectorSpace) -> ReferenceModel:
@@ -121,7 +123,8 @@ class ReferenceModel:
             space.check_encoder(encoder)
         except EncoderMismatchError as e:
             raise EncoderMismatchError(f"detector {path} was fitted on another space: {e}") from e
-        return cls(detector, encoder, meta["reference_collection"], tuple(meta["reference_ids"]))
+        return cls(detector, encoder, meta["reference_collection"], tuple(meta["reference_ids"]),
+                   {"detector_file": str(path), **(meta.get("selection") or {})})
 
 
 def fit_reference(
@@ -148,7 +151,8 @@ def fit_reference(
     metric = "l2" if target_space.metric == "l2" else "ip"
     detector = make_detector(method, threshold_percentile=threshold_percentile, metric=metric,
                              **dict(params or {}))
-    return ReferenceModel(detector.fit(vectors), target_space.encoder, source.name, tuple(ref_ids))
+    return ReferenceModel(detector.fit(vectors), target_space.encoder, source.name, tuple(ref_ids),
+                          _describe(reference))
 
 
 def anomalies(
@@ -165,8 +169,6 @@ def anomalies(
     if not 1 <= neighbours <= 100:
         raise InvalidInputError(f"neighbours must be between 1 and 100, got {neighbours}")
     target_space = collection.space(space)
-    reference_used = _describe(reference) if model is None else {
-        "fitted_model": model.reference_collection}
     if model is None:
         model = fit_reference(collection, space=target_space.name, reference=reference,
                               method=method, threshold_percentile=threshold_percentile,
@@ -191,7 +193,7 @@ def anomalies(
     params_out = {
         "method": detector.method, "detector": detector.get_params(),
         "threshold_percentile": detector.threshold_percentile, "space": target_space.name,
-        "reference": reference_used,
+        "reference": model.selection,
         "targets": _describe(targets), "neighbours": neighbours}
     summary = {"targets": len(ids), "anomalies": sum(r.is_anomaly for r in results),
                "reference": len(model.reference_ids), "threshold": detector.threshold_}

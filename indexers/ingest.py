@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, Item, Store, load_encoder
 
-from .chunking import Chunk, chunk_text, words_per_chunk
+from .chunking import Chunk, capped_overlap, chunk_text, words_per_chunk
 from .readers import read_records
 from .records import Problem, Record
 
@@ -104,10 +104,8 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
     max_words = words_per_chunk(encoder.info.max_tokens)
     collection.ensure_space(options.space, encoder.info, source_fields=options.text_fields,
                             chunk_words=max_words)
-    # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
-    overlap = options.chunk_overlap if max_words is None else min(options.chunk_overlap,
-                                                                  max_words // 4)
-    chunker = functools.partial(chunk_text, max_words=max_words, overlap=overlap)
+    chunker = functools.partial(chunk_text, max_words=max_words,
+                                overlap=capped_overlap(max_words, options.chunk_overlap))
     report = IngestReport()
     bar = tqdm(desc=f"ingest {options.collection}", unit=" items", disable=not progress,
                dynamic_ncols=True)
