@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Iterator, Sequence
@@ -20,13 +21,12 @@ if TYPE_CHECKING:
     from kinsight.engine import Collection
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout; KINSIGHT_DATA points elsewhere (a git worktree in another folder).
+DATA = Path(os.environ.get("KINSIGHT_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     import faiss
     import torch
 

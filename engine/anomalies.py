@@ -85,7 +85,7 @@ class AnomalyScore:
 class AnomalyResult:
     """Every target's score, worst first; ``threshold`` is the raw score at ``threshold_percentile``."""
 
-    run_id: str | None
+    run_id: str
     method: str
     threshold_percentile: float
     threshold: float

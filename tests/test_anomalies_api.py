@@ -87,3 +87,54 @@ def test_cli_errors_are_one_line(store, tmp_path):
     assert method.exit_code != 0 and "knn" in method.output
     bad_out = invoke("anomalies", "--out", str(tmp_path / "s.xlsx"), store=store)
     assert bad_out.exit_code == 2 and ".csv or .parquet" in bad_out.output
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+@pytest.fixture
+def client():
+    from fastapi.testclient import TestClient
+
+    from kinsight.api.http import Settings, create_app
+    from kinsight.engine import Store
+
+    with Store(":memory:") as memory, TestClient(create_app(
+            Settings(encoder="fake:dim=256", api_key=None), store=memory)) as c:
+        items = [{"id": d["id"], "fields": {"text": d["text"], "section": d["section"]}}
+                 for d in EDITORS + SOUND]
+        assert c.post("/collections/docs/items", json={"items": items}).status_code == 200
+        yield c
+
+
+EDITORS_FILTER = {"field": "section", "op": "eq", "value": "editors"}
+
+
+def test_http_scores_stored_items_and_new_texts(client):
+    response = client.post("/collections/docs/anomalies", json={
+        "reference": EDITORS_FILTER, "targets": {"not": EDITORS_FILTER}, "neighbours": 2})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["targets"] == 3 and body["anomalies"] == 3 and body["reference"] == 30
+    assert len(body["scores"][0]["neighbours"]) == 2
+    texts = client.post("/collections/docs/anomalies", json={
+        "reference": EDITORS_FILTER,
+        "texts": [d["text"] for d in NEW_ITEMS], "ids": [d["id"] for d in NEW_ITEMS]})
+    assert texts.status_code == 200, texts.text
+    assert [s["id"] for s in texts.json()["scores"]] == ["new-sound", "new-editor"]
+    assert texts.json()["scores"][0]["is_anomaly"]
+
+
+def test_http_takes_vectors_and_refuses_bad_requests(client):
+    vectors = client.post("/collections/docs/anomalies", json={
+        "reference": EDITORS_FILTER, "vectors": [[0.0] * 255 + [1.0]]})
+    assert vectors.status_code == 200 and vectors.json()["scores"][0]["id"] == "new-0"
+    for body, message in [
+        ({"reference": "section = 'editors'"}, "raw SQL"),
+        ({"targets": EDITORS_FILTER, "texts": ["x"]}, "at most one"),
+        ({"texts": ["x"], "ids": ["a", "b"]}, "one per text"),
+        ({"method": "iforest", "n_neighbors": 3}, "knn and lof"),
+        ({"vectors": [[1.0, 2.0]]}, "dimensions"),
+        ({"reference": {"field": "section", "op": "eq", "value": "none"}}, "matches no item"),
+    ]:
+        response = client.post("/collections/docs/anomalies", json=body)
+        assert response.status_code in (400, 422), (body, response.text)
+        assert message in response.text, (body, response.text)

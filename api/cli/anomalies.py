@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +31,7 @@ from .common import (
     one_of,
     open_store,
 )
-from .exports import export_table
+from .results import busy, export_table
 
 __all__ = ["anomalies_command"]
 
@@ -99,7 +98,7 @@ def anomalies_command(
         if detector is not None:
             model = ReferenceModel.load(detector, chosen_space)
         else:
-            with _busy("fitting the detector", as_json):
+            with busy("fitting the detector", as_json):
                 model = fit_reference(coll, space=chosen_space.name, reference=reference,
                                       method=method, threshold_percentile=threshold, params=params)
         if save_detector is not None:
@@ -107,11 +106,11 @@ def anomalies_command(
         target_set: Any = SqlWhere(target_where) if target_where else None
         if targets is not None:
             target_set = _new_items(chosen_space, targets, tuple(text_field or ["text"]), id_field)
-        with _busy("scoring", as_json):
+        with busy("scoring", as_json):
             result = anomalies(coll, space=chosen_space.name, targets=target_set, model=model,
                                neighbours=explain)
         if out is not None:
-            export_table(read_run_table(coll, result.run_id or "", "scores"), out)
+            export_table(read_run_table(coll, result.run_id, "scores"), out)
         shown = result.scores if top == 0 else result.scores[:top]
         if as_json:
             console.print_json(data={
@@ -161,8 +160,3 @@ def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:
         table.add_row(str(rank), score.id, f"{score.percentile:.1f}",
                       "[red]yes[/red]" if score.is_anomaly else "", near, text)
     console.print(table)
-
-
-def _busy(what: str, quiet: bool) -> AbstractContextManager[Any]:
-    """A spinner on the terminal while work runs; nothing with --json (stdout is the result)."""
-    return nullcontext() if quiet else console.status(f"{what}...", spinner="dots")

@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI
 
 from kinsight.engine import Store
 
-from . import routes_collections, routes_items, routes_search
+from . import routes_anomalies, routes_classify, routes_collections, routes_items, routes_search
 from .deps import StoreDep, require_api_key
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         401: {"model": ErrorOut, "description": "Missing or wrong API key"},
         413: {"model": ErrorOut, "description": "Request body over max_request_bytes"},
     }
-    for module in (routes_collections, routes_items, routes_search):
+    for module in (routes_collections, routes_items, routes_search, routes_anomalies,
+                   routes_classify):
         app.include_router(module.router, dependencies=secured, responses=documented)
     app.add_api_route("/health", _health, methods=["GET"], tags=["health"],
                       summary="Liveness: the store is open (no API key needed)")

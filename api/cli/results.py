@@ -1,15 +1,20 @@
-"""Export a run's result table to CSV or Parquet (every row, for spreadsheets and notebooks)."""
+"""What the analysis commands share: a spinner while they work, and exporting a run's result table
+to CSV or Parquet (every row, for spreadsheets and notebooks)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from kinsight.engine import InvalidInputError
 
-__all__ = ["export_table"]
+from .common import console
+
+__all__ = ["busy", "export_table"]
 
 
 def export_table(table: pa.Table, path: Path) -> Path:
@@ -32,3 +37,8 @@ def export_table(table: pa.Table, path: Path) -> Path:
     else:
         raise InvalidInputError(f"cannot export to {path.name!r}: name the file .csv or .parquet")
     return path
+
+
+def busy(what: str, quiet: bool) -> AbstractContextManager[Any]:
+    """A spinner on the terminal while work runs; nothing with --json (stdout is the result)."""
+    return nullcontext() if quiet else console.status(f"{what}...", spinner="dots")
