@@ -33,7 +33,7 @@ from .schema import quote
 if TYPE_CHECKING:
     from .collection import Collection
 
-__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeResult", "train_probe"]
+__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeResult", "cross_validate", "train_probe"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,6 @@ def train_probe(
     ``regularization`` is scikit-learn's ``C`` (smaller: stronger); a labelled item is listed as
     a disagreement when its stored label's out-of-fold probability is below ``doubt_below``."""
     from sklearn.metrics import classification_report
-    from sklearn.model_selection import StratifiedKFold
 
     if not 2 <= folds <= 20:
         raise InvalidInputError(f"folds must be between 2 and 20, got {folds}")
@@ -114,12 +113,8 @@ def train_probe(
             "two or more: label more items or lower folds")
     y = stored[train].astype(str)
     X = vectors[train]
-    out_of_fold = np.zeros((len(y), len(classes)))
-    fold_accuracies = []
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        head = _head(regularization).fit(X[fit_rows], y[fit_rows])
-        out_of_fold[held] = head.predict_proba(X[held])
-        fold_accuracies.append(float(np.mean(head.predict(X[held]) == y[held])))
+    out_of_fold, fold_accuracies = cross_validate(X, y, folds=folds,
+                                                  regularization=regularization, seed=seed)
     predicted = np.array(classes)[out_of_fold.argmax(axis=1)]
     report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
     per_class = [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
@@ -153,6 +148,24 @@ def train_probe(
         "classes": len(classes), "disagreements": len(doubts), "skipped_classes": skipped})
     return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
                        per_class, predictions, doubts, skipped)
+
+
+def cross_validate(X: np.ndarray, y: np.ndarray, *, folds: int = 5, regularization: float = 1.0,
+                   seed: int = 0) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold class probabilities ``(n, classes)`` (classes sorted) of the probe head over
+    stratified folds, and the accuracy of each fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes = np.unique(y)
+    out_of_fold = np.zeros((len(y), len(classes)))
+    fold_accuracies = []
+    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+        head = _head(regularization).fit(X[fit_rows], y[fit_rows])
+        # A fold may miss a rare class: place each column by the head's own classes.
+        out_of_fold[np.ix_(held, np.searchsorted(classes, head.classes_))] = \
+            head.predict_proba(X[held])
+        fold_accuracies.append(float(np.mean(head.predict(X[held]) == y[held])))
+    return out_of_fold, fold_accuracies
 
 
 def _head(regularization: float) -> Any:

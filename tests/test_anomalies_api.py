@@ -138,3 +138,68 @@ def test_http_takes_vectors_and_refuses_bad_requests(client):
         response = client.post("/collections/docs/anomalies", json=body)
         assert response.status_code in (400, 422), (body, response.text)
         assert message in response.text, (body, response.text)
+
+
+# -- the HTML report --------------------------------------------------------------------------------
+def _report(store, tmp_path, *extra: str):
+    scored = invoke("anomalies", "--reference-where", "section = 'editors'", "--json", store=store)
+    assert scored.exit_code == 0, scored.output
+    out = tmp_path / "report.html"
+    result = invoke("report", "anomalies", "--out", str(out), *extra, "--json", store=store)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run_id"] == json.loads(scored.stdout)["run_id"]  # latest
+    return out, json.loads(scored.stdout)
+
+
+def test_report_renders_every_part_of_a_run(store, tmp_path):
+    out, run = _report(store, tmp_path)
+    html = out.read_text()
+    for part in ('id="parameters"', 'id="scores"', 'id="anomalies"', 'id="neighbours"',
+                 'id="map"'):
+        assert part in html
+    assert html.count("<svg") == 2 and "threshold" in html
+    assert run["run_id"] in html and "section = &#39;editors&#39;" in html  # escaped parameter
+    anomalies_part = html[html.index('id="anomalies"'):html.index('id="neighbours"')]
+    assert all(f"sound{i}" in anomalies_part for i in range(3))
+    assert "mp3 audio player" in anomalies_part  # the items' fields
+    neighbours_part = html[html.index('id="neighbours"'):html.index('id="map"')]
+    assert "editor" in neighbours_part
+    missing = invoke("report", "anomalies", "--run", "anomalies-nope", "--out",
+                     str(tmp_path / "x.html"), store=store)
+    assert missing.exit_code == 2 and "no run" in missing.output
+
+
+def test_report_has_a_thumbnail_column_only_when_asked(tmp_path):
+    """Stores hold no image bytes yet: the column is there, empty, and nothing breaks."""
+    from kinsight.api.reports.anomalies import render_anomaly_report
+    from kinsight.engine import Item, Store
+    from kinsight.engine.anomalies import anomalies
+
+    from .conftest import VECTOR_ENCODER
+    from .test_anomalies import cloud, outliers
+
+    with Store(":memory:") as memory:
+        pictures = memory.create_collection("pictures")
+        pictures.ensure_space("image", VECTOR_ENCODER)
+        vectors = list(cloud(40, seed=1)) + list(outliers(2, seed=2))
+        pictures.upsert(Item(id=f"p{i}", fields={"thumb": f"p{i}.png", "kind": "photo"},
+                             vectors={"image": v}) for i, v in enumerate(vectors))
+        run = anomalies(pictures)
+        plain = render_anomaly_report(pictures, run.run_id)
+        with_column = render_anomaly_report(pictures, run.run_id, thumbnail_field="thumb")
+    assert "<th>thumbnail</th>" in with_column and "<th>thumbnail</th>" not in plain
+    assert "p41" in with_column and "<th>thumb</th>" not in with_column
+
+
+def test_browser_shows_the_report(browser, store, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    out, _ = _report(store, tmp_path)
+    browser.get(out.as_uri())
+    assert browser.title.startswith("Anomalies in docs")
+    for section in ("parameters", "scores", "anomalies", "neighbours", "map"):
+        assert browser.find_element(By.ID, section).is_displayed()
+    histogram = browser.find_element(By.CSS_SELECTOR, "#scores svg")
+    assert histogram.size["width"] > 200 and histogram.size["height"] > 100
+    assert "sound0" in browser.find_element(By.ID, "anomalies").text
+    assert browser.find_element(By.CSS_SELECTOR, "#map svg").size["height"] > 100

@@ -7,7 +7,7 @@ wrong and how to fix it, and exit with status 2. Each module here adds its comma
 
 from __future__ import annotations
 
-from . import anomalies, classify, collections, documents, serving  # noqa: F401  (register commands)
+from . import anomalies, classify, collections, documents, report, serving  # noqa: F401 (commands)
 from .common import app
 
 __all__ = ["app", "main"]
