@@ -146,8 +146,11 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.reference_ = reference
         self.reference_scores_ = np.asarray(reference_scores, dtype=np.float64)
         self._sorted_reference = np.sort(self.reference_scores_)
-        self.threshold_ = float(np.quantile(self.reference_scores_,
-                                            1 - self.threshold_percentile / 100))
+        # The lowest reference score that more than threshold_percentile% of the reference
+        # exceeds: then ``score < threshold_`` exactly when ``percentile > threshold_percentile``.
+        n = len(self._sorted_reference)
+        self.threshold_ = float(self._sorted_reference[
+            n - int(np.floor(self.threshold_percentile * n / 100)) - 1])
         self._index = _flat_index(reference, self.metric)
         self._fit_model(reference)
 

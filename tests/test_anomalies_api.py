@@ -203,3 +203,24 @@ def test_browser_shows_the_report(browser, store, tmp_path):
     assert histogram.size["width"] > 200 and histogram.size["height"] > 100
     assert "sound0" in browser.find_element(By.ID, "anomalies").text
     assert browser.find_element(By.CSS_SELECTOR, "#map svg").size["height"] > 100
+
+
+def test_new_texts_are_encoded_like_stored_items(tmp_path):
+    """A long new text is chunked and averaged as ingest stores it: the same vector."""
+    import numpy as np
+
+    from kinsight.engine import Store
+    from kinsight.engine.item_vectors import item_matrix
+    from kinsight.indexers import IngestOptions, Record, ingest_records
+    from kinsight.indexers.embed import encode_items
+
+    long_text = " ".join(f"word{i % 97} topic{i % 13}" for i in range(300))
+    with Store(":memory:") as memory:
+        ingest_records(memory, [Record(id="long", fields={"text": long_text}, source="t", line=1)],
+                       IngestOptions(collection="docs", encoder="fake:dim=64,max_tokens=50"),
+                       progress=False)
+        docs = memory.collection("docs")
+        space = docs.space("text")
+        assert docs.count_vectors("text") > 1  # it was chunked
+        _, stored = item_matrix(docs, space, ["long"])
+        np.testing.assert_allclose(encode_items(space, [long_text]), stored, atol=1e-6)

@@ -149,9 +149,9 @@ def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:
     table = Table(title=f"{result.method} anomalies: {len(result.anomalies)} of "
                         f"{len(result.scores)} items past the {result.threshold_percentile:g}th "
                         f"percentile (run {result.run_id})", title_justify="left", expand=True)
-    for name, options in (("#", {"justify": "right", "width": 4}), ("id", {"ratio": 1}),
+    for name, options in (("#", {"justify": "right", "width": 4}), ("id", {"ratio": 2}),
                           ("pct", {"justify": "right", "width": 6}), ("flag", {"width": 4}),
-                          ("nearest reference items", {"ratio": 2}), ("text", {"ratio": 3})):
+                          ("nearest reference items", {"ratio": 3}), ("text", {"ratio": 3})):
         table.add_column(name, overflow="fold", **options)  # type: ignore[arg-type]
     for rank, score in enumerate(shown, start=1):
         item = fields.get(score.id, {})

@@ -109,10 +109,14 @@ def _neighbour_table(flagged: list[dict[str, Any]], known: dict[str, dict[str, A
 
 
 def _map(scores: list[dict[str, Any]], reference: Any) -> Markup:
-    reference_xy = np.column_stack([reference.column("x").to_numpy(),
-                                    reference.column("y").to_numpy()])
-    target_xy = np.array([[s["x"], s["y"]] for s in scores]).reshape(-1, 2)
-    groups = ["reference"] * len(reference_xy) + ["target"] * len(target_xy)
-    highlight = np.r_[np.zeros(len(reference_xy), bool), [s["is_anomaly"] for s in scores]]
-    return scatter_svg(np.concatenate([reference_xy, target_xy]), groups, highlight=highlight,
+    """Reference items (those also scored keep their flag) and the other targets, one point each."""
+    flagged_reference = {s["id"] for s in scores if s["in_reference"] and s["is_anomaly"]}
+    others = [s for s in scores if not s["in_reference"]]
+    xy = np.concatenate([
+        np.column_stack([reference.column("x").to_numpy(), reference.column("y").to_numpy()]),
+        np.array([[s["x"], s["y"]] for s in others]).reshape(-1, 2)])
+    groups = ["reference"] * reference.num_rows + ["target"] * len(others)
+    highlight = np.r_[[i in flagged_reference for i in reference.column("id").to_pylist()],
+                      [s["is_anomaly"] for s in others]].astype(bool)
+    return scatter_svg(xy, groups, highlight=highlight,
                        title="reference and targets; anomalies marked")
