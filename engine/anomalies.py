@@ -246,7 +246,7 @@ def _map(reference: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.nda
     """2-D coordinates of the reference and the targets: the reference's two principal axes."""
     from sklearn.decomposition import PCA
 
-    pca = PCA(n_components=2, svd_solver="full").fit(reference)
+    pca = PCA(n_components=2, svd_solver="covariance_eigh").fit(reference)
     return pca.transform(reference), pca.transform(targets)
 
 
