@@ -53,6 +53,7 @@ __all__ = [
 
 MIN_REFERENCE = 20  # below this, a 95th percentile of the reference is not a number to trust
 FORMAT_VERSION = 1
+CROSS_FIT_FOLDS = 5  # folds of the out-of-sample reference scores of iforest and mahalanobis
 
 
 class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
@@ -164,9 +165,6 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise InvalidInputError(f"vectors have {X.shape[1]} dimensions; the detector was "
                                     f"fitted on {self.reference_.shape[1]}")
         return X
-
-
-CROSS_FIT_FOLDS = 5
 
 
 class KNNDetector(Detector):

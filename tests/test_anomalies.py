@@ -73,7 +73,7 @@ def test_reference_items_never_score_against_themselves():
     assert doubled.reference_scores_[0] == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("method", ["knn", "iforest", "mahalanobis"])
+@pytest.mark.parametrize("method", METHODS)
 def test_reference_scores_are_out_of_sample(method):
     """The calibration scores of the reference look like scores of fresh items, not better."""
     detector = make_detector(method).fit(cloud(400, seed=5))
