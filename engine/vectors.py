@@ -1,4 +1,5 @@
-"""One vector per item, for the analyses that compare whole items (cluster, anomalies, probes).
+"""One vector per item, for the analyses that compare whole items (cluster, anomalies, probes,
+recommendations).
 
 A long item is stored as one vector per chunk; the analyses want one point per item. The item's
 vector is the mean of its chunk vectors, normalised again in cosine spaces (the mean of unit vectors
@@ -15,8 +16,9 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .collection import Collection
+    from .spaces import VectorSpace
 
-__all__ = ["mean_item_vectors"]
+__all__ = ["item_matrix", "mean_item_vectors", "normalise_for"]
 
 
 def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | None = None
@@ -38,7 +40,24 @@ def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | N
     starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
     sums = np.add.reduceat(stacked.astype(np.float64), starts, axis=0)
     means = sums / np.diff(np.r_[starts, len(stacked)])[:, None]
-    if vs.metric == "cosine":
-        norms = np.linalg.norm(means, axis=1, keepdims=True)
-        means /= np.where(norms == 0, 1, norms)
-    return [str(i) for i in unique], means.astype(np.float32)
+    return [str(i) for i in unique], normalise_for(vs, means.astype(np.float32))
+
+
+def item_matrix(collection: Collection, space: VectorSpace, ids: Sequence[str] | None = None
+                ) -> tuple[list[str], np.ndarray]:
+    """Like ``mean_item_vectors``, but in the order of ``ids`` when given (sorted otherwise);
+    items without a vector in the space are left out of both."""
+    found, vectors = mean_item_vectors(collection, space.name, ids)
+    if ids is None:
+        return found, vectors
+    row = {item: n for n, item in enumerate(found)}
+    order = [i for i in ids if i in row]
+    return order, vectors[[row[i] for i in order]] if order else vectors[:0]
+
+
+def normalise_for(space: VectorSpace, vectors: np.ndarray) -> np.ndarray:
+    """Unit-length rows in a cosine space (as stored), unchanged otherwise."""
+    if space.metric != "cosine":
+        return vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from kinsight.engine.errors import InvalidInputError
 
-__all__ = ["DEFAULT_OVERLAP", "WORDS_PER_TOKEN", "Chunk", "chunk_text", "words_per_chunk"]
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "WORDS_PER_TOKEN",
+    "Chunk",
+    "capped_overlap",
+    "chunk_text",
+    "words_per_chunk",
+]
 
 # Measured on the Debian descriptions with MiniLM's WordPiece: a median of 1.5 tokens per word
 # (0.67 words per token; technical text has many rare words). 0.6 leaves headroom for the special
@@ -47,6 +54,11 @@ def words_per_chunk(max_tokens: int | None) -> int | None:
             "encoder's maximum input length in tokens, or None to keep texts whole"
         )
     return max(1, int(max_tokens * WORDS_PER_TOKEN))
+
+
+def capped_overlap(max_words: int | None, overlap: int = DEFAULT_OVERLAP) -> int:
+    """Small windows (short-input models) cannot take the default overlap: cap it at a quarter."""
+    return overlap if max_words is None else min(overlap, max_words // 4)
 
 
 def chunk_text(text: str, max_words: int | None, overlap: int = DEFAULT_OVERLAP) -> list[Chunk]:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, Item, Store, load_encoder
 
-from .chunking import Chunk, chunk_text, words_per_chunk
+from .chunking import Chunk, capped_overlap, chunk_text, words_per_chunk
 from .readers import read_records
 from .records import Problem, Record
 
@@ -186,9 +186,8 @@ def text_chunker(collection: Collection, space: str, encoder: Encoder, fields: S
     """Create (or check) a text space, and return the chunker its texts go through."""
     max_words = words_per_chunk(encoder.info.max_tokens)
     collection.ensure_space(space, encoder.info, source_fields=fields, chunk_words=max_words)
-    # Small windows (short-input models) cannot take the default overlap: cap it at a quarter.
-    overlap = chunk_overlap if max_words is None else min(chunk_overlap, max_words // 4)
-    return functools.partial(chunk_text, max_words=max_words, overlap=overlap)
+    return functools.partial(chunk_text, max_words=max_words,
+                             overlap=capped_overlap(max_words, chunk_overlap))
 
 
 def content_hash(record: Record, options: IngestOptions, fingerprint: str) -> str:

@@ -1,0 +1,162 @@
+"""``kinsight anomalies``: score items against a reference set, flag those that stand out."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from kinsight.engine import Collection, SqlWhere, read_run_table
+from kinsight.engine.anomalies import (
+    AnomalyResult,
+    NewVectors,
+    ReferenceModel,
+    anomalies,
+    fit_reference,
+)
+from kinsight.engine.detectors import METHODS
+
+from .common import (
+    DEFAULT_STORE,
+    CollectionOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    console,
+    err,
+    fail,
+    one_of,
+    open_store,
+)
+from .results import busy, export_table
+
+__all__ = ["anomalies_command"]
+
+
+@app.command("anomalies")
+def anomalies_command(
+    collection: CollectionOpt = "docs",
+    store: StoreOpt = DEFAULT_STORE,
+    reference_where: Annotated[str | None, typer.Option(
+        help="SQL WHERE choosing the reference (normal) items, e.g. \"section = 'python'\". "
+             "Default: every item.")] = None,
+    reference_collection: Annotated[str | None, typer.Option(
+        help="Use every item of another collection (same encoder) as the reference.")] = None,
+    target_where: Annotated[str | None, typer.Option(
+        help="SQL WHERE choosing the items to score. Default: every item (reference items get "
+             "their out-of-sample score).")] = None,
+    targets: Annotated[Path | None, typer.Option(
+        help="Score new items from a JSONL, CSV or Parquet file instead (encoded, not stored).")
+                       ] = None,
+    text_field: Annotated[list[str] | None, typer.Option(
+        help="With --targets: field(s) holding the text (default: text).")] = None,
+    id_field: Annotated[str, typer.Option(help="With --targets: field holding ids.")] = "id",
+    method: Annotated[str, typer.Option(help=f"Detector: {' | '.join(METHODS)}.")] = "knn",
+    threshold: Annotated[float, typer.Option(
+        min=0.1, max=99.9, help="Flag items beyond this percentile of the reference's scores.")
+                         ] = 95.0,
+    neighbors: Annotated[int | None, typer.Option(
+        min=1, help="Neighbours the knn and lof detectors look at (default 10 and 20).")] = None,
+    explain: Annotated[int, typer.Option(
+        min=1, max=100, help="Nearest reference items listed with each scored item.")] = 3,
+    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
+    detector: Annotated[Path | None, typer.Option(
+        help="Reuse a detector saved with --save-detector instead of fitting one.")] = None,
+    save_detector: Annotated[Path | None, typer.Option(
+        help="Save the fitted detector to this file, to score later batches with --detector.")
+                             ] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write every score to a .csv or .parquet file.")] = None,
+    top: Annotated[int, typer.Option(min=0, help="Items shown, worst first (0: all).")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a detector on reference items, score the targets, flag those past the threshold.
+
+    Scores are calibrated as percentiles of the reference (each reference item scored without
+    itself), so --threshold 95 flags about 5% of items that look like the reference, whatever
+    the method. The run is saved in the store: `kinsight report anomalies` turns it into HTML.
+    """
+    one_of("method", method, METHODS)
+    if reference_where is not None and reference_collection is not None:
+        fail("give --reference-where or --reference-collection, not both")
+    if targets is not None and target_where is not None:
+        fail("give --target-where or --targets, not both")
+    if detector is not None and (reference_where or reference_collection):
+        fail("--detector brings its own reference; leave out --reference-where/-collection")
+    params = {} if neighbors is None else {"n_neighbors": neighbors}
+    if neighbors is not None and method not in ("knn", "lof"):
+        fail(f"--neighbors applies to knn and lof, not {method}")
+    with open_store(store) as opened:
+        coll = opened.collection(collection)
+        chosen_space = coll.space(space)
+        reference: Any = SqlWhere(reference_where) if reference_where else None
+        if reference_collection is not None:
+            reference = opened.collection(reference_collection)
+        if detector is not None:
+            model = ReferenceModel.load(detector, chosen_space)
+        else:
+            with busy("fitting the detector", as_json):
+                model = fit_reference(coll, space=chosen_space.name, reference=reference,
+                                      method=method, threshold_percentile=threshold, params=params)
+        if save_detector is not None:
+            model.save(save_detector)
+        target_set: Any = SqlWhere(target_where) if target_where else None
+        if targets is not None:
+            target_set = _new_items(chosen_space, targets, tuple(text_field or ["text"]), id_field)
+        with busy("scoring", as_json):
+            result = anomalies(coll, space=chosen_space.name, targets=target_set, model=model,
+                               neighbours=explain)
+        if out is not None:
+            export_table(read_run_table(coll, result.run_id, "scores"), out)
+        shown = result.scores if top == 0 else result.scores[:top]
+        if as_json:
+            console.print_json(data={
+                "run_id": result.run_id, "method": result.method,
+                "threshold_percentile": result.threshold_percentile,
+                "threshold": result.threshold, "reference": result.n_reference,
+                "targets": len(result.scores), "anomalies": len(result.anomalies),
+                "scores": [dataclasses.asdict(s) for s in shown]})
+            return
+        _print(coll, result, shown)
+    if save_detector is not None:
+        err.print(f"saved detector to {save_detector}")
+    if out is not None:
+        err.print(f"wrote {len(result.scores)} scores to {out}")
+
+
+def _new_items(space: Any, path: Path, text_fields: tuple[str, ...], id_field: str) -> NewVectors:
+    from kinsight.indexers import Problem, Record, read_records
+    from kinsight.indexers.embed import encode_items
+
+    records: list[Record] = []
+    for entry in read_records(path, id_field=id_field, text_fields=text_fields):
+        if isinstance(entry, Problem):
+            err.print(f"[yellow]skipped[/yellow] {entry}", highlight=False)
+        else:
+            records.append(entry)
+    if not records:
+        fail(f"{path} has no usable records with text in {', '.join(text_fields)}")
+    texts = ["\n\n".join(str(r.fields[f]).strip() for f in text_fields if r.fields.get(f))
+             for r in records]
+    return NewVectors(encode_items(space, texts), ids=[r.id for r in records])
+
+
+def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:
+    fields = coll.fields_of([s.id for s in shown])
+    table = Table(title=f"{result.method} anomalies: {len(result.anomalies)} of "
+                        f"{len(result.scores)} items past the {result.threshold_percentile:g}th "
+                        f"percentile (run {result.run_id})", title_justify="left", expand=True)
+    for name, options in (("#", {"justify": "right", "width": 4}), ("id", {"ratio": 2}),
+                          ("pct", {"justify": "right", "width": 6}), ("flag", {"width": 4}),
+                          ("nearest reference items", {"ratio": 3}), ("text", {"ratio": 3})):
+        table.add_column(name, overflow="fold", **options)  # type: ignore[arg-type]
+    for rank, score in enumerate(shown, start=1):
+        item = fields.get(score.id, {})
+        text = " ".join(str(item.get("title") or item.get("text") or "").split())[:160]
+        near = ", ".join(f"{n.id} ({n.similarity:.2f})" for n in score.neighbours)
+        table.add_row(str(rank), score.id, f"{score.percentile:.1f}",
+                      "[red]yes[/red]" if score.is_anomaly else "", near, text)
+    console.print(table)

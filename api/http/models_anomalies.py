@@ -1,0 +1,89 @@
+"""Request and response bodies of ``POST /collections/{name}/anomalies``.
+
+Reference and targets are structured filters (never SQL), another collection, or new items sent
+in the body as texts (encoded by the space's model) or vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+
+from kinsight.engine.filters import Filter
+
+from .models import ItemId, _no_sql, _Request
+
+__all__ = ["AnomaliesRequest", "AnomaliesResponse", "AnomalyOut", "NeighbourOut"]
+
+
+class AnomaliesRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"reference": {"field": "section", "op": "eq", "value": "python"},
+         "targets": {"field": "section", "op": "ne", "value": "python"}, "method": "knn"},
+        {"reference": {"field": "section", "op": "eq", "value": "python"},
+         "texts": ["a python library to parse csv", "a GNOME theme"], "ids": ["a", "b"]},
+    ]})
+
+    reference: Filter | None = Field(
+        None, description="Items of this collection that define normal (default: all).")
+    reference_collection: str | None = Field(
+        None, description="Use every item of another collection (same encoder) instead.")
+    targets: Filter | None = Field(
+        None, description="Items of this collection to score (default: all; reference items get "
+                          "their out-of-sample score).")
+    texts: list[str] | None = Field(None, min_length=1, description="New items as texts.")
+    vectors: list[list[FiniteFloat]] | None = Field(None, min_length=1,
+                                                    description="New items as vectors.")
+    ids: list[ItemId] | None = Field(None, description="Names of the new items, one each.")
+    space: str | None = None
+    method: Literal["knn", "lof", "iforest", "mahalanobis"] = "knn"
+    threshold_percentile: float = Field(95.0, gt=0, lt=100, description=(
+        "Items beyond this percentile of the reference's out-of-sample scores are anomalies."))
+    n_neighbors: int | None = Field(None, ge=1, le=1000,
+                                    description="Neighbours of the knn and lof methods.")
+    neighbours: int = Field(5, ge=1, le=100,
+                            description="Nearest reference items returned with each score.")
+    limit: int = Field(100, ge=1, le=10_000,
+                       description="Scores returned, worst first (every score is kept in the run).")
+
+    _filters_not_sql = field_validator("reference", "targets", mode="before")(_no_sql)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> AnomaliesRequest:
+        if self.reference is not None and self.reference_collection is not None:
+            raise ValueError("give 'reference' or 'reference_collection', not both")
+        if sum(x is not None for x in (self.targets, self.texts, self.vectors)) > 1:
+            raise ValueError("give at most one of 'targets', 'texts' or 'vectors'")
+        new = self.texts or self.vectors
+        if self.ids is not None and (new is None or len(self.ids) != len(new)):
+            raise ValueError("'ids' names new items: give one per text or vector")
+        if self.n_neighbors is not None and self.method not in ("knn", "lof"):
+            raise ValueError(f"'n_neighbors' applies to knn and lof, not {self.method}")
+        return self
+
+
+class NeighbourOut(BaseModel):
+    id: str
+    similarity: float
+
+
+class AnomalyOut(BaseModel):
+    id: str
+    score: float = Field(description="The detector's raw normality: higher is more normal.")
+    percentile: float = Field(description="Share (0-100) of reference items more normal.")
+    is_anomaly: bool
+    in_reference: bool
+    neighbours: list[NeighbourOut]
+
+
+class AnomaliesResponse(BaseModel):
+    run_id: str
+    method: str
+    threshold_percentile: float
+    threshold: float
+    reference: int
+    targets: int
+    anomalies: int
+    scores: list[AnomalyOut]
+    took_ms: float

@@ -1,0 +1,66 @@
+"""Request and response bodies of ``POST /collections/{name}/classify`` (train a linear probe)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kinsight.engine.filters import Filter
+
+from .models import _no_sql, _Request
+
+__all__ = ["ClassReportOut", "ClassifyRequest", "ClassifyResponse", "DisagreementOut",
+           "PredictionOut"]
+
+
+class ClassifyRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"label_field": "section", "filter": {"field": "n_words", "op": "gt", "value": 20}}]})
+
+    label_field: str = Field(min_length=1, description="Field holding each item's label; items "
+                                                       "where it is null are predicted.")
+    filter: Filter | None = Field(None, description="Items to train on and predict (default all).")
+    space: str | None = None
+    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds.")
+    doubt_below: float = Field(0.1, gt=0, lt=1, description=(
+        "List labelled items whose stored label gets a lower out-of-fold probability."))
+    limit: int = Field(100, ge=0, le=10_000, description=(
+        "Predictions and disagreements returned (every one is kept in the run)."))
+
+    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
+
+
+class ClassReportOut(BaseModel):
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class PredictionOut(BaseModel):
+    id: str
+    label: str
+    probability: float
+
+
+class DisagreementOut(BaseModel):
+    id: str
+    stored_label: str
+    suggested_label: str
+    confidence: float
+    stored_probability: float
+
+
+class ClassifyResponse(BaseModel):
+    run_id: str
+    label_field: str
+    accuracy: float = Field(description="Cross-validated accuracy over the labelled items.")
+    fold_accuracies: list[float]
+    labelled: int
+    classes: list[ClassReportOut]
+    skipped_classes: dict[str, int] = Field(
+        description="Classes with fewer labelled items than folds, left out.")
+    unlabelled: int
+    predictions: list[PredictionOut]
+    disagreements: list[DisagreementOut]
+    took_ms: float

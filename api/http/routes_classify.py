@@ -1,0 +1,45 @@
+"""Classify: train a linear probe on frozen embeddings and a label field."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from kinsight.engine.probes import train_probe
+
+from .deps import CollectionDep, WriteLockDep
+from .models import ErrorOut
+from .models_classify import (
+    ClassifyRequest,
+    ClassifyResponse,
+    ClassReportOut,
+    DisagreementOut,
+    PredictionOut,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/collections/{name}", tags=["analysis"],
+                   responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+
+
+@router.post("/classify", summary="Train a linear probe on a label field; predict the unlabelled")
+def classify(body: ClassifyRequest, collection: CollectionDep,
+             write_lock: WriteLockDep) -> ClassifyResponse:
+    """Cross-validated accuracy and per-class report of a logistic-regression head on the frozen
+    embeddings; predictions for items whose label is null; labelled items whose stored label the
+    head strongly doubts. The run is saved (tables classify_predictions, _classes, _disagreements)."""
+    started = time.perf_counter()
+    with write_lock:  # the first run of a collection creates its result tables
+        result = train_probe(collection, body.label_field, space=body.space, where=body.filter,
+                             folds=body.folds, doubt_below=body.doubt_below)
+    return ClassifyResponse(
+        run_id=result.run_id, label_field=result.label_field, accuracy=result.accuracy,
+        fold_accuracies=result.fold_accuracies, labelled=result.labelled,
+        classes=[ClassReportOut(**asdict(c)) for c in result.per_class],
+        skipped_classes=result.skipped_classes, unlabelled=len(result.predictions),
+        predictions=[PredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],
+        disagreements=[DisagreementOut(**asdict(d)) for d in result.disagreements[: body.limit]],
+        took_ms=(time.perf_counter() - started) * 1000)

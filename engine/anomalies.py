@@ -1,0 +1,277 @@
+"""Anomalies: which items do not look like a reference set? Fit a detector, score, keep the run.
+
+``anomalies(collection, reference=..., targets=...)`` fits a detector (see ``detectors``) on the
+reference items' vectors — a filter on the collection, or another collection built by the same
+encoder — and scores the targets: a filter on the collection (every item when None) or new
+vectors (``NewVectors``: a file of new items or a request body, encoded by the caller). Targets
+that are reference items get their out-of-sample score, so no item scores against itself.
+
+Each score comes with its percentile among the reference (comparable across methods and runs),
+whether it passes the threshold, and the nearest reference items, which show why it stands out.
+The run is saved (``runs.save_run``) with two tables, read back by reports:
+
+- ``anomalies_scores``: id, score, percentile, is_anomaly, in_reference, neighbour_ids,
+  neighbour_similarities, x, y (2-D map: PCA of the reference), worst first;
+- ``anomalies_reference``: id, score (out of sample), x, y of every reference item.
+
+A fitted ``ReferenceModel`` can be saved and loaded to score later batches (the online case);
+loading checks that the space was built by the same encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .detectors import Detector, load_detector_arrays, make_detector
+from .encoders import EncoderInfo
+from .errors import EncoderMismatchError, InvalidInputError
+from .filters import FilterInput, filter_to_json
+from .runs import save_run
+from .spaces import VectorSpace
+from .vectors import item_matrix, normalise_for
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+__all__ = [
+    "AnomalyResult",
+    "AnomalyScore",
+    "Neighbour",
+    "NewVectors",
+    "ReferenceModel",
+    "anomalies",
+    "fit_reference",
+]
+
+
+@dataclass(frozen=True)
+class NewVectors:
+    """Items that are not in the collection, as vectors ``(n, dim)`` (a file of new items, a
+    request body: the caller encodes them); ``ids`` name them (default ``new-0``, ``new-1``...)."""
+
+    vectors: np.ndarray
+    ids: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A reference item near a scored item; ``similarity`` in the space's metric (higher: closer)."""
+
+    id: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class AnomalyScore:
+    """``score``: the detector's raw normality (higher: more normal); ``percentile``: share
+    (0-100) of reference items more normal than this one; ``in_reference``: a reference item,
+    scored out of sample."""
+
+    id: str
+    score: float
+    percentile: float
+    is_anomaly: bool
+    in_reference: bool
+    neighbours: tuple[Neighbour, ...]
+
+
+@dataclass(frozen=True)
+class AnomalyResult:
+    """Every target's score, worst first; ``threshold`` is the raw score at ``threshold_percentile``."""
+
+    run_id: str
+    method: str
+    threshold_percentile: float
+    threshold: float
+    n_reference: int
+    scores: list[AnomalyScore]
+
+    @property
+    def anomalies(self) -> list[AnomalyScore]:
+        return [s for s in self.scores if s.is_anomaly]
+
+
+@dataclass(frozen=True)
+class ReferenceModel:
+    """A detector fitted on reference items of a space: reusable on later batches.
+    ``selection`` records how the reference was chosen (a filter, a collection), as JSON."""
+
+    detector: Detector
+    encoder: EncoderInfo
+    reference_collection: str
+    reference_ids: tuple[str, ...]
+    selection: Any = None
+
+    def save(self, path: str | Path) -> Path:
+        """One ``.npz`` file: the detector's arrays and a JSON header with the encoder."""
+        return self.detector.save(path, {
+            "encoder": vars(self.encoder), "reference_collection": self.reference_collection,
+            "reference_ids": list(self.reference_ids), "selection": self.selection})
+
+    @classmethod
+    def load(cls, path: str | Path, space: VectorSpace) -> ReferenceModel:
+        """Load a saved model to score vectors of ``space``; refused when another encoder built it."""
+        detector, meta = load_detector_arrays(path)
+        encoder = EncoderInfo(**meta["encoder"])
+        try:
+            space.check_encoder(encoder)
+        except EncoderMismatchError as e:
+            raise EncoderMismatchError(f"detector {path} was fitted on another space: {e}") from e
+        return cls(detector, encoder, meta["reference_collection"], tuple(meta["reference_ids"]),
+                   {"detector_file": str(path), **(meta.get("selection") or {})})
+
+
+def fit_reference(
+    collection: Collection, *, space: str | None = None,
+    reference: FilterInput | Collection = None, method: str = "knn",
+    threshold_percentile: float = 95.0, params: Mapping[str, Any] | None = None,
+) -> ReferenceModel:
+    """Fit a detector on the reference: items of ``collection`` matching a filter (all when None),
+    or every item of another collection whose space was built by the same encoder."""
+    from .collection import Collection
+
+    target_space = collection.space(space)
+    if isinstance(reference, Collection):
+        source, ids = reference, None
+        reference_space = reference.space(target_space.name)
+        target_space.check_encoder(reference_space.encoder)
+    else:
+        source, reference_space = collection, target_space
+        ids = None if reference is None else collection.ids_matching(reference)
+    ref_ids, vectors = item_matrix(source, reference_space, ids)
+    if not ref_ids:
+        raise InvalidInputError(f"the reference ({_describe(reference)}) matches no item with a "
+                                f"vector in space {reference_space.name!r}; widen the filter")
+    metric = "l2" if target_space.metric == "l2" else "ip"
+    detector = make_detector(method, threshold_percentile=threshold_percentile, metric=metric,
+                             **dict(params or {}))
+    return ReferenceModel(detector.fit(vectors), target_space.encoder, source.name, tuple(ref_ids),
+                          _describe(reference))
+
+
+def anomalies(
+    collection: Collection, *, space: str | None = None,
+    reference: FilterInput | Collection = None, targets: FilterInput | NewVectors = None,
+    method: str = "knn", threshold_percentile: float = 95.0,
+    params: Mapping[str, Any] | None = None, model: ReferenceModel | None = None,
+    neighbours: int = 5,
+) -> AnomalyResult:
+    """Score ``targets`` against the reference and save the run; see the module docstring.
+
+    Pass a fitted ``model`` (e.g. ``ReferenceModel.load``) to reuse it instead of fitting on
+    ``reference`` (``method``, ``threshold_percentile`` and ``params`` then come from it)."""
+    if not 1 <= neighbours <= 100:
+        raise InvalidInputError(f"neighbours must be between 1 and 100, got {neighbours}")
+    target_space = collection.space(space)
+    if model is None:
+        model = fit_reference(collection, space=target_space.name, reference=reference,
+                              method=method, threshold_percentile=threshold_percentile,
+                              params=params)
+    else:
+        target_space.check_encoder(model.encoder)
+    ids, vectors = _targets(collection, target_space, targets)
+    if not ids:
+        raise InvalidInputError(f"the targets ({_describe(targets)}) match no item with a vector "
+                                f"in space {target_space.name!r}; check the filter")
+    detector = model.detector
+    scores = detector.score_samples(vectors)
+    own_rows = _reference_rows(collection, model, ids)
+    in_reference = own_rows >= 0
+    scores[in_reference] = detector.reference_scores_[own_rows[in_reference]]
+    percentiles = detector.percentiles(scores)
+    near = _neighbours(model, vectors, own_rows, neighbours)
+    order = np.argsort(scores, kind="stable")  # worst (least normal) first
+    results = [AnomalyScore(ids[i], float(scores[i]), float(percentiles[i]),
+                            bool(scores[i] < detector.threshold_), bool(in_reference[i]), near[i])
+               for i in order]
+    params_out = {
+        "method": detector.method, "detector": detector.get_params(),
+        "threshold_percentile": detector.threshold_percentile, "space": target_space.name,
+        "reference": model.selection,
+        "targets": _describe(targets), "neighbours": neighbours}
+    summary = {"targets": len(ids), "anomalies": sum(r.is_anomaly for r in results),
+               "reference": len(model.reference_ids), "threshold": detector.threshold_}
+    reference_xy, target_xy = _map(detector.reference_, vectors)
+    run = save_run(collection, "anomalies", params_out, {
+        "scores": _scores_table(results, target_xy[order]),
+        "reference": pa.table({"id": pa.array(model.reference_ids, pa.string()),
+                               "score": detector.reference_scores_,
+                               "x": reference_xy[:, 0], "y": reference_xy[:, 1]}),
+    }, summary)
+    return AnomalyResult(run.run_id, detector.method, detector.threshold_percentile,
+                         detector.threshold_, len(model.reference_ids), results)
+
+
+def _targets(collection: Collection, space: VectorSpace, targets: FilterInput | NewVectors
+             ) -> tuple[list[str], np.ndarray]:
+    if not isinstance(targets, NewVectors):
+        wanted = None if targets is None else collection.ids_matching(targets)
+        return item_matrix(collection, space, wanted)
+    vectors = np.atleast_2d(np.asarray(targets.vectors, dtype=np.float32))
+    if vectors.shape[1] != space.dim:
+        raise InvalidInputError(f"new vectors have {vectors.shape[1]} dimensions; space "
+                                f"{space.name!r} has {space.dim}")
+    ids = list(targets.ids) if targets.ids is not None else [f"new-{i}" for i in range(len(vectors))]
+    if len(ids) != len(vectors):
+        raise InvalidInputError(f"{len(ids)} ids for {len(vectors)} new vectors; give one id each")
+    return ids, normalise_for(space, vectors)
+
+
+def _reference_rows(collection: Collection, model: ReferenceModel, ids: list[str]) -> np.ndarray:
+    """Row of each target in the reference, -1 for targets that are not reference items."""
+    if model.reference_collection != collection.name:
+        return np.full(len(ids), -1, dtype=np.int64)
+    row_of = {item_id: row for row, item_id in enumerate(model.reference_ids)}
+    return np.array([row_of.get(i, -1) for i in ids], dtype=np.int64)
+
+
+def _neighbours(model: ReferenceModel, vectors: np.ndarray, own_rows: np.ndarray, n: int
+                ) -> list[tuple[Neighbour, ...]]:
+    similarities, rows = model.detector.nearest_reference(vectors, n + 1)
+    found = []
+    for own, sims, near in zip(own_rows, similarities, rows, strict=True):
+        pairs = [(model.reference_ids[r], float(s)) for r, s in zip(near, sims, strict=True)
+                 if r >= 0 and r != own]
+        found.append(tuple(Neighbour(i, s) for i, s in pairs[:n]))
+    return found
+
+
+def _map(reference: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2-D coordinates of the reference and the targets: the reference's two principal axes."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, svd_solver="covariance_eigh").fit(reference)
+    return pca.transform(reference), pca.transform(targets)
+
+
+def _scores_table(results: list[AnomalyScore], xy: np.ndarray) -> pa.Table:
+    return pa.table({
+        "id": pa.array([r.id for r in results], pa.string()),
+        "score": pa.array([r.score for r in results], pa.float64()),
+        "percentile": pa.array([r.percentile for r in results], pa.float64()),
+        "is_anomaly": pa.array([r.is_anomaly for r in results], pa.bool_()),
+        "in_reference": pa.array([r.in_reference for r in results], pa.bool_()),
+        "neighbour_ids": pa.array([[n.id for n in r.neighbours] for r in results],
+                                  pa.list_(pa.string())),
+        "neighbour_similarities": pa.array([[n.similarity for n in r.neighbours] for r in results],
+                                           pa.list_(pa.float64())),
+        "x": pa.array(xy[:, 0], pa.float64()),
+        "y": pa.array(xy[:, 1], pa.float64()),
+    })
+
+
+def _describe(selection: Any) -> Any:
+    """How a reference or target set was chosen, as JSON for the run's parameters."""
+    from .collection import Collection
+
+    if isinstance(selection, NewVectors):
+        return {"new_items": len(selection.vectors)}
+    if isinstance(selection, Collection):
+        return {"collection": selection.name}
+    return {"filter": filter_to_json(selection)}

@@ -1,0 +1,208 @@
+"""Linear probes: a small classifier head trained on frozen embeddings and a label field.
+
+``train_probe(collection, label_field)`` fits a logistic regression (scikit-learn, on standardised
+item vectors) on the items whose label is set, and reports:
+
+- cross-validated accuracy (stratified k-fold) and the per-class report of the out-of-fold
+  predictions (precision, recall, F1, support) — an honest estimate, no item predicts itself;
+- predictions with probabilities for the unlabelled items (label null), by the head fitted on all
+  labelled items;
+- disagreements: labelled items whose stored label gets a low out-of-fold probability, with the
+  label the head suggests and its confidence — candidates for mislabels.
+
+Classes with fewer labelled items than folds cannot be cross-validated: they are left out and
+listed in ``skipped_classes``. The run is saved (``runs.save_run``, operation ``classify``) with
+tables ``predictions`` (every item), ``classes`` and ``disagreements``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import InvalidInputError
+from .filters import FilterInput, filter_to_json
+from .runs import save_run
+from .schema import quote
+from .vectors import item_matrix
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeResult", "cross_validate", "train_probe"]
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Out-of-fold precision, recall and F1 of one class; ``support``: its labelled items."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The head's label for an unlabelled item and its probability."""
+
+    id: str
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A labelled item the head doubts: its ``stored_label`` got ``stored_probability`` out of
+    fold; the head suggests ``suggested_label`` with probability ``confidence``."""
+
+    id: str
+    stored_label: str
+    suggested_label: str
+    confidence: float
+    stored_probability: float
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    run_id: str
+    label_field: str
+    classes: list[str]
+    labelled: int
+    folds: int
+    accuracy: float
+    fold_accuracies: list[float]
+    per_class: list[ClassReport]
+    predictions: list[Prediction]
+    disagreements: list[Disagreement]
+    skipped_classes: dict[str, int]
+
+
+def train_probe(
+    collection: Collection, label_field: str, *, space: str | None = None,
+    where: FilterInput = None, folds: int = 5, regularization: float = 1.0,
+    doubt_below: float = 0.1, seed: int = 0,
+) -> ProbeResult:
+    """Train and evaluate a linear probe; see the module docstring.
+
+    ``regularization`` is scikit-learn's ``C`` (smaller: stronger); a labelled item is listed as
+    a disagreement when its stored label's out-of-fold probability is below ``doubt_below``."""
+    from sklearn.metrics import classification_report
+
+    if not 2 <= folds <= 20:
+        raise InvalidInputError(f"folds must be between 2 and 20, got {folds}")
+    if not 0 < doubt_below < 1:
+        raise InvalidInputError(f"doubt_below must be between 0 and 1, got {doubt_below}")
+    chosen_space = collection.space(space)
+    labels = _labels(collection, label_field, where)
+    ids, vectors = item_matrix(collection, chosen_space, list(labels))
+    stored = np.array([labels[i] for i in ids], dtype=object)
+    counts = Counter(label for label in stored if label is not None)
+    skipped = {label: n for label, n in counts.items() if n < folds}
+    train = np.array([label is not None and label not in skipped for label in stored], dtype=bool)
+    classes = sorted(set(stored[train]))
+    if len(classes) < 2:
+        raise InvalidInputError(
+            f"field {label_field!r} has {len(classes)} class(es) with at least {folds} labelled "
+            f"items{' (' + ', '.join(map(repr, classes)) + ')' if classes else ''}; a probe needs "
+            "two or more: label more items or lower folds")
+    y = stored[train].astype(str)
+    X = vectors[train]
+    out_of_fold, fold_accuracies = cross_validate(X, y, folds=folds,
+                                                  regularization=regularization, seed=seed)
+    predicted = np.array(classes)[out_of_fold.argmax(axis=1)]
+    report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
+    per_class = [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
+                             int(report[c]["support"])) for c in classes]
+    stored_probability = out_of_fold[np.arange(len(y)), np.searchsorted(classes, y)]
+    train_ids = np.array(ids, dtype=object)[train]
+    doubts = [Disagreement(str(train_ids[i]), str(y[i]), str(predicted[i]), float(out_of_fold[i].max()),
+                           float(stored_probability[i]))
+              for i in np.argsort(stored_probability, kind="stable")
+              if stored_probability[i] < doubt_below and predicted[i] != y[i]]
+    unlabelled = np.array([label is None for label in stored], dtype=bool)
+    predictions: list[Prediction] = []
+    if unlabelled.any():
+        final = _head(regularization).fit(X, y)
+        proba = final.predict_proba(vectors[unlabelled])
+        best = proba.argmax(axis=1)
+        predictions = [Prediction(str(i), str(final.classes_[b]), float(p[b])) for i, b, p in
+                       zip(np.array(ids, dtype=object)[unlabelled], best, proba, strict=True)]
+    accuracy = float(np.mean(predicted == y))
+    run = save_run(collection, "classify", {
+        "label_field": label_field, "space": chosen_space.name, "where": filter_to_json(where),
+        "folds": folds, "regularization": regularization, "doubt_below": doubt_below,
+        "seed": seed, "head": "standardise + logistic regression"}, {
+        "predictions": _predictions_table(train_ids, y, predicted, out_of_fold, stored_probability,
+                                          predictions),
+        "classes": pa.Table.from_pylist([vars(c) for c in per_class]),
+        "disagreements": pa.Table.from_pylist([vars(d) for d in doubts], schema=pa.schema([
+            ("id", pa.string()), ("stored_label", pa.string()), ("suggested_label", pa.string()),
+            ("confidence", pa.float64()), ("stored_probability", pa.float64())])),
+    }, {"accuracy": accuracy, "labelled": len(y), "unlabelled": len(predictions),
+        "classes": len(classes), "disagreements": len(doubts), "skipped_classes": skipped})
+    return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
+                       per_class, predictions, doubts, skipped)
+
+
+def cross_validate(X: np.ndarray, y: np.ndarray, *, folds: int = 5, regularization: float = 1.0,
+                   seed: int = 0) -> tuple[np.ndarray, list[float]]:
+    """Out-of-fold class probabilities ``(n, classes)`` (classes sorted) of the probe head over
+    stratified folds, and the accuracy of each fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes = np.unique(y)
+    out_of_fold = np.zeros((len(y), len(classes)))
+    fold_accuracies = []
+    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+        head = _head(regularization).fit(X[fit_rows], y[fit_rows])
+        # A fold may miss a rare class: place each column by the head's own classes.
+        out_of_fold[np.ix_(held, np.searchsorted(classes, head.classes_))] = \
+            head.predict_proba(X[held])
+        fold_accuracies.append(float(np.mean(head.predict(X[held]) == y[held])))
+    return out_of_fold, fold_accuracies
+
+
+def _head(regularization: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=regularization, max_iter=2000))
+
+
+def _labels(collection: Collection, label_field: str, where: FilterInput) -> dict[str, str | None]:
+    """Label of every selected item (None where it is null), as text."""
+    fields = collection.fields()
+    if label_field not in fields:
+        raise InvalidInputError(f"collection {collection.name!r} has no field {label_field!r}; "
+                                f"fields: {', '.join(fields) or 'none'}")
+    if fields[label_field].endswith("[]"):
+        raise InvalidInputError(f"field {label_field!r} holds lists ({fields[label_field]}); a "
+                                "probe needs one label per item")
+    rows = collection.store.cursor().execute(
+        f"SELECT id, CAST({quote(label_field)} AS VARCHAR) FROM {quote(collection.name)}.items"
+    ).fetchall()
+    selected = None if where is None else set(collection.ids_matching(where))
+    return {i: label for i, label in rows if selected is None or i in selected}
+
+
+def _predictions_table(train_ids: np.ndarray, y: np.ndarray, predicted: np.ndarray,
+                       out_of_fold: np.ndarray, stored_probability: np.ndarray,
+                       predictions: list[Prediction]) -> pa.Table:
+    """Every item: labelled ones with their out-of-fold prediction, then the unlabelled ones."""
+    n = len(predictions)
+    return pa.table({
+        "id": pa.array([*train_ids, *(p.id for p in predictions)], pa.string()),
+        "predicted": pa.array([*predicted, *(p.label for p in predictions)], pa.string()),
+        "probability": pa.array([*out_of_fold.max(axis=1), *(p.probability for p in predictions)],
+                                pa.float64()),
+        "labelled": pa.array([True] * len(y) + [False] * n, pa.bool_()),
+        "stored_label": pa.array([*y, *([None] * n)], pa.string()),
+        "stored_probability": pa.array([*stored_probability, *([None] * n)], pa.float64()),
+    })

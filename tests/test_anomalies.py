@@ -1,0 +1,187 @@
+"""Anomaly detectors and the collection-level ``anomalies`` run, on synthetic vectors with known
+structure: a tight reference cloud, fresh items drawn like it, and far outliers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kinsight.engine import (
+    EncoderInfo,
+    EncoderMismatchError,
+    InvalidInputError,
+    Item,
+    read_run_table,
+)
+from kinsight.engine.anomalies import NewVectors, ReferenceModel, anomalies, fit_reference
+from kinsight.engine.detectors import METHODS, KNNDetector, make_detector
+
+from .conftest import VECTOR_ENCODER, normalized
+
+DIM = 16
+
+
+def cloud(n: int, seed: int, spread: float = 0.05) -> np.ndarray:
+    """Unit vectors scattered around one direction: the 'normal' items."""
+    rng = np.random.default_rng(seed)
+    centre = np.zeros(DIM, dtype=np.float32)
+    centre[0] = 1.0
+    return normalized(centre + spread * rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+def outliers(n: int, seed: int) -> np.ndarray:
+    """Unit vectors pointing away from the cloud."""
+    rng = np.random.default_rng(seed)
+    far = rng.normal(size=(n, DIM))
+    far[:, 0] = -np.abs(far[:, 0])
+    return normalized(far).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_outliers_rank_first_and_are_flagged(method):
+    detector = make_detector(method).fit(cloud(500, seed=1))
+    targets = np.concatenate([cloud(200, seed=2), outliers(10, seed=3)])
+    scores = detector.score_samples(targets)
+    assert set(np.argsort(scores)[:10]) == set(range(200, 210))
+    assert np.all(detector.predict(targets[200:]) == -1)
+    assert np.all(detector.decision_function(targets[200:]) < 0)
+    assert np.all(detector.percentiles(scores[200:]) == 100.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_calibrated_threshold_flags_five_percent_of_fresh_normal_items(method):
+    rng = np.random.default_rng(7)
+    reference = rng.normal(size=(1000, DIM)).astype(np.float32)
+    fresh = rng.normal(size=(4000, DIM)).astype(np.float32)
+    detector = make_detector(method, metric="l2", threshold_percentile=95).fit(reference)
+    flagged = float(np.mean(detector.predict(fresh) == -1))
+    assert 0.035 <= flagged <= 0.065, (method, flagged)
+    # Flagged exactly when the percentile is past the threshold percentile.
+    percentiles = detector.percentiles(detector.score_samples(fresh))
+    np.testing.assert_array_equal(percentiles > 95, detector.predict(fresh) == -1)
+
+
+def test_reference_items_never_score_against_themselves():
+    reference = cloud(200, seed=4)
+    detector = KNNDetector(n_neighbors=1).fit(reference)
+    similarities = reference @ reference.T
+    np.fill_diagonal(similarities, -np.inf)
+    np.testing.assert_allclose(detector.reference_scores_, similarities.max(axis=1), rtol=1e-5)
+    assert detector.reference_scores_.max() < 0.9999  # never the item's own similarity of 1
+    # An exact duplicate in the reference is a neighbour like any other.
+    doubled = KNNDetector(n_neighbors=1).fit(np.concatenate([reference, reference[:1]]))
+    assert doubled.reference_scores_[0] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_reference_scores_are_out_of_sample(method):
+    """The calibration scores of the reference look like scores of fresh items, not better."""
+    detector = make_detector(method).fit(cloud(400, seed=5))
+    fresh = detector.score_samples(cloud(400, seed=6))
+    assert abs(np.median(detector.reference_scores_) - np.median(fresh)) < 0.1 * np.std(fresh)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_saved_detector_scores_identically(method, tmp_path, store):
+    docs = _collection(store)
+    model = fit_reference(docs, reference={"field": "kind", "op": "eq", "value": "normal"},
+                          method=method)
+    path = model.save(tmp_path / "detector.npz")
+    loaded = ReferenceModel.load(path, docs.space("text"))
+    batch = np.concatenate([cloud(20, seed=8), outliers(3, seed=9)])
+    np.testing.assert_array_equal(loaded.detector.score_samples(batch),
+                                  model.detector.score_samples(batch))
+    assert loaded.detector.threshold_ == model.detector.threshold_
+    assert loaded.reference_ids == model.reference_ids
+
+
+def test_loading_into_another_space_is_refused(tmp_path, store):
+    model = fit_reference(_collection(store))
+    path = model.save(tmp_path / "detector.npz")
+    other = store.create_collection("other")
+    other.ensure_space("text", EncoderInfo(spec="vectors:other", modality="text", dim=DIM,
+                                           fingerprint="other-16"))
+    with pytest.raises(EncoderMismatchError, match="other-16"):
+        ReferenceModel.load(path, other.space("text"))
+
+
+def test_not_a_detector_file_is_refused(tmp_path, store):
+    path = tmp_path / "junk.npz"
+    path.write_bytes(b"not numpy")
+    with pytest.raises(InvalidInputError, match="not a saved kinsight detector"):
+        ReferenceModel.load(path, _collection(store).space("text"))
+
+
+# -- the collection-level run --------------------------------------------------------------------
+def _collection(store, normal: int = 120, odd: int = 6):
+    docs = store.create_collection("docs")
+    docs.ensure_space("text", VECTOR_ENCODER, source_fields=["text"])
+    vectors = np.concatenate([cloud(normal, seed=10), outliers(odd, seed=11)])
+    docs.upsert(Item(id=f"{'n' if i < normal else 'odd'}{i}",
+                     fields={"text": f"item {i}", "kind": "normal" if i < normal else "odd",
+                             "split": "reference" if i < normal * 2 // 3 else "new"},
+                     vectors={"text": v}) for i, v in enumerate(vectors))
+    return docs
+
+
+def test_anomalies_run_flags_outliers_and_explains_them(store):
+    docs = _collection(store)
+    result = anomalies(docs, reference={"field": "split", "op": "eq", "value": "reference"},
+                       targets={"field": "split", "op": "eq", "value": "new"}, neighbours=3)
+    assert {s.id for s in result.scores[:6]} == {f"odd{i}" for i in range(120, 126)}
+    assert all(s.is_anomaly and s.percentile == 100.0 for s in result.scores[:6])
+    assert [s.score for s in result.scores] == sorted(s.score for s in result.scores)
+    assert result.n_reference == 80 and len(result.scores) == 46
+    assert all(len(s.neighbours) == 3 and s.neighbours[0].id.startswith("n")
+               for s in result.scores)
+    table = read_run_table(docs, result.run_id, "scores")
+    assert table.column("id").to_pylist() == [s.id for s in result.scores]
+    assert table.column("neighbour_ids").to_pylist()[0] == [n.id for n in result.scores[0].neighbours]
+    assert read_run_table(docs, result.run_id, "reference").num_rows == 80
+
+
+def test_reference_targets_get_their_out_of_sample_score(store):
+    docs = _collection(store)
+    normal = {"field": "kind", "op": "eq", "value": "normal"}
+    result = anomalies(docs, reference=normal, targets=normal, neighbours=2)
+    model = fit_reference(docs, reference=normal)
+    by_id = {s.id: s for s in result.scores}
+    for row, item_id in enumerate(model.reference_ids):
+        assert by_id[item_id].in_reference
+        assert by_id[item_id].score == pytest.approx(model.detector.reference_scores_[row])
+        assert item_id not in {n.id for n in by_id[item_id].neighbours}
+    flagged = len(result.anomalies) / len(result.scores)
+    assert flagged <= 0.1  # about 5%: reference items are exchangeable with fresh ones
+
+
+def test_new_vectors_and_a_reference_collection(store):
+    docs = _collection(store)
+    reference = store.create_collection("reference")
+    reference.ensure_space("text", VECTOR_ENCODER)
+    reference.upsert(Item(id=f"r{i}", vectors={"text": v}) for i, v in enumerate(cloud(60, 12)))
+    new = NewVectors(np.concatenate([cloud(5, seed=13), outliers(2, seed=14)]),
+                     ids=[f"batch-{i}" for i in range(7)])
+    result = anomalies(docs, reference=reference, targets=new, method="lof",
+                       params={"n_neighbors": 10})
+    assert {s.id for s in result.scores[:2]} == {"batch-5", "batch-6"}
+    assert all(n.id.startswith("r") for s in result.scores for n in s.neighbours)
+    assert not any(s.in_reference for s in result.scores)
+
+
+def test_errors_name_the_problem(store):
+    docs = _collection(store)
+    with pytest.raises(InvalidInputError, match="matches no item"):
+        anomalies(docs, reference={"field": "kind", "op": "eq", "value": "missing"})
+    with pytest.raises(InvalidInputError, match="at least 20"):
+        anomalies(docs, reference={"field": "kind", "op": "eq", "value": "odd"})
+    with pytest.raises(InvalidInputError, match="unknown anomaly method"):
+        anomalies(docs, method="svm")
+    with pytest.raises(InvalidInputError, match="does not take"):
+        anomalies(docs, params={"n_components": 3})
+    with pytest.raises(InvalidInputError, match="dimensions"):
+        anomalies(docs, targets=NewVectors(np.ones((2, 3))))
+    other = store.create_collection("other")
+    other.ensure_space("text", EncoderInfo(spec="vectors:other", modality="text", dim=DIM,
+                                           fingerprint="other-16"))
+    with pytest.raises(EncoderMismatchError):
+        anomalies(docs, reference=other)
