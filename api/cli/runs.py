@@ -11,7 +11,7 @@ import pyarrow as pa
 import typer
 from rich.table import Table
 
-from kinsight.engine import RunInfo, get_run, list_runs, read_run_table
+from kinsight.engine import Collection, RunInfo, get_run, list_runs, read_run_table
 
 from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, fail, open_store
 
@@ -50,7 +50,8 @@ def list_command(
 
 @runs_app.command("show")
 def show_command(
-    run_id: Annotated[str, typer.Argument(help="The run id (see `kinsight runs`).")],
+    run_id: Annotated[str, typer.Argument(
+        help="The run id (see `kinsight runs`), or 'latest' for the newest run.")],
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
     table: Annotated[str | None, typer.Option(
@@ -71,8 +72,8 @@ def show_command(
         fail("--out needs --table: which of the run's tables to write")
     with open_store(store, read_only=True) as opened:
         coll = opened.collection(collection)
-        run = get_run(coll, run_id)
-        rows = read_run_table(coll, run_id, table) if table is not None else None
+        run = _latest(coll) if run_id == "latest" else get_run(coll, run_id)
+        rows = read_run_table(coll, run.run_id, table) if table is not None else None
     if rows is None:
         if as_json:
             console.print_json(data=run_to_dict(run))
@@ -134,3 +135,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return "" if value is None else str(value)
+
+
+def _latest(coll: Collection) -> RunInfo:
+    runs = list_runs(coll)
+    if not runs:
+        fail(f"collection {coll.name!r} has no runs yet; run cluster, anomalies, classify or "
+             "mismatch first")
+    return runs[0]
