@@ -29,7 +29,13 @@ from image_features import DEFAULT_IMAGE_ENCODER, features, split_features
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, load_encoder
 from kinsight.indexers.adapters import Adapter, AdapterSide, load_adapter
-from kinsight.indexers.align import AlignOptions, CrossModalRecall, cross_modal_recall, group_ids, train_adapter
+from kinsight.indexers.align import (
+    AlignOptions,
+    CrossModalRecall,
+    cross_modal_recall,
+    group_ids,
+    train_adapter,
+)
 
 TARGET = 0.55  # text → image Recall@10
 TINY_CLIP = "open_clip:kinsight-tiny@random"
