@@ -51,7 +51,10 @@ class EncoderInfo:
     a fingerprint: their vectors live in one space). ``modality`` is what ``encode`` takes: texts
     (``str``) or images (RGB ``PIL.Image``, decoded by ``kinsight.indexers.image_files``).
     ``max_tokens`` is the longest input the model reads (texts longer than that are chunked);
-    ``None`` where it does not apply.
+    ``None`` where it does not apply. ``partner`` is the spec of the encoder of the other
+    modality that embeds into the same space (a CLIP model's other tower, an adapter's other
+    side), so a text can query an image space and back; ``None`` where there is none. It is read
+    from the loaded encoder, never from a stored space.
     """
 
     spec: str
@@ -59,6 +62,7 @@ class EncoderInfo:
     dim: int
     fingerprint: str
     max_tokens: int | None = None
+    partner: str | None = None
 
     @property
     def random_weights(self) -> bool:

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .encoders import load_encoder
 from .errors import InvalidInputError
 from .filters import FilterInput
-from .spaces import VectorSpace
+from .spaces import VectorSpace, encoder_for
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -47,9 +46,15 @@ EXACT_FILTER_LIMIT = 50_000
 
 @dataclass(frozen=True)
 class ById:
-    """Query by a stored item: its vector (mean of its chunks); the item itself is left out."""
+    """Query by a stored item: its vector (mean of its chunks); the item itself is left out.
+
+    ``space`` names the space the item's vector is read from when it is not the one searched:
+    ``ById("frog-1", space="caption")`` searching the ``image`` space finds the pictures closest
+    to that item's caption. The two spaces must share one embedding space (equal fingerprints).
+    """
 
     id: str
+    space: str | None = None
 
 
 Query = str | np.ndarray | ById
@@ -161,13 +166,15 @@ def search_many(
 
 
 def resolve_mode(mode: SearchMode, space: VectorSpace, queries: Sequence[Query]) -> SearchMode:
-    """``auto`` is hybrid for text or item queries on a space built from text fields (fusing
+    """``auto`` is hybrid for text or same-space item queries on a space built from text fields (fusing
     BM25 and dense beat either alone on the Debian benchmark, as in published comparisons), and
     dense otherwise (a vector has no words to match)."""
     if mode != "auto":
         return mode
     textual = space.encoder.modality == "text" and bool(space.source_fields)
-    if textual and all(isinstance(q, str | ById) for q in queries):
+    own_words = [isinstance(q, str) or (isinstance(q, ById) and q.space in (None, space.name))
+                 for q in queries]  # an item's vector from another space has no words here
+    if textual and all(own_words):
         return "hybrid"
     return "dense"
 
@@ -177,17 +184,13 @@ def _query_vectors(collection: Collection, space: VectorSpace, queries: Sequence
                    ) -> np.ndarray:
     texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
     out = np.zeros((len(queries), space.dim), dtype=np.float32)
-    if texts:
-        if space.encoder.modality != "text":
-            raise InvalidInputError(f"space {space.name!r} holds {space.encoder.modality} "
-                                    "vectors; query it with an image (search by image), a vector "
-                                    "or an item id")
-        encoder = load_encoder(space.encoder.spec)
-        space.check_encoder(encoder.info)
+    if texts:  # on an image space, by the text encoder that shares its embedding space
+        encoder = encoder_for(space, "text")
         out[[i for i, _ in texts]] = encoder.encode([t for _, t in texts], role="query")
     for i, q in enumerate(queries):
         if isinstance(q, ById):
-            out[i] = collection.item_vectors(space.name, q.id).mean(axis=0)
+            out[i] = collection.item_vectors(_source_space(collection, space, q).name,
+                                             q.id).mean(axis=0)
         elif isinstance(q, np.ndarray):
             vector = np.asarray(q, dtype=np.float32).reshape(-1)
             if vector.shape[0] != space.dim:
@@ -201,6 +204,16 @@ def _query_vectors(collection: Collection, space: VectorSpace, queries: Sequence
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.where(norms == 0, 1, norms)
     return out
+
+
+def _source_space(collection: Collection, space: VectorSpace, query: ById) -> VectorSpace:
+    """The space a ``ById`` query's vector comes from: the searched one, or another space of the
+    collection that shares its embedding space."""
+    if query.space is None or query.space == space.name:
+        return space
+    source = collection.space(query.space)
+    space.check_encoder(source.encoder)
+    return source
 
 
 def _dense(collection: Collection, space: VectorSpace, queries: Sequence[Query], k: int,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .encoders import EncoderInfo
-from .errors import EncoderMismatchError
+from .encoders import Encoder, EncoderInfo, Modality, load_encoder
+from .errors import EncoderMismatchError, InvalidInputError
 
-__all__ = ["METRICS", "VectorSpace"]
+__all__ = ["METRICS", "VectorSpace", "encoder_for"]
 
 METRICS = ("cosine", "dot", "l2")
 
@@ -58,3 +58,28 @@ class VectorSpace:
                    metric=row["metric"], source_fields=tuple(row["source_fields"]),
                    chunk_words=row["chunk_words"], recall_target=row["recall_target"],
                    index_spec=row.get("index_spec"))
+
+
+def encoder_for(space: VectorSpace, modality: Modality) -> Encoder:
+    """The encoder that puts ``modality`` inputs (texts or pictures) into ``space``: the one that
+    built it, or its partner of the other modality (``EncoderInfo.partner``) in the same
+    embedding space. Either way its fingerprint must be the space's: vectors of two encoders are
+    comparable exactly when their fingerprints are equal."""
+    encoder = load_encoder(space.encoder.spec)
+    if encoder.info.modality != modality:
+        partner = encoder.info.partner
+        if partner is None:
+            raise InvalidInputError(
+                f"space {space.name!r} of collection {space.collection!r} holds "
+                f"{space.encoder.modality} vectors of {space.encoder.spec}, which has no "
+                f"{modality} encoder in its embedding space; query it with "
+                f"{'a picture' if modality == 'text' else 'text'}, a vector or an item id, or "
+                "build the space with an encoder that has one "
+                "(open_clip:ARCH@WEIGHTS:image|text, or a trained adapter:NAME:image|text)")
+        encoder = load_encoder(partner)
+        if encoder.info.modality != modality:
+            raise InvalidInputError(f"encoder {space.encoder.spec} names {partner} as its "
+                                    f"{modality} partner, but that encoder embeds "
+                                    f"{encoder.info.modality}")
+    space.check_encoder(encoder.info)
+    return encoder

@@ -200,11 +200,14 @@ def load_open_clip_encoder(argument: str) -> TorchImageEncoder | OpenClipTextEnc
     parsed = parse_spec(argument)
     clip = _load_clip(parsed.arch, parsed.weights)
     dim = int(clip.model.visual.output_dim)  # both towers project into this shared space
+    other: Tower = "image" if parsed.tower == "text" else "text"
+    partner = ClipSpec(parsed.arch, parsed.weights, other).spec
     if parsed.tower == "text":
         context = int(getattr(clip.model, "context_length", 77))
         info = EncoderInfo(spec=parsed.spec, modality="text", dim=dim,
-                           fingerprint=clip.fingerprint, max_tokens=context)
+                           fingerprint=clip.fingerprint, max_tokens=context, partner=partner)
         return OpenClipTextEncoder(clip, info)
-    info = EncoderInfo(spec=parsed.spec, modality="image", dim=dim, fingerprint=clip.fingerprint)
+    info = EncoderInfo(spec=parsed.spec, modality="image", dim=dim, fingerprint=clip.fingerprint,
+                       partner=partner)
     return TorchImageEncoder(info, clip.model.encode_image, clip.preprocess,
                              _pixel_config(clip.model), clip.device)

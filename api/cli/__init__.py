@@ -8,6 +8,7 @@ wrong and how to fix it, and exit with status 2. Each module here adds its comma
 from __future__ import annotations
 
 from . import (  # noqa: F401  (each module registers its commands)
+    align,
     anomalies,
     classify,
     clusters,

@@ -105,6 +105,10 @@ def search(
     mode: Annotated[str, typer.Option(
         help="auto (hybrid for text) | dense | bm25 | hybrid")] = "auto",
     like: Annotated[str | None, typer.Option(help="Search by a stored item's id instead.")] = None,
+    like_space: Annotated[str | None, typer.Option(
+        help="With --like: take the item's vector from this space, e.g. find pictures (--space "
+             "image) like an item's caption (--like-space caption); the two must share one "
+             "embedding space.")] = None,
     image: Annotated[Path | None, typer.Option(
         help="Search by a picture: items of an image space that look most like it.")] = None,
     where: WhereOpt = None,
@@ -120,9 +124,16 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Search a collection by text, by a stored item (--like), by a picture (--image), or a
-    batch (--queries). Results from a space built on random weights carry a warning."""
+    batch (--queries). Results from a space built on random weights carry a warning.
+
+    Text and pictures cross over where the space's encoder has a partner of the other kind in
+    one embedding space (open_clip towers, adapter:NAME:image|text): TEXT on an image space
+    finds pictures, --image on a caption space finds captions.
+    """
     if sum(x is not None for x in (text, like, image, queries)) != 1:
         fail("give exactly one of TEXT, --like ID, --image PATH or --queries FILE")
+    if like_space is not None and like is None:
+        fail("--like-space goes with --like ID")
     options = SearchOptions(
         k=k, space=space, mode=_mode(mode), where=where, exact=exact,
         fusion=Fusion(method=one_of("fusion", fusion, ("rrf", "weighted"))),
@@ -140,7 +151,8 @@ def search(
             hits = search_by_image(coll, image, options)
         else:
             searched = coll.space(space)
-            hits = search_many(coll, [ById(like) if like else text], options)[0]  # type: ignore[list-item]
+            query = ById(like, space=like_space) if like else text
+            hits = search_many(coll, [query], options)[0]  # type: ignore[list-item]
     print_warnings(err, searched.encoder.warnings())  # on stderr, so --json stays parseable
     if as_json:
         console.print_json(data=[hit_to_dict(h) for h in hits])

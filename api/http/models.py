@@ -195,6 +195,10 @@ class SearchRequest(_Request):
     vector: list[FiniteFloat] | None = Field(
         None, min_length=1, description="Query vector; its length must be the space's dimension.")
     id: ItemId | None = Field(None, description="Find items like this stored one (it is left out).")
+    id_space: str | None = Field(
+        None, description="With id: the space the item's vector comes from, when it is not the "
+                          "searched one, e.g. pictures (space image) like an item's caption "
+                          "(id_space caption); both must share one embedding space.")
     k: int = Field(10, ge=1, le=1000)
     mode: Literal["auto", "dense", "bm25", "hybrid"] = Field(
         "auto", description="auto: hybrid for text and id queries, dense for vectors.")
@@ -216,6 +220,8 @@ class SearchRequest(_Request):
         if len(given) != 1:
             raise ValueError("give exactly one of 'text', 'vector' or 'id' as the query; got "
                              f"{' and '.join(repr(n) for n in given) if given else 'none'}")
+        if self.id_space is not None and self.id is None:
+            raise ValueError("'id_space' goes with 'id': it names the space of that item's vector")
         return self
 
 

@@ -24,7 +24,8 @@ router = APIRouter(prefix="/collections/{name}", tags=["search"],
 def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchResponse:
     """Query with exactly one of ``text``, ``vector`` or ``id`` (the item itself is left out of
     its results). ``bm25`` and ``hybrid`` need text or an id. Scores are cosine (or the space's
-    metric) for dense, BM25 for bm25, and fused scores for hybrid."""
+    metric) for dense, BM25 for bm25, and fused scores for hybrid. Text on an image space finds
+    pictures where the space's encoder has a text partner (open_clip towers, adapters)."""
     started = time.perf_counter()
     options = SearchOptions(
         k=body.k, space=body.space, mode=body.mode, where=body.filter, exact=body.exact,
@@ -43,7 +44,7 @@ def _query(body: SearchRequest) -> Query:
     if body.vector is not None:
         return np.asarray(body.vector, dtype=np.float32)
     if body.id is not None:
-        return ById(body.id)
+        return ById(body.id, space=body.id_space)
     # SearchRequest validates that one is given; this guards against that check being dropped.
     raise InvalidInputError("give one of 'text', 'vector' or 'id' as the query")
 
