@@ -63,6 +63,9 @@ class EncoderInfo:
     fingerprint: str
     max_tokens: int | None = None
     partner: str | None = None
+    # The softmax temperature learned with a pair of encoders (CLIP's 1 / logit scale, or an
+    # adapter's); zero-shot classification divides similarities by it.
+    temperature: float | None = None
 
     @property
     def random_weights(self) -> bool:

@@ -219,7 +219,8 @@ class AdapterEncoder:
         self._info = EncoderInfo(spec=f"{SCHEME}:{spec_name}:{modality}", modality=modality,
                                  dim=adapter.config.dim, fingerprint=adapter.config.fingerprint,
                                  max_tokens=self._side.max_tokens,
-                                 partner=f"{SCHEME}:{spec_name}:{other}")
+                                 partner=f"{SCHEME}:{spec_name}:{other}",
+                                 temperature=adapter.config.temperature)
         self._base: Encoder | None = None
         self._lock = threading.Lock()
 

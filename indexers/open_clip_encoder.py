@@ -205,9 +205,16 @@ def load_open_clip_encoder(argument: str) -> TorchImageEncoder | OpenClipTextEnc
     if parsed.tower == "text":
         context = int(getattr(clip.model, "context_length", 77))
         info = EncoderInfo(spec=parsed.spec, modality="text", dim=dim,
-                           fingerprint=clip.fingerprint, max_tokens=context, partner=partner)
+                           fingerprint=clip.fingerprint, max_tokens=context, partner=partner,
+                           temperature=_temperature(clip.model))
         return OpenClipTextEncoder(clip, info)
     info = EncoderInfo(spec=parsed.spec, modality="image", dim=dim, fingerprint=clip.fingerprint,
-                       partner=partner)
+                       partner=partner, temperature=_temperature(clip.model))
     return TorchImageEncoder(info, clip.model.encode_image, clip.preprocess,
                              _pixel_config(clip.model), clip.device)
+
+
+def _temperature(model: Any) -> float | None:
+    """CLIP's softmax temperature, 1 / exp(logit_scale), when the model learned one."""
+    scale = getattr(model, "logit_scale", None)
+    return None if scale is None else float(1.0 / scale.detach().exp().item())

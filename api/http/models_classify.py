@@ -1,4 +1,5 @@
-"""Request and response bodies of ``POST /collections/{name}/classify`` (train a linear probe)."""
+"""Request and response bodies of ``POST /collections/{name}/classify`` (train a linear probe)
+and ``POST /collections/{name}/classify/zero-shot`` (labels from prompts)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from kinsight.engine.filters import Filter
 from .models import _no_sql, _Request
 
 __all__ = ["ClassReportOut", "ClassifyRequest", "ClassifyResponse", "DisagreementOut",
-           "PredictionOut"]
+           "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest", "ZeroShotResponse"]
 
 
 class ClassifyRequest(_Request):
@@ -63,4 +64,44 @@ class ClassifyResponse(BaseModel):
     unlabelled: int
     predictions: list[PredictionOut]
     disagreements: list[DisagreementOut]
+    took_ms: float
+
+
+class ZeroShotRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"labels": ["a cat", "a dog", "a car"], "space": "image", "limit": 20},
+        {"labels": ["games", "sound", "editors"], "label_field": "section"}]})
+
+    labels: list[str] = Field(min_length=2, description="The labels to choose from.")
+    templates: list[str] | None = Field(
+        None, description="Prompt templates with {} for the label; left out: an ensemble "
+                          "suited to the space (pictures or text).")
+    space: str | None = None
+    filter: Filter | None = Field(None, description="Items to label (default all).")
+    temperature: float | None = Field(None, gt=0, description="Softmax temperature; left out: "
+                                                              "the space's own, else 0.01.")
+    label_field: str | None = Field(None, description="Score the labels against this field.")
+    limit: int = Field(100, ge=0, le=10_000, description="Predictions returned (all are kept "
+                                                         "in the run).")
+
+    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
+
+
+class ZeroShotPredictionOut(BaseModel):
+    id: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+class ZeroShotResponse(BaseModel):
+    run_id: str
+    space: str
+    labels: list[str]
+    templates: list[str]
+    temperature: float
+    accuracy: float | None = Field(description="Share of items whose label_field is the "
+                                               "predicted label (with label_field).")
+    items: int
+    predictions: list[ZeroShotPredictionOut]
     took_ms: float

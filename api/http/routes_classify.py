@@ -1,4 +1,5 @@
-"""Classify: train a linear probe on frozen embeddings and a label field."""
+"""Classify: train a linear probe on frozen embeddings and a label field, or label items
+zero-shot from label prompts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import asdict
 from fastapi import APIRouter
 
 from kinsight.engine.probes import train_probe
+from kinsight.engine.zero_shot import zero_shot
 
 from .deps import CollectionDep, WriteLockDep
 from .models import ErrorOut
@@ -17,6 +19,9 @@ from .models_classify import (
     ClassReportOut,
     DisagreementOut,
     PredictionOut,
+    ZeroShotPredictionOut,
+    ZeroShotRequest,
+    ZeroShotResponse,
 )
 
 __all__ = ["router"]
@@ -42,4 +47,23 @@ def classify(body: ClassifyRequest, collection: CollectionDep,
         skipped_classes=result.skipped_classes, unlabelled=len(result.predictions),
         predictions=[PredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],
         disagreements=[DisagreementOut(**asdict(d)) for d in result.disagreements[: body.limit]],
+        took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.post("/classify/zero-shot", summary="Label items from label names alone (prompts)")
+def classify_zero_shot(body: ZeroShotRequest, collection: CollectionDep,
+                       write_lock: WriteLockDep) -> ZeroShotResponse:
+    """Each label is written into prompt templates, encoded by the space's text encoder (the
+    text side of a picture space's embedding space), and each item gets the softmax over labels
+    of its similarities. The run is saved (table zero_shot_predictions)."""
+    started = time.perf_counter()
+    with write_lock:  # the first run of a collection creates its result table
+        result = zero_shot(collection, body.labels, space=body.space, templates=body.templates,
+                           where=body.filter, temperature=body.temperature,
+                           label_field=body.label_field)
+    return ZeroShotResponse(
+        run_id=result.run_id, space=result.space, labels=result.labels,
+        templates=result.templates, temperature=result.temperature, accuracy=result.accuracy,
+        items=len(result.predictions),
+        predictions=[ZeroShotPredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],
         took_ms=(time.perf_counter() - started) * 1000)

@@ -1,0 +1,124 @@
+"""Zero-shot classification: label names become prompts, scored against items in their space.
+
+Every label is written into every template ("a photo of a {}."), the prompts are encoded by the
+space's text encoder (the space's own for a text space; the text tower or adapter side of the same
+embedding space for a picture space, see ``spaces.encoder_for``), each label's prompts are
+averaged and normalised (CLIP's prompt ensembling), and an item's probabilities are the softmax
+over labels of its cosine similarities divided by the space's temperature. No example is needed,
+so the labels can change from one run to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import InvalidInputError
+from .filters import FilterInput, filter_to_json
+from .runs import save_run
+from .spaces import encoder_for
+from .vectors import item_matrix
+
+if TYPE_CHECKING:
+    from .collection import Collection
+
+__all__ = [
+    "IMAGE_TEMPLATES",
+    "TEXT_TEMPLATES",
+    "ZeroShotPrediction",
+    "ZeroShotResult",
+    "zero_shot",
+]
+
+# An ensemble in the spirit of CLIP's ImageNet prompts, short enough for the small text encoders.
+IMAGE_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a drawing of a {}.",
+                   "an illustration of a {}.", "an icon of a {}.", "{}")
+# A text space compares texts with texts: the label itself, and the label as a topic.
+TEXT_TEMPLATES = ("{}", "about {}.")
+# CLIP's learned logit scale is 100 (temperature 0.01); used when the encoder states none.
+DEFAULT_TEMPERATURE = 0.01
+
+
+@dataclass(frozen=True)
+class ZeroShotPrediction:
+    id: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ZeroShotResult:
+    """``accuracy`` is set when a ``label_field`` was given: the share of items whose stored
+    label is the predicted one (items whose label is not among ``labels`` count as wrong)."""
+
+    run_id: str
+    space: str
+    labels: list[str]
+    templates: list[str]
+    temperature: float
+    predictions: list[ZeroShotPrediction]
+    accuracy: float | None = None
+
+
+def zero_shot(
+    collection: Collection,
+    labels: Sequence[str],
+    *,
+    space: str | None = None,
+    templates: Sequence[str] | None = None,
+    where: FilterInput = None,
+    temperature: float | None = None,
+    label_field: str | None = None,
+) -> ZeroShotResult:
+    """Label every item (of ``where``) with the closest of ``labels``; saved as a
+    ``zero_shot`` run with a ``predictions`` table (id, label, probability, probabilities in
+    the order of the run's ``labels`` parameter)."""
+    names = [str(label).strip() for label in labels]
+    if len(names) < 2 or any(not n for n in names) or len(set(names)) != len(names):
+        raise InvalidInputError(f"zero-shot needs at least two different, non-empty labels; "
+                                f"got {list(labels)!r}")
+    vs = collection.space(space)
+    chosen = list(templates) if templates else list(
+        TEXT_TEMPLATES if vs.encoder.modality == "text" else IMAGE_TEMPLATES)
+    bad = [t for t in chosen if t.count("{}") != 1]
+    if bad:
+        raise InvalidInputError(f"each template needs exactly one {{}} for the label; fix {bad!r}")
+    encoder = encoder_for(vs, "text")
+    temp = float(temperature or encoder.info.temperature or DEFAULT_TEMPERATURE)
+    if not temp > 0:
+        raise InvalidInputError(f"temperature must be positive, got {temperature!r}")
+
+    prompts = encoder.encode([t.format(n) for n in names for t in chosen], role="query")
+    label_vectors = prompts.reshape(len(names), len(chosen), -1).mean(axis=1)
+    label_vectors /= np.maximum(np.linalg.norm(label_vectors, axis=1, keepdims=True), 1e-12)
+    ids, vectors = item_matrix(collection, vs,
+                               None if where is None else collection.ids_matching(where))
+    if not ids:
+        raise InvalidInputError(f"no item of collection {collection.name!r} has a vector in "
+                                f"space {vs.name!r}{' and matches the filter' if where else ''}")
+    logits = vectors @ label_vectors.T / temp
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    best = probabilities.argmax(axis=1)
+    predictions = [ZeroShotPrediction(i, names[b], float(p[b]), dict(zip(names, map(float, p),
+                                                                         strict=True)))
+                   for i, b, p in zip(ids, best, probabilities, strict=True)]
+
+    accuracy = None
+    if label_field is not None:
+        stored = collection.field_values(label_field, ids)
+        accuracy = float(np.mean([s == p.label for s, p in zip(stored, predictions, strict=True)]))
+    table = pa.table({"id": ids, "label": [names[b] for b in best],
+                      "probability": probabilities[np.arange(len(ids)), best].astype(float),
+                      # One column for any labels: the run's params list them in this order.
+                      "probabilities": [row.tolist() for row in probabilities]})
+    run = save_run(collection, "zero_shot", {
+        "labels": names, "templates": chosen, "space": vs.name, "temperature": temp,
+        "where": filter_to_json(where), "label_field": label_field,
+    }, {"predictions": table}, {"items": len(ids), "accuracy": accuracy})
+    return ZeroShotResult(run.run_id, vs.name, names, chosen, temp, predictions, accuracy)
