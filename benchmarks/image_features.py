@@ -17,6 +17,8 @@ from _common import RESULTS
 from image_data import ImageItem, image_items
 from tqdm import tqdm
 
+from kinsight.engine import Encoder
+
 __all__ = ["ENCODER", "encode_images", "picture_features"]
 
 ENCODER = "efficientnet:lite0"
@@ -24,16 +26,19 @@ CACHE = RESULTS / "mismatch-efficientnet-lite0.npz"
 BATCH = 64
 
 
-def encode_images(paths: Sequence[Path], *, desc: str = "encode") -> np.ndarray:
-    """Unit EfficientNet-Lite0 vectors ``(len(paths), 1280)`` of image files, in order."""
+def encode_images(paths: Sequence[Path], *, encoder: Encoder | None = None, desc: str = "encode"
+                  ) -> np.ndarray:
+    """Unit vectors ``(len(paths), dim)`` of image files, in order, by ``encoder`` (default:
+    EfficientNet-Lite0)."""
     from kinsight.engine import load_encoder
     from kinsight.indexers.image_files import open_image
 
-    encoder = load_encoder(ENCODER)
+    encoder = encoder or load_encoder(ENCODER)
     blocks = [np.zeros((0, encoder.info.dim), np.float32)]
     for start in tqdm(range(0, len(paths), BATCH), desc=desc, unit=" batches"):
-        blocks.append(encoder.encode([open_image(p) for p in paths[start:start + BATCH]]))
-    return np.concatenate(blocks)
+        vectors = encoder.encode([open_image(p) for p in paths[start:start + BATCH]])
+        blocks.append(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return np.concatenate(blocks).astype(np.float32)
 
 
 def picture_features(items: Sequence[ImageItem] | None = None) -> tuple[list[str], np.ndarray]:
