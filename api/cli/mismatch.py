@@ -163,7 +163,7 @@ def duplicates_command(
                         f"{result.items} items (threshold {result.threshold})")
     for g in result.groups[:limit]:
         table.add_row(str(g.group), str(g.size), "yes" if g.exact else "", f"{g.mean_similarity:.3f}",
-                      f"{g.min_similarity:.3f}", g.representative, ", ".join(g.members[1:]))
+                      f"{g.min_similarity:.3f}", g.representative, _others(g.members[1:]))
     _finish(table, result.warnings, result.run_id, result.seconds)
 
 
@@ -187,6 +187,11 @@ def duplicates_to_dict(result: DuplicatesResult, limit: int | None = None) -> di
             "seconds": result.seconds,
             "groups": [{**asdict(g), "members": list(g.members), "similarities": list(g.similarities),
                         "size": g.size} for g in result.groups[:limit]]}
+
+
+def _others(members: tuple[str, ...], shown: int = 3) -> str:
+    more = f" (+{len(members) - shown} more)" if len(members) > shown else ""
+    return ", ".join(members[:shown]) + more
 
 
 def _check_out(out: Path | None) -> None:
