@@ -56,7 +56,7 @@ def main() -> None:
                       r["groups"], r["predicted_pairs"], r["precision"], r["recall"], r["f1"]]
                      for r in rows])
         payload[data] = {"items": len(ids), "true_pairs": _pairs(truth), "results": rows}
-    save("near_duplicates", payload)
+    save(f"near_duplicates-{args.data}", payload)
 
 
 def evaluate(ids: list[str], spaces: dict[str, np.ndarray], truth: np.ndarray, counted: np.ndarray
@@ -118,7 +118,7 @@ def debian_data() -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndar
     lsa = TruncatedSVD(256, random_state=0).fit_transform(tfidf)
     codes = {f: n for n, f in enumerate(sorted({f for f in families if f}))}
     truth = np.array([codes[f] if f else len(codes) + i for i, f in enumerate(families)], dtype=np.int64)
-    return ids, {"MiniLM (kinsight)": vectors, "TF-IDF+LSA": _unit(lsa)}, truth, np.ones(len(ids), bool)
+    return ids, {"minilm": vectors, "tfidf_lsa": _unit(lsa)}, truth, np.ones(len(ids), bool)
 
 
 def image_data(seed: int) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -138,8 +138,7 @@ def image_data(seed: int) -> tuple[list[str], dict[str, np.ndarray], np.ndarray,
     all_ids = ids + [f"{items[i].id}#{how}" for i in sample for how in AUGMENTATIONS]
     truth = np.concatenate([np.arange(len(items)), np.repeat(sample, len(AUGMENTATIONS))])
     counted = np.r_[np.zeros(len(items), bool), np.ones(len(copies), bool)]
-    spaces = {"EfficientNet (kinsight)": np.concatenate([features, copy_features]),
-              "16x16 grey pixels": tiny}
+    spaces = {"efficientnet": np.concatenate([features, copy_features]), "grey_16x16": tiny}
     return all_ids, spaces, truth, counted
 
 
