@@ -111,6 +111,14 @@ def test_random_impostors_are_seeded_and_all_are_used_when_few(paired):
                         (np.delete(cos[:, 0], 0) > cos[0, 0]).mean()])
     assert exact.rank[0] == pytest.approx(expected)
     assert pair_scores(unit(a[:5]), unit(b[:5]), k=50, seed=9).z == pytest.approx(exact.z)
+    # Candidate pairs scored against a pool of true ones: a swapped candidate scores worse than
+    # its true pair, judged against the same impostors.
+    pool_a, pool_b = unit(a[60:]), unit(b[60:])
+    candidates = pair_scores(pool_a[[0, 0]], pool_b[[0, 1]], pool_a=pool_a, pool_b=pool_b,
+                             owners=np.array([0, 0]), k=20)
+    assert candidates.score("zscore")[1] > 0.5 > candidates.score("zscore")[0]
+    with pytest.raises(InvalidInputError, match="together"):
+        pair_scores(pool_a, pool_b, pool_a=pool_a, pool_b=pool_b)
 
 
 def test_filters_choose_the_items_and_their_impostors(paired):
