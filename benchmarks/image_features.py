@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from _common import RESULTS
 from image_data import ImageItem, image_items
 from tqdm import tqdm
 
-from kinsight.engine import DEFAULT_TEXT_ENCODER, load_encoder
+from kinsight.engine import DEFAULT_TEXT_ENCODER, Encoder, load_encoder
 
-__all__ = ["DEFAULT_IMAGE_ENCODER", "features", "split_features"]
+__all__ = ["DEFAULT_IMAGE_ENCODER", "encode_images", "features", "picture_features", "split_features"]
 
 DEFAULT_IMAGE_ENCODER = "efficientnet:lite0"
 _BLOCK = 64
@@ -55,6 +56,27 @@ def _encode(encoder: object, block: Sequence[ImageItem]) -> np.ndarray:
     if encoder.info.modality == "image":  # type: ignore[attr-defined]
         return encoder.encode([open_image(i.image) for i in block])  # type: ignore[attr-defined,no-any-return]
     return encoder.encode([i.caption for i in block])  # type: ignore[attr-defined,no-any-return]
+
+
+def picture_features(items: Sequence[ImageItem] | None = None) -> tuple[list[str], np.ndarray]:
+    """``(ids, unit vectors)`` of the pictures (default: all) by the default image encoder."""
+    wanted = list(items if items is not None else image_items())
+    vectors = features(DEFAULT_IMAGE_ENCODER, wanted)
+    return [i.id for i in wanted], vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def encode_images(paths: Sequence[Path], *, encoder: Encoder | None = None, desc: str = "encode"
+                  ) -> np.ndarray:
+    """Unit vectors ``(len(paths), dim)`` of picture files that are not in the cache (augmented
+    copies, say), in order, by ``encoder`` (default: the default image encoder)."""
+    from kinsight.indexers.image_files import open_image
+
+    encoder = encoder or load_encoder(DEFAULT_IMAGE_ENCODER)
+    blocks = [np.zeros((0, encoder.info.dim), np.float32)]
+    for start in tqdm(range(0, len(paths), _BLOCK), desc=desc, unit=" batches"):
+        vectors = encoder.encode([open_image(p) for p in paths[start:start + _BLOCK]])
+        blocks.append(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return np.concatenate(blocks).astype(np.float32)
 
 
 def split_features(image_spec: str, text_spec: str, split: str

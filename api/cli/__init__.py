@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (each module registers its commands)
     clusters,
     collections,
     documents,
+    mismatch,
     recommend,
     report,
     runs,

@@ -15,7 +15,7 @@ from kinsight.engine import Collection, RunInfo, get_run, list_runs, read_run_ta
 
 from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, fail, open_store
 
-__all__ = ["run_to_dict", "runs_app"]
+__all__ = ["export_table", "run_to_dict", "runs_app"]
 
 runs_app = typer.Typer(
     help="Analysis runs of a collection. With no command: list them, newest first.",
@@ -81,7 +81,7 @@ def show_command(
             _print_run(run)
         return
     if out is not None:
-        _export(rows, out)
+        export_table(rows, out)
         console.print(f"wrote {rows.num_rows} rows to {out}", highlight=False)
     elif as_json:
         console.print_json(data=rows.slice(0, limit).to_pylist())
@@ -108,7 +108,8 @@ def _print_run(run: RunInfo) -> None:
     console.print(table)
 
 
-def _export(rows: pa.Table, path: Path) -> None:
+def export_table(rows: pa.Table, path: Path) -> None:
+    """Write a result table to ``path``: Parquet, or CSV by its suffix."""
     import pyarrow.csv
     import pyarrow.parquet
 

@@ -1,0 +1,213 @@
+"""``kinsight mismatch``: pairs whose two spaces disagree, labels that do not fit their items, and
+near-duplicate groups. Each command saves its run and prints the worst first."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from kinsight.engine import read_run_table
+from kinsight.engine.mismatch import (
+    DEFAULT_IMPOSTORS,
+    DEFAULT_NEIGHBOURS,
+    DEFAULT_THRESHOLD,
+    DuplicatesResult,
+    LabelMismatchResult,
+    PairMismatchResult,
+    label_mismatch,
+    near_duplicates,
+    pair_mismatch,
+)
+
+from ..reporting import print_warnings
+from .common import (
+    DEFAULT_STORE,
+    CollectionOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    console,
+    err,
+    fail,
+    one_of,
+    open_store,
+)
+from .runs import export_table
+
+__all__ = ["duplicates_to_dict", "label_mismatch_to_dict", "mismatch_app", "pair_mismatch_to_dict"]
+
+mismatch_app = typer.Typer(help="What does not agree with its partner: pairs of spaces, labels, "
+                                "near-duplicates.", no_args_is_help=True)
+app.add_typer(mismatch_app, name="mismatch")
+
+WhereOpt = Annotated[str | None, typer.Option(
+    help="SQL WHERE over the fields choosing the items, e.g. \"section = 'net'\" (trusted local use).")]
+LimitOpt = Annotated[int, typer.Option(min=1, help="Rows to print (--out writes all).")]
+OutOpt = Annotated[Path | None, typer.Option(help="Also write the whole result table to .parquet or .csv.")]
+
+
+@mismatch_app.command("pairs")
+def pairs_command(
+    a: Annotated[str, typer.Option("--a", help="One space of each item, e.g. caption.")],
+    b: Annotated[str, typer.Option("--b", help="Its partner space, e.g. image (same embedding space).")],
+    collection: CollectionOpt = "docs",
+    store: StoreOpt = DEFAULT_STORE,
+    method: Annotated[str, typer.Option(
+        help="zscore (against the impostors' mean and spread) | rank (share of impostors that "
+             "beat the true pair).")] = "zscore",
+    impostors: Annotated[str, typer.Option(
+        help="random (other items drawn with --seed) | nearest (the most similar other partners).")
+    ] = "random",
+    k: Annotated[int, typer.Option(
+        "-k", min=2, help="Impostors per item and direction.")] = DEFAULT_IMPOSTORS,
+    where: WhereOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random impostors.")] = 0,
+    limit: LimitOpt = 20,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score how badly each item's two spaces fit each other (a caption and its picture, a title and
+    its text), worst first.
+
+    The score is the share of impostor pairs (this item with other items' partners) that fit better
+    than the true partner: 0 fits far better than any impostor, 0.5 no better than a typical one, 1
+    worse than all. The raw cosine is shown too; it is not comparable across items.
+    """
+    _check_out(out)
+    with open_store(store) as opened:
+        coll = opened.collection(collection)
+        result = pair_mismatch(coll, a, b, method=one_of("method", method, ("zscore", "rank")),
+                               impostors=one_of("impostors", impostors, ("random", "nearest")),
+                               k=k, where=where, seed=seed)
+        _write(out, coll, result.run_id, "pair_mismatch", "scores")
+    if as_json:
+        console.print_json(data=pair_mismatch_to_dict(result, limit))
+        return
+    table = Table("id", "score", "cosine", "z", "rank",
+                  title=f"{result.a} vs {result.b}: {len(result.pairs)} pairs, worst first")
+    for p in result.pairs[:limit]:
+        table.add_row(p.id, f"{p.score:.3f}", f"{p.cosine:.3f}", f"{p.z:.2f}", f"{p.rank:.3f}")
+    _finish(table, result.warnings, result.run_id, result.seconds)
+
+
+@mismatch_app.command("labels")
+def labels_command(
+    label_field: Annotated[str, typer.Option(help="The field holding each item's label.")],
+    collection: CollectionOpt = "docs",
+    store: StoreOpt = DEFAULT_STORE,
+    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Neighbours that vote.")] = DEFAULT_NEIGHBOURS,
+    probe: Annotated[bool, typer.Option(
+        help="Also ask a cross-validated logistic-regression probe (slower).")] = False,
+    where: WhereOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the probe's folds.")] = 0,
+    limit: LimitOpt = 20,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find items whose label disagrees with their nearest neighbours' labels (and with a linear
+    probe's cross-validated prediction with --probe), worst first, with the suggested label.
+
+    support is the share of the vote the item's own label gets; flagged items have a suggestion
+    other than their label.
+    """
+    _check_out(out)
+    with open_store(store) as opened:
+        coll = opened.collection(collection)
+        result = label_mismatch(coll, label_field, space=space, k=k, probe=probe, where=where, seed=seed)
+        _write(out, coll, result.run_id, "label_mismatch", "items")
+    if as_json:
+        console.print_json(data=label_mismatch_to_dict(result, limit))
+        return
+    table = Table("id", "label", "suggested", "confidence", "support", "flagged",
+                  title=f"{result.label_field} ({result.method}): {result.flagged} of "
+                        f"{len(result.items)} items flagged, worst first")
+    for item in result.items[:limit]:
+        table.add_row(item.id, item.label, item.suggested, f"{item.confidence:.2f}",
+                      f"{item.support:.2f}", "yes" if item.flagged else "")
+    _finish(table, result.warnings, result.run_id, result.seconds)
+
+
+@mismatch_app.command("duplicates")
+def duplicates_command(
+    collection: CollectionOpt = "docs",
+    store: StoreOpt = DEFAULT_STORE,
+    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
+    threshold: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Cosine at or above which two items are near-duplicates.")
+    ] = DEFAULT_THRESHOLD,
+    where: WhereOpt = None,
+    limit: LimitOpt = 20,
+    out: OutOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Group exact duplicates (same content hash or vector) and near ones (cosine at or above
+    --threshold), each with a representative: the member most similar to the others.
+
+    --out writes one row per member (group, id, similarity to the representative).
+    """
+    _check_out(out)
+    with open_store(store) as opened:
+        coll = opened.collection(collection)
+        result = near_duplicates(coll, space=space, threshold=threshold, where=where)
+        _write(out, coll, result.run_id, "duplicates", "members")
+    if as_json:
+        console.print_json(data=duplicates_to_dict(result, limit))
+        return
+    table = Table("group", "size", "exact", "mean sim", "min sim", "representative", "others",
+                  title=f"{len(result.groups)} groups, {result.duplicates} duplicates among "
+                        f"{result.items} items (threshold {result.threshold})")
+    for g in result.groups[:limit]:
+        table.add_row(str(g.group), str(g.size), "yes" if g.exact else "", f"{g.mean_similarity:.3f}",
+                      f"{g.min_similarity:.3f}", g.representative, _others(g.members[1:]))
+    _finish(table, result.warnings, result.run_id, result.seconds)
+
+
+def pair_mismatch_to_dict(result: PairMismatchResult, limit: int | None = None) -> dict[str, Any]:
+    return {"run_id": result.run_id, "a": result.a, "b": result.b, "method": result.method,
+            "impostors": result.impostors, "k": result.k, "items": len(result.pairs),
+            "skipped": result.skipped, "warnings": result.warnings, "seconds": result.seconds,
+            "pairs": [asdict(p) for p in result.pairs[:limit]]}
+
+
+def label_mismatch_to_dict(result: LabelMismatchResult, limit: int | None = None) -> dict[str, Any]:
+    return {"run_id": result.run_id, "label_field": result.label_field, "space": result.space,
+            "method": result.method, "k": result.k, "items": len(result.items),
+            "flagged": result.flagged, "unlabelled": result.unlabelled, "warnings": result.warnings,
+            "seconds": result.seconds, "rows": [asdict(i) for i in result.items[:limit]]}
+
+
+def duplicates_to_dict(result: DuplicatesResult, limit: int | None = None) -> dict[str, Any]:
+    return {"run_id": result.run_id, "space": result.space, "threshold": result.threshold,
+            "items": result.items, "duplicates": result.duplicates, "warnings": result.warnings,
+            "seconds": result.seconds,
+            "groups": [{**asdict(g), "members": list(g.members), "similarities": list(g.similarities),
+                        "size": g.size} for g in result.groups[:limit]]}
+
+
+def _others(members: tuple[str, ...], shown: int = 3) -> str:
+    more = f" (+{len(members) - shown} more)" if len(members) > shown else ""
+    return ", ".join(members[:shown]) + more
+
+
+def _check_out(out: Path | None) -> None:
+    if out is not None and out.suffix not in (".parquet", ".csv"):
+        fail(f"--out must end in .parquet or .csv, not {out.name!r}")
+
+
+def _write(out: Path | None, coll: Any, run_id: str, operation: str, table: str) -> None:
+    if out is None:
+        return
+    rows = read_run_table(coll, run_id, table)
+    export_table(rows, out)
+    err.print(f"wrote {rows.num_rows} rows of {operation}_{table} to {out}", highlight=False)
+
+
+def _finish(table: Table, warnings: list[str], run_id: str, seconds: float) -> None:
+    console.print(table)
+    print_warnings(console, warnings)
+    console.print(f"run {run_id} ({seconds:.1f} s): kinsight runs show {run_id}", highlight=False)

@@ -1,0 +1,77 @@
+"""Mismatch: pairs of spaces that disagree, labels that do not fit, near-duplicate groups."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from kinsight.engine.mismatch import label_mismatch, near_duplicates, pair_mismatch
+
+from .deps import CollectionDep
+from .models import ErrorOut
+from .models_mismatch import (
+    DuplicateGroupOut,
+    DuplicatesRequest,
+    DuplicatesResponse,
+    LabelMismatchOut,
+    LabelMismatchRequest,
+    LabelMismatchResponse,
+    PairMismatchOut,
+    PairMismatchRequest,
+    PairMismatchResponse,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/collections/{name}/mismatch", tags=["analysis"],
+                   responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+
+
+@router.post("/pairs", summary="Score how badly each item's two spaces fit, worst first")
+def pairs(body: PairMismatchRequest, collection: CollectionDep) -> PairMismatchResponse:
+    """Each item's ``a`` vector against its ``b`` vector, calibrated against impostor pairs (the
+    item with other items' partners). ``score`` is the share of impostors that fit better than the
+    true partner: 0 fits, 0.5 no better than a typical impostor, 1 worse than every impostor."""
+    started = time.perf_counter()
+    result = pair_mismatch(collection, body.a, body.b, method=body.method, impostors=body.impostors,
+                           k=body.k, where=body.filter, seed=body.seed)
+    return PairMismatchResponse(
+        run_id=result.run_id, a=result.a, b=result.b, method=result.method,
+        impostors=result.impostors, k=result.k, items=len(result.pairs), skipped=result.skipped,
+        pairs=[PairMismatchOut(**asdict(p)) for p in result.pairs[:body.limit]],
+        warnings=result.warnings, took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.post("/labels", summary="Find items whose label disagrees with their neighbours")
+def labels(body: LabelMismatchRequest, collection: CollectionDep) -> LabelMismatchResponse:
+    """Each item's label against the labels of its ``k`` nearest other items (and a
+    cross-validated linear probe with ``probe``), least supported first, with a suggested label."""
+    started = time.perf_counter()
+    result = label_mismatch(collection, body.label_field, space=body.space, k=body.k,
+                            probe=body.probe, where=body.filter, seed=body.seed)
+    return LabelMismatchResponse(
+        run_id=result.run_id, label_field=result.label_field, space=result.space,
+        method=result.method, k=result.k, items=len(result.items), flagged=result.flagged,
+        unlabelled=result.unlabelled,
+        rows=[LabelMismatchOut(**asdict(i)) for i in result.items[:body.limit]],
+        warnings=result.warnings, took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.post("/duplicates", summary="Group exact and near duplicates, each with a representative")
+def duplicates(body: DuplicatesRequest, collection: CollectionDep) -> DuplicatesResponse:
+    """Items with the same content hash or vector, or whose cosine reaches ``threshold``, grouped
+    (connected components), closest groups first."""
+    started = time.perf_counter()
+    result = near_duplicates(collection, space=body.space, threshold=body.threshold,
+                             where=body.filter)
+    return DuplicatesResponse(
+        run_id=result.run_id, space=result.space, threshold=result.threshold, items=result.items,
+        duplicates=result.duplicates,
+        groups=[DuplicateGroupOut(group=g.group, representative=g.representative,
+                                  members=list(g.members), similarities=list(g.similarities),
+                                  exact=g.exact, mean_similarity=g.mean_similarity,
+                                  min_similarity=g.min_similarity)
+                for g in result.groups[:body.limit]],
+        warnings=result.warnings, took_ms=(time.perf_counter() - started) * 1000)

@@ -1,0 +1,37 @@
+"""The items an analysis looks at: those a filter selects that have vectors in a space, each as one
+unit vector (the normalised mean of its chunks), so cosines are plain dot products."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..filters import FilterInput
+from ..vectors import mean_item_vectors
+
+if TYPE_CHECKING:
+    from ..collection import Collection
+
+__all__ = ["selected_unit_vectors", "unit"]
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length one (zero rows stay zero), float32."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def selected_unit_vectors(collection: Collection, space: str, where: FilterInput,
+                          *, at_least: int, what: str) -> tuple[list[str], np.ndarray]:
+    """``(ids, unit vectors (n, dim))`` of the items ``where`` selects that have vectors in ``space``,
+    ids sorted; fewer than ``at_least`` items is the caller's error, named after ``what``."""
+    wanted = None if where is None else collection.ids_matching(where)
+    ids, vectors = mean_item_vectors(collection, space, wanted)
+    if len(ids) < at_least:
+        chosen = "the filter selects" if where is not None else "there are"
+        raise InvalidInputError(
+            f"{what} needs at least {at_least} items with vectors in space {space!r} of collection "
+            f"{collection.name!r}; {chosen} {len(ids)}")
+    return ids, unit(vectors)

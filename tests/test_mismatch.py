@@ -1,0 +1,353 @@
+"""Mismatch scores on synthetic vectors of known structure: swapped pairs, flipped labels, planted
+duplicates; through Python, the CLI and HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from kinsight.api.cli import app
+from kinsight.api.http import Settings, create_app
+from kinsight.engine import (
+    EncoderInfo,
+    EncoderMismatchError,
+    InvalidInputError,
+    Item,
+    NotFoundError,
+    Store,
+    read_run_table,
+)
+from kinsight.engine.mismatch import label_mismatch, near_duplicates, pair_mismatch, pair_scores
+
+DIM = 32
+ENCODER = EncoderInfo(spec="vectors:synthetic", modality="text", dim=DIM, fingerprint="synthetic-32")
+OTHER = EncoderInfo(spec="vectors:other", modality="image", dim=DIM, fingerprint="other-32")
+SWAPPED = ("hub003", "hub011", "hub017", "hub024")
+runner = CliRunner()
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def paired_vectors(seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """60 "hub" items, whose vectors all lean towards one direction (any two of their partners
+    have cosine ~0.7, true ones ~0.99), and 60 "spread" items whose true pairs are noisier
+    (cosine ~0.5) but unlike anything else. Four hub items get each other's partners: their
+    cosine (~0.7) still beats every honest spread pair, so the raw cosine misses them."""
+    rng = np.random.default_rng(seed)
+    hub = unit(rng.normal(size=DIM))
+    latent = unit(rng.normal(size=(120, DIM)))
+    a = np.empty((120, DIM))
+    b = np.empty((120, DIM))
+    a[:60] = unit(1.5 * hub + latent[:60])
+    b[:60] = unit(1.5 * hub + latent[:60] + 0.05 * rng.normal(size=(60, DIM)))
+    a[60:] = latent[60:]
+    b[60:] = unit(latent[60:] + 0.3 * rng.normal(size=(60, DIM)))
+    ids = [f"hub{i:03d}" for i in range(60)] + [f"spread{i:03d}" for i in range(60)]
+    rows = [ids.index(s) for s in SWAPPED]
+    b[rows] = b[rows[1:] + rows[:1]]  # a cycle: each gets the next one's partner
+    return ids, a.astype(np.float32), b.astype(np.float32)
+
+
+@pytest.fixture
+def paired(store):
+    ids, a, b = paired_vectors()
+    coll = store.create_collection("pics")
+    coll.ensure_space("caption", ENCODER)
+    coll.ensure_space("image", ENCODER)
+    coll.upsert(Item(id=i, fields={"kind": i.rstrip("0123456789")}, vectors={"caption": va, "image": vb})
+                for i, va, vb in zip(ids, a, b, strict=True))
+    return coll
+
+
+# -- pair mismatch --------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["zscore", "rank"])
+def test_swapped_pairs_rank_first_where_the_raw_cosine_misses_them(paired, method):
+    result = pair_mismatch(paired, "caption", "image", method=method)
+    assert {p.id for p in result.pairs[:4]} == set(SWAPPED)
+    truth = [p.id in SWAPPED for p in result.pairs]
+    assert roc_auc_score(truth, [p.score for p in result.pairs]) == 1.0
+    # The raw cosine ranks honest spread pairs below the swapped ones.
+    raw_auc = roc_auc_score(truth, [-p.cosine for p in result.pairs])
+    assert raw_auc < 0.8
+    worst_by_cosine = sorted(result.pairs, key=lambda p: p.cosine)[:4]
+    assert not set(SWAPPED) & {p.id for p in worst_by_cosine}
+    scores = [p.score for p in result.pairs]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    honest = [p for p in result.pairs if p.id not in SWAPPED]
+    assert max(p.score for p in honest) < 0.1  # honest pairs beat nearly every impostor
+    assert result.k == 100 and result.skipped == 0 and result.warnings == []
+
+
+def test_nearest_impostors_and_the_saved_run(paired):
+    result = pair_mismatch(paired, "caption", "image", impostors="nearest", k=10, method="rank")
+    assert {p.id for p in result.pairs[:4]} == set(SWAPPED)
+    table = read_run_table(paired, result.run_id, "scores")
+    assert table.column("id").to_pylist() == [p.id for p in result.pairs]
+    assert table.column("score").to_pylist() == pytest.approx([p.score for p in result.pairs])
+    raw = paired.store.cursor().execute(
+        "SELECT count(*) FROM pics.pair_mismatch_scores WHERE run_id = ?", [result.run_id]).fetchone()
+    assert raw == (120,)
+
+
+def test_random_impostors_are_seeded_and_all_are_used_when_few(paired):
+    first = pair_mismatch(paired, "caption", "image", k=5, seed=1)
+    again = pair_mismatch(paired, "caption", "image", k=5, seed=1)
+    other = pair_mismatch(paired, "caption", "image", k=5, seed=2)
+    assert [p.score for p in first.pairs] == [p.score for p in again.pairs]
+    assert [p.score for p in first.pairs] != [p.score for p in other.pairs]
+    # With k above the number of other items every other item is an impostor, whatever the seed.
+    _, a, b = paired_vectors()
+    exact = pair_scores(unit(a[:5]), unit(b[:5]), k=50)
+    cos = unit(a[:5]) @ unit(b[:5]).T
+    expected = np.mean([(np.delete(cos[0], 0) > cos[0, 0]).mean(),
+                        (np.delete(cos[:, 0], 0) > cos[0, 0]).mean()])
+    assert exact.rank[0] == pytest.approx(expected)
+    assert pair_scores(unit(a[:5]), unit(b[:5]), k=50, seed=9).z == pytest.approx(exact.z)
+    # Candidate pairs scored against a pool of true ones: a swapped candidate scores worse than
+    # its true pair, judged against the same impostors.
+    pool_a, pool_b = unit(a[60:]), unit(b[60:])
+    candidates = pair_scores(pool_a[[0, 0]], pool_b[[0, 1]], pool_a=pool_a, pool_b=pool_b,
+                             owners=np.array([0, 0]), k=20)
+    assert candidates.score("zscore")[1] > 0.5 > candidates.score("zscore")[0]
+    with pytest.raises(InvalidInputError, match="together"):
+        pair_scores(pool_a, pool_b, pool_a=pool_a, pool_b=pool_b)
+
+
+def test_filters_choose_the_items_and_their_impostors(paired):
+    result = pair_mismatch(paired, "caption", "image", where={"field": "kind", "op": "eq", "value": "hub"})
+    assert len(result.pairs) == 60 and all(p.id.startswith("hub") for p in result.pairs)
+    assert {p.id for p in result.pairs[:4]} == set(SWAPPED)
+    with pytest.raises(InvalidInputError, match="at least 3 items"):
+        pair_mismatch(paired, "caption", "image", where="id IN ('hub001', 'hub002')")
+
+
+def test_multi_chunk_items_are_scored_by_their_mean_vector(store):
+    coll = store.create_collection("docs")
+    coll.ensure_space("title", ENCODER)
+    coll.ensure_space("body", ENCODER)
+    rng = np.random.default_rng(3)
+    bodies = {f"d{i}": unit(rng.normal(size=(3, DIM))) for i in range(8)}
+    coll.upsert(Item(id=i, vectors={"title": unit(chunks.mean(axis=0)), "body": chunks})
+                for i, chunks in bodies.items())
+    coll.upsert([Item(id="lonely", vectors={"title": unit(rng.normal(size=DIM))})])
+    result = pair_mismatch(coll, "title", "body")
+    assert result.skipped == 1 and len(result.pairs) == 8
+    assert all(p.cosine == pytest.approx(1.0, abs=1e-5) for p in result.pairs)
+
+
+def test_spaces_of_different_encoders_are_refused_naming_both(store):
+    coll = store.create_collection("mixed")
+    coll.ensure_space("caption", ENCODER)
+    coll.ensure_space("image", OTHER)
+    vectors = np.random.default_rng(0).normal(size=(5, DIM)).astype(np.float32)
+    coll.upsert(Item(id=str(i), vectors={"caption": v, "image": v}) for i, v in enumerate(vectors))
+    with pytest.raises(EncoderMismatchError, match=r"vectors:synthetic.*vectors:other.*adapter"):
+        pair_mismatch(coll, "caption", "image")
+    with pytest.raises(InvalidInputError, match="two different spaces"):
+        pair_mismatch(coll, "caption", "caption")
+    with pytest.raises(NotFoundError, match="no vector space 'nope'"):
+        pair_mismatch(coll, "caption", "nope")
+    with pytest.raises(InvalidInputError, match="unknown impostors"):
+        pair_mismatch(coll, "caption", "image", impostors="close")  # type: ignore[arg-type]
+
+
+# -- label mismatch -------------------------------------------------------------------------------
+FLIPPED = {"x005": "b", "x047": "c", "x090": "d", "x101": "a", "x133": "a"}
+
+
+@pytest.fixture
+def labelled(store):
+    """160 items in four tight groups labelled a-d; five carry another group's label."""
+    rng = np.random.default_rng(0)
+    centres = unit(rng.normal(size=(4, DIM)))
+    truth = np.repeat(np.arange(4), 40)
+    vectors = centres[truth] + 0.15 * rng.normal(size=(160, DIM))
+    coll = store.create_collection("docs")
+    coll.ensure_space("text", ENCODER)
+    items = []
+    for n, (v, g) in enumerate(zip(vectors, truth, strict=True)):
+        item_id = f"x{n:03d}"
+        label = FLIPPED.get(item_id, "abcd"[g])
+        items.append(Item(id=item_id, vectors={"text": v},
+                          fields={"category": label, "truth": "abcd"[g], "one": "same", "half": n % 2}))
+    coll.upsert(items)
+    return coll
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_flipped_labels_are_found_with_the_true_label_suggested(labelled, probe):
+    result = label_mismatch(labelled, "category", probe=probe)
+    assert result.method == ("knn+probe" if probe else "knn")
+    assert result.flagged == len(FLIPPED)
+    worst = result.items[:len(FLIPPED)]
+    assert {i.id for i in worst} == set(FLIPPED) and all(i.flagged for i in worst)
+    truth = {i: f["truth"] for i, f in labelled.fields_of(list(FLIPPED)).items()}
+    assert {i.id: i.suggested for i in worst} == truth
+    assert all(i.confidence > 0.8 and i.support < 0.2 for i in worst)
+    assert (worst[0].probe_support is None) == (not probe)
+    rest = result.items[len(FLIPPED):]
+    assert all(not i.flagged and i.suggested == i.label for i in rest)
+    saved = read_run_table(labelled, result.run_id, "items")
+    assert saved.column("id").to_pylist()[:5] == [i.id for i in worst]
+
+
+def test_label_mismatch_filters_and_errors(labelled):
+    half = label_mismatch(labelled, "category", where={"field": "half", "op": "eq", "value": 0}, k=5)
+    assert len(half.items) == 80 and {i.id for i in half.items if i.flagged} == {"x090"}
+    with pytest.raises(NotFoundError, match=r"no field 'nope'.*category"):
+        label_mismatch(labelled, "nope")
+    with pytest.raises(InvalidInputError, match="two different values of 'one'"):
+        label_mismatch(labelled, "one")
+    with pytest.raises(InvalidInputError, match="lower k"):
+        label_mismatch(labelled, "category", k=500)
+
+
+# -- near-duplicates ------------------------------------------------------------------------------
+@pytest.fixture
+def with_copies(store):
+    """50 unrelated items plus planted copies: a hash twin (same content, other vector), an
+    identical vector, a near copy and a chain of three whose middle is the medoid."""
+    rng = np.random.default_rng(5)
+    base = unit(rng.normal(size=(50, DIM)))
+    coll = store.create_collection("docs")
+    coll.ensure_space("text", ENCODER)
+    items = [Item(id=f"u{i:02d}", vectors={"text": v}, fields={"n": i}) for i, v in enumerate(base)]
+    items += [
+        Item(id="twin-a", vectors={"text": unit(rng.normal(size=DIM))}, content_hash="h1", fields={"n": 1}),
+        Item(id="twin-b", vectors={"text": unit(rng.normal(size=DIM))}, content_hash="h1", fields={"n": 1}),
+        Item(id="same", vectors={"text": base[7]}, fields={"n": 100}),
+        Item(id="near", vectors={"text": unit(base[9] + 0.05 * rng.normal(size=DIM))}, fields={"n": 100}),
+    ]
+    step = unit(rng.normal(size=DIM))
+    start = unit(rng.normal(size=DIM))
+    items += [Item(id=f"chain{j}", vectors={"text": unit(start + 0.28 * j * step)}, fields={"n": 200})
+              for j in range(3)]
+    coll.upsert(items)
+    return coll
+
+
+def test_duplicate_groups_by_hash_vector_and_similarity(with_copies):
+    result = near_duplicates(with_copies)
+    groups = {frozenset(g.members): g for g in result.groups}
+    assert set(groups) == {frozenset({"twin-a", "twin-b"}), frozenset({"u07", "same"}),
+                           frozenset({"u09", "near"}), frozenset({"chain0", "chain1", "chain2"})}
+    twins = groups[frozenset({"twin-a", "twin-b"})]
+    assert twins.exact and twins.mean_similarity < 0.9  # linked by content hash alone
+    same = groups[frozenset({"u07", "same"})]
+    assert same.exact and same.mean_similarity == pytest.approx(1.0, abs=1e-5)
+    assert same.representative == "same"  # ties go to the smallest id
+    near = groups[frozenset({"u09", "near"})]
+    assert not near.exact and 0.95 <= near.mean_similarity < 1.0
+    chain = groups[frozenset({"chain0", "chain1", "chain2"})]
+    assert chain.representative == "chain1" and chain.members[0] == "chain1"
+    assert chain.min_similarity < chain.similarities[0] == pytest.approx(1.0)
+    assert result.duplicates == 5 and [g.group for g in result.groups] == [0, 1, 2, 3]
+    means = [g.mean_similarity for g in result.groups if not g.exact or g.mean_similarity > 0.9]
+    assert means == sorted(means, reverse=True)
+    members = read_run_table(with_copies, result.run_id, "members")
+    assert members.num_rows == 9 and sum(members.column("representative").to_pylist()) == 4
+
+
+def test_duplicates_threshold_and_filter(with_copies):
+    strict = near_duplicates(with_copies, threshold=0.9999)
+    assert {frozenset(g.members) for g in strict.groups} == {
+        frozenset({"twin-a", "twin-b"}), frozenset({"u07", "same"})}
+    only_chain = near_duplicates(with_copies, where={"field": "n", "op": "eq", "value": 200})
+    assert only_chain.items == 3 and [g.size for g in only_chain.groups] == [3]
+    with pytest.raises(InvalidInputError, match="threshold must be a cosine"):
+        near_duplicates(with_copies, threshold=1.5)
+
+
+# -- CLI and HTTP ---------------------------------------------------------------------------------
+@pytest.fixture
+def store_dir(tmp_path):
+    """A store on disk with the paired, labelled and duplicated collections of the tests above."""
+    path = tmp_path / "store"
+    ids, a, b = paired_vectors()
+    with Store(path) as store:
+        coll = store.create_collection("pics")
+        coll.ensure_space("caption", ENCODER)
+        coll.ensure_space("image", ENCODER)
+        labels = ["hub" if i.startswith("hub") else "spread" for i in ids]
+        labels[5] = "spread"  # hub005 carries the wrong label
+        coll.upsert(Item(id=i, fields={"kind": lab}, vectors={"caption": va, "image": vb},
+                         content_hash="dup" if i in ("spread000", "spread001") else None)
+                    for i, lab, va, vb in zip(ids, labels, a, b, strict=True))
+    return path
+
+
+def invoke(*args: str, store) -> object:
+    return runner.invoke(app, [*args, "--store", str(store), "--collection", "pics"])
+
+
+def test_cli_mismatch_commands(store_dir, tmp_path):
+    result = invoke("mismatch", "pairs", "--a", "caption", "--b", "image", "--json", "--limit", "4",
+                    store=store_dir)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {p["id"] for p in data["pairs"]} == set(SWAPPED) and data["items"] == 120
+    out = tmp_path / "pairs.parquet"
+    result = invoke("mismatch", "pairs", "--a", "caption", "--b", "image", "--where", "kind = 'hub'",
+                    "--method", "rank", "--out", str(out), store=store_dir)
+    assert result.exit_code == 0, result.output
+    assert "hub0" in result.stdout and "worst first" in result.stdout
+    assert pq.read_table(out).num_rows == 59  # hub005 is labelled spread
+
+    result = invoke("mismatch", "labels", "--label-field", "kind", "--space", "caption", "--json",
+                    store=store_dir)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert rows[0]["id"] == "hub005" and rows[0]["suggested"] == "hub" and rows[0]["flagged"]
+
+    result = invoke("mismatch", "duplicates", "--space", "image", "--threshold", "0.99",
+                    "--out", str(tmp_path / "dups.csv"), store=store_dir)
+    assert result.exit_code == 0, result.output
+    assert "spread000" in result.stdout and (tmp_path / "dups.csv").read_text().count("\n") == 3
+
+    result = invoke("mismatch", "labels", "--label-field", "nope", "--space", "image", store=store_dir)
+    assert result.exit_code == 2 and "no field 'nope'" in result.output
+    result = invoke("mismatch", "pairs", "--a", "caption", "--b", "image", "--method", "cosine",
+                    store=store_dir)
+    assert result.exit_code == 2 and "zscore" in result.output
+    runs = invoke("runs", "--json", store=store_dir)
+    assert {r["operation"] for r in json.loads(runs.stdout)} == {
+        "pair_mismatch", "label_mismatch", "duplicates"}
+
+
+def test_http_mismatch_routes(store_dir):
+    with Store(store_dir) as store, TestClient(create_app(Settings(api_key=None), store=store)) as client:
+        response = client.post("/collections/pics/mismatch/pairs",
+                               json={"a": "caption", "b": "image", "limit": 4})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert {p["id"] for p in body["pairs"]} == set(SWAPPED) and body["items"] == 120
+        response = client.post("/collections/pics/mismatch/labels", json={
+            "label_field": "kind", "space": "image", "probe": True,
+            "filter": {"field": "kind", "op": "in", "value": ["hub", "spread"]}})
+        assert response.status_code == 200, response.text
+        assert response.json()["rows"][0]["id"] == "hub005"
+        assert response.json()["method"] == "knn+probe"
+        response = client.post("/collections/pics/mismatch/duplicates",
+                               json={"space": "caption", "threshold": 0.99})
+        assert response.status_code == 200, response.text
+        groups = response.json()["groups"]
+        assert [sorted(g["members"]) for g in groups] == [["spread000", "spread001"]]
+        assert groups[0]["exact"]
+        run = client.get(f"/collections/pics/runs/{response.json()['run_id']}")
+        assert run.status_code == 200 and run.json()["operation"] == "duplicates"
+
+        assert client.post("/collections/pics/mismatch/pairs",
+                           json={"a": "caption", "b": "image", "filter": "kind = 'hub'"}
+                           ).status_code == 422
+        assert client.post("/collections/pics/mismatch/labels",
+                           json={"label_field": "nope", "space": "image"}).status_code == 404
+        assert client.post("/collections/pics/mismatch/duplicates",
+                           json={"threshold": 2}).status_code == 422
