@@ -36,7 +36,7 @@ from .common import (
     one_of,
     open_store,
 )
-from .runs import export_table
+from .results import export_table
 
 __all__ = ["duplicates_to_dict", "label_mismatch_to_dict", "mismatch_app", "pair_mismatch_to_dict"]
 

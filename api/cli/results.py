@@ -3,12 +3,12 @@ to CSV or Parquet (every row, for spreadsheets and notebooks)."""
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kinsight.engine import InvalidInputError
 
@@ -18,24 +18,25 @@ __all__ = ["busy", "export_table"]
 
 
 def export_table(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` by the file's suffix: ``.parquet`` as is, ``.csv`` with list columns
-    joined by spaces (CSV has no lists)."""
+    """Write ``table`` by the file's suffix: ``.parquet`` as is, ``.csv`` with list cells (terms,
+    neighbours) as JSON text, since CSV has no lists."""
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise InvalidInputError(f"cannot export to {path.name!r}: name the file .csv or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         pq.write_table(table, path)
-    elif suffix == ".csv":
-        import pyarrow.csv as csv
+        return path
+    import pyarrow.csv as csv
 
-        flat = table
-        for i, column in enumerate(table.columns):
-            if pa.types.is_list(column.type):
-                joined = pc.binary_join(pc.cast(column, pa.list_(pa.string())), " ")
-                flat = flat.set_column(i, table.field(i).name, joined)
-        csv.write_csv(flat, path)
-    else:
-        raise InvalidInputError(f"cannot export to {path.name!r}: name the file .csv or .parquet")
+    for i, column in enumerate(table.columns):
+        if pa.types.is_list(column.type):
+            as_text = pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()],
+                               pa.string())
+            table = table.set_column(i, table.column_names[i], as_text)
+    csv.write_csv(table, path)
     return path
 
 

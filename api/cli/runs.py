@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import pyarrow as pa
 import typer
 from rich.table import Table
 
 from kinsight.engine import Collection, RunInfo, get_run, list_runs, read_run_table
 
 from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, fail, open_store
+from .results import export_table
 
-__all__ = ["export_table", "run_to_dict", "runs_app"]
+__all__ = ["run_to_dict", "runs_app"]
 
 runs_app = typer.Typer(
     help="Analysis runs of a collection. With no command: list them, newest first.",
@@ -106,24 +106,6 @@ def _print_run(run: RunInfo) -> None:
     for name, sql in run.table_names.items():
         table.add_row(f"table {name}", f"{sql} WHERE run_id = '{run.run_id}'")
     console.print(table)
-
-
-def export_table(rows: pa.Table, path: Path) -> None:
-    """Write a result table to ``path``: Parquet, or CSV by its suffix."""
-    import pyarrow.csv
-    import pyarrow.parquet
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        pyarrow.parquet.write_table(rows, path)
-        return
-    # CSV has no lists: list cells (terms, representatives) become JSON text.
-    for i, column in enumerate(rows.columns):
-        if pa.types.is_list(column.type):
-            as_text = pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()],
-                               pa.string())
-            rows = rows.set_column(i, rows.column_names[i], as_text)
-    pyarrow.csv.write_csv(rows, path)
 
 
 def _brief(summary: dict[str, Any]) -> str:
