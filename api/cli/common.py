@@ -31,8 +31,10 @@ __all__ = [
 
 app = typer.Typer(
     name="kinsight",
-    help="Embedding search over your documents: ingest files, then search them by meaning, "
-         "by keywords (BM25) or both (hybrid), from here, Python or HTTP.",
+    help="Embedding search, recommendations and data quality over your documents and "
+         "pictures: ingest files, then search them (by meaning, keywords or both, by text or "
+         "picture), recommend similar items, cluster, score anomalies and mismatches, and write "
+         "reports; the same from Python and HTTP (kinsight serve).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
