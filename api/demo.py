@@ -58,7 +58,7 @@ def run_demo(store_path: Path, console: Console, *, limit: int | None = None) ->
         _evaluate(console, collection, data, limit)
     console.print(f"\nTry it yourself:\n  kinsight search \"text editor for programmers\" "
                   f"--store {store_path} --collection debian\n"
-                  f"  kinsight serve --store {store_path}   (then open http://127.0.0.1:8000/docs)",
+                  f"  kinsight serve --store {store_path}   (search page: http://127.0.0.1:8000/)",
                   highlight=False)
 
 
