@@ -203,3 +203,4 @@ def test_search_page_in_a_browser(browser, server: str, tmp_path: Path) -> None:
     find("#search-text").click()
     WebDriverWait(browser, 10).until(lambda b: find("#error").is_displayed())
     assert "ValidationError" in find("#error").text and "k:" in find("#error").text
+    assert not browser.find_elements(By.CSS_SELECTOR, ".hit")  # the last results are not left up

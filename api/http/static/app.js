@@ -209,6 +209,23 @@ function typedValue(text, type, field) {
 }
 
 // -- searching ------------------------------------------------------------------------------------
+// The request of one search: a picture upload, or a JSON query by text or item id.
+async function sendSearch(query, k, filter, path) {
+  if (query.kind === "image") {
+    const form = new FormData();
+    form.append("image", query.file);
+    form.append("k", String(k));
+    const space = imageSpace();
+    if (space) form.append("space", space.name);
+    if (filter) form.append("filter", JSON.stringify(filter));
+    return {response: await api(`${path}/search/image`, {method: "POST", body: form}), space};
+  }
+  const space = query.kind === "id" ? state.lastSpace : selectedSpace();
+  const body = {[query.kind]: query.value, k, space: space?.name, filter};
+  if (space?.modality === "text") body.mode = $("mode").value;
+  return {response: await postJson(`${path}/search`, body), space};
+}
+
 async function runSearch(query) {
   if (!state.collection) throw new Error("Choose a collection first.");
   const k = Number($("k").value) || 10;
@@ -217,19 +234,14 @@ async function runSearch(query) {
   $("status").textContent = "Searching…";
   const ticket = ++state.searches;
   let response, space;
-  if (query.kind === "image") {
-    const form = new FormData();
-    form.append("image", query.file);
-    form.append("k", String(k));
-    space = imageSpace();
-    if (space) form.append("space", space.name);
-    if (filter) form.append("filter", JSON.stringify(filter));
-    response = await api(`${path}/search/image`, {method: "POST", body: form});
-  } else {
-    space = query.kind === "id" ? state.lastSpace : selectedSpace();
-    const body = {[query.kind]: query.value, k, space: space?.name, filter};
-    if (space?.modality === "text") body.mode = $("mode").value;
-    response = await postJson(`${path}/search`, body);
+  try {
+    ({response, space} = await sendSearch(query, k, filter, path));
+  } catch (e) {
+    if (ticket === state.searches) {  // an earlier search's results must not pass for this one's
+      $("results").replaceChildren();
+      showWarnings([]);
+    }
+    throw e;
   }
   if (ticket !== state.searches) return;
   state.lastSpace = space;
