@@ -329,6 +329,11 @@ def test_http_mismatch_routes(store_dir):
         assert response.status_code == 200, response.text
         body = response.json()
         assert {p["id"] for p in body["pairs"]} == set(SWAPPED) and body["items"] == 120
+        response = client.post("/collections/pics/mismatch/pairs",
+                               json={"a": "caption", "b": "image", "neighbours": 3})
+        assert response.status_code == 200, response.text
+        run = client.get(f"/collections/pics/runs/{response.json()['run_id']}").json()
+        assert run["params"]["neighbours"] == 3
         response = client.post("/collections/pics/mismatch/labels", json={
             "label_field": "kind", "space": "image", "probe": True,
             "filter": {"field": "kind", "op": "in", "value": ["hub", "spread"]}})
@@ -351,3 +356,35 @@ def test_http_mismatch_routes(store_dir):
                            json={"label_field": "nope", "space": "image"}).status_code == 404
         assert client.post("/collections/pics/mismatch/duplicates",
                            json={"threshold": 2}).status_code == 422
+
+
+def test_neighbour_agreement_helps_where_the_cross_space_map_is_weak():
+    """Groups are tight within each space but the a → b map is weak: a caption from another group
+    is told apart better by asking whether it agrees with the captions of the nearest pictures."""
+    from kinsight.engine.mismatch import pair_scores
+
+    rng = np.random.default_rng(3)
+    groups, per_group, dim = 12, 20, 32
+    centre_a = rng.normal(size=(groups, dim))
+    centre_b = 0.25 * centre_a + rng.normal(size=(groups, dim))  # only weakly related to a's
+    label = np.repeat(np.arange(groups), per_group)
+
+    def unit(x):
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    pool_a = unit(centre_a[label] + 0.5 * rng.normal(size=(len(label), dim)))
+    pool_b = unit(centre_b[label] + 0.5 * rng.normal(size=(len(label), dim)))
+    other = np.array([rng.choice(np.flatnonzero(label != g)) for g in label])
+    owners = np.concatenate([np.arange(len(label)), np.arange(len(label))])
+    rows_b = np.concatenate([pool_b, pool_b[other]])
+    wrong = np.repeat([False, True], len(label))
+
+    def auroc(neighbours):
+        scores = pair_scores(pool_a[owners], rows_b, pool_a=pool_a, pool_b=pool_b, owners=owners,
+                             k=50, neighbours=neighbours)
+        return roc_auc_score(wrong, scores.score("zscore"))
+
+    plain, helped = auroc(0), auroc(5)
+    assert helped > plain + 0.03 and helped > 0.9, (plain, helped)
+    with pytest.raises(InvalidInputError, match="neighbours must be"):
+        pair_scores(pool_a, pool_b, neighbours=-1)

@@ -66,6 +66,9 @@ def pairs_command(
         "-k", min=2, help="Impostors per item and direction.")] = DEFAULT_IMPOSTORS,
     where: WhereOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the random impostors.")] = 0,
+    neighbours: Annotated[int, typer.Option(
+        min=0, help="Also check each b against the b of the N items with the nearest a (a caption "
+                    "against the captions of the most similar pictures); 0: off.")] = 0,
     limit: LimitOpt = 20,
     out: OutOpt = None,
     as_json: JsonOpt = False,
@@ -82,7 +85,7 @@ def pairs_command(
         coll = opened.collection(collection)
         result = pair_mismatch(coll, a, b, method=one_of("method", method, ("zscore", "rank")),
                                impostors=one_of("impostors", impostors, ("random", "nearest")),
-                               k=k, where=where, seed=seed)
+                               k=k, where=where, seed=seed, neighbours=neighbours)
         _write(out, coll, result.run_id, "pair_mismatch", "scores")
     if as_json:
         console.print_json(data=pair_mismatch_to_dict(result, limit))

@@ -44,6 +44,8 @@ class PairMismatchRequest(BaseModel):
     k: int = Field(DEFAULT_IMPOSTORS, ge=2, le=10_000, description="Impostors per item and direction.")
     filter: Filter | None = None
     seed: int = 0
+    neighbours: int = Field(0, ge=0, le=1000, description=(
+        "Also check each b against the b of the N items with the nearest a; 0: off."))
     limit: int = Limit
 
     _filter_not_sql = field_validator("filter", mode="before")(_no_sql)

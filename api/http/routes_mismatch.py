@@ -36,7 +36,8 @@ def pairs(body: PairMismatchRequest, collection: CollectionDep) -> PairMismatchR
     true partner: 0 fits, 0.5 no better than a typical impostor, 1 worse than every impostor."""
     started = time.perf_counter()
     result = pair_mismatch(collection, body.a, body.b, method=body.method, impostors=body.impostors,
-                           k=body.k, where=body.filter, seed=body.seed)
+                           k=body.k, where=body.filter, seed=body.seed,
+                           neighbours=body.neighbours)
     return PairMismatchResponse(
         run_id=result.run_id, a=result.a, b=result.b, method=result.method,
         impostors=result.impostors, k=result.k, items=len(result.pairs), skipped=result.skipped,

@@ -18,6 +18,14 @@ the true partner: ``rank`` counts it; ``zscore`` (the default) estimates it as t
 **0 means the true partner fits far better than other items' partners; 0.5 means it fits no better
 than a typical impostor; 1 means every impostor fits better.** Worst (highest) first.
 
+With ``neighbours=n`` a second piece of evidence joins in: does ``b`` agree with the ``b`` of the
+``n`` items whose ``a`` is nearest (a caption with the captions of the most similar pictures)? That
+agreement (the best cosine among them) is calibrated the same way, against the agreement of
+impostor partners with the same neighbours, and the two calibrations are averaged. It helps where
+the ``a`` ↔ ``b`` map is weak but each space is good within itself (a small adapter between a
+picture model and a text model): on the pictures' test split it lifted random-negative AUROC from
+0.917 to 0.930 with ``n=5``. Off by default (0).
+
 Impostors are ``k`` other items drawn at random with a seed (``random``, the default: the reference
 is "an unrelated partner"), or the ``k`` other partners most similar to the item (``nearest``: the
 hardest competitors, as in retrieval). With ``k`` at least the number of other items, all of them are
@@ -116,6 +124,7 @@ def pair_mismatch(
     k: int = DEFAULT_IMPOSTORS,
     where: FilterInput = None,
     seed: int = 0,
+    neighbours: int = 0,
 ) -> PairMismatchResult:
     """Score how badly each item's ``a`` vector fits its ``b`` vector, calibrated against impostor
     pairs drawn among the items ``where`` selects; saves the run (operation ``pair_mismatch``,
@@ -134,7 +143,8 @@ def pair_mismatch(
             f"{' among the items the filter selects' if where is not None else ''}")
     rows_a = vectors_a[np.searchsorted(ids_a, both)]
     rows_b = vectors_b[np.searchsorted(ids_b, both)]
-    scores = pair_scores(rows_a, rows_b, impostors=impostors, k=k, seed=seed)
+    scores = pair_scores(rows_a, rows_b, impostors=impostors, k=k, seed=seed,
+                         neighbours=neighbours)
     mismatch = scores.score(method)
     order = np.lexsort((np.arange(len(both)), scores.cosine, -mismatch))  # worst first, then lowest cosine
     pairs = [PairMismatch(both[i], float(mismatch[i]), float(scores.cosine[i]), float(scores.z[i]),
@@ -143,7 +153,7 @@ def pair_mismatch(
     warnings = sorted(set(space_a.encoder.warnings() + space_b.encoder.warnings()))
     used_k = min(k, len(both) - 1)
     params = {"a": a, "b": b, "method": method, "impostors": impostors, "k": used_k,
-              "where": filter_to_json(where), "seed": seed}
+              "where": filter_to_json(where), "seed": seed, "neighbours": neighbours}
     summary = {"items": len(pairs), "skipped": skipped,
                "no_better_than_impostor": int(np.sum(mismatch >= 0.5)),
                "mean_cosine": float(scores.cosine.mean()), "warnings": warnings}
@@ -184,6 +194,7 @@ def pair_scores(
     impostors: ImpostorKind = "random",
     k: int = DEFAULT_IMPOSTORS,
     seed: int = 0,
+    neighbours: int = 0,
 ) -> PairScores:
     """Raw and calibrated scores of the pairs ``(a[i], b[i])``, unit float32 rows of shape ``(n, d)``.
 
@@ -192,6 +203,8 @@ def pair_scores(
     with a pool; default ``arange(n)``). Benchmarks score candidate pairs (a picture with a wrong
     caption) against a pool of true ones this way."""
     _check_choices("zscore", impostors, k)
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 0:
+        raise InvalidInputError(f"neighbours must be a whole number >= 0, not {neighbours!r}")
     if (pool_a is None) != (pool_b is None) or (pool_a is not None and owners is None):
         raise InvalidInputError("pass pool_a, pool_b and owners together, or none of them")
     pool_a = a if pool_a is None else pool_a
@@ -214,7 +227,40 @@ def pair_scores(
         z += (cosine - s.mean(axis=1)) / std / 2
         beaten = (s > cosine[:, None]).sum(axis=1) + 0.5 * (s == cosine[:, None]).sum(axis=1)
         rank += beaten / s.shape[1] / 2
+    if neighbours:
+        z_agree, rank_agree = _neighbour_agreement(a, b, pool_a, pool_b, exclude, neighbours, k,
+                                                   seed)
+        z, rank = (z + z_agree) / 2, (rank + rank_agree) / 2
     return PairScores(cosine, z, rank)
+
+
+def _neighbour_agreement(a: np.ndarray, b: np.ndarray, pool_a: np.ndarray, pool_b: np.ndarray,
+                         exclude: np.ndarray, n: int, k: int, seed: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, rank)`` of how well each ``b`` agrees with the ``b`` of the ``n`` pool items whose
+    ``a`` is nearest (best cosine among them), against ``k`` random impostor partners' agreement
+    with the same neighbours."""
+    import faiss
+
+    n = min(n, len(pool_a) - 1)
+    index = faiss.IndexFlatIP(pool_a.shape[1])
+    index.add(np.ascontiguousarray(pool_a, dtype=np.float32))
+    _, found = index.search(np.ascontiguousarray(a, dtype=np.float32), n + 1)
+    keep = found != exclude[:, None]
+    keep[keep.sum(axis=1) > n, n] = False  # the own item was not among them: drop the last
+    near = pool_b[found[keep].reshape(len(a), n)]  # (rows, n, d): the neighbours' partners
+    agree = np.einsum("id,ind->in", b, near).max(axis=1)
+    draws = _random_impostors(len(a), len(pool_a), exclude, k, seed + 1)
+    rivals: np.ndarray = np.empty(draws.shape, dtype=np.float64)
+    step = max(1, GATHER_BYTES // max(1, draws.shape[1] * pool_b.shape[1] * 4))
+    for start in range(0, len(a), step):
+        block = slice(start, start + step)
+        rivals[block] = np.einsum("ikd,ind->ikn", pool_b[draws[block]], near[block]).max(axis=2)
+    std = np.maximum(rivals.std(axis=1, ddof=1) if rivals.shape[1] > 1 else 0.0, MIN_STD)
+    z = (agree - rivals.mean(axis=1)) / std
+    rank = ((rivals > agree[:, None]).sum(axis=1)
+            + 0.5 * (rivals == agree[:, None]).sum(axis=1)) / rivals.shape[1]
+    return z, rank
 
 
 def _random_impostors(n: int, m: int, exclude: np.ndarray, k: int, seed: int) -> np.ndarray:
