@@ -138,13 +138,12 @@ def fit_reference(
 
     target_space = collection.space(space)
     if isinstance(reference, Collection):
-        source, ids = reference, None
+        source, where = reference, None
         reference_space = reference.space(target_space.name)
         target_space.check_encoder(reference_space.encoder)
     else:
-        source, reference_space = collection, target_space
-        ids = None if reference is None else collection.ids_matching(reference)
-    ref_ids, vectors = item_matrix(source, reference_space, ids)
+        source, reference_space, where = collection, target_space, reference
+    ref_ids, vectors = item_matrix(source, reference_space, where=where)
     if not ref_ids:
         raise InvalidInputError(f"the reference ({_describe(reference)}) matches no item with a "
                                 f"vector in space {reference_space.name!r}; widen the filter")
@@ -211,8 +210,7 @@ def anomalies(
 def _targets(collection: Collection, space: VectorSpace, targets: FilterInput | NewVectors
              ) -> tuple[list[str], np.ndarray]:
     if not isinstance(targets, NewVectors):
-        wanted = None if targets is None else collection.ids_matching(targets)
-        return item_matrix(collection, space, wanted)
+        return item_matrix(collection, space, where=targets)
     vectors = np.atleast_2d(np.asarray(targets.vectors, dtype=np.float32))
     if vectors.shape[1] != space.dim:
         raise InvalidInputError(f"new vectors have {vectors.shape[1]} dimensions; space "

@@ -152,8 +152,7 @@ def cluster(
     _check_choices(method, projection)
     text_field = _name_field(collection, vs, name_field)
     prompts = _check_prompts(label_prompts, vs)
-    ids, vectors = mean_item_vectors(collection, vs.name,
-                                     None if where is None else collection.ids_matching(where))
+    ids, vectors = mean_item_vectors(collection, vs.name, where=where)
     if not ids:
         raise InvalidInputError(
             f"nothing to cluster: {'the filter selects no' if where is not None else 'no'} items "

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import InvalidInputError
+from .filters import FilterInput
+
 if TYPE_CHECKING:
     from .collection import Collection
     from .spaces import VectorSpace
@@ -21,11 +24,12 @@ if TYPE_CHECKING:
 __all__ = ["item_matrix", "mean_item_vectors", "normalise_for"]
 
 
-def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | None = None
-                      ) -> tuple[list[str], np.ndarray]:
-    """``(ids, vectors)``: the items that have vectors in ``space`` (all, or those of ``ids``),
-    sorted by id, and their mean vectors, float32 of shape ``(len(ids), dim)``."""
+def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | None = None, *,
+                      where: FilterInput = None) -> tuple[list[str], np.ndarray]:
+    """``(ids, vectors)``: the items that have vectors in ``space`` (all, those of ``ids``, or
+    those ``where`` selects), sorted by id, and their mean vectors, float32 ``(len(ids), dim)``."""
     vs = collection.space(space)
+    ids = _selected(collection, ids, where)
     owners: list[str] = []
     blocks: list[np.ndarray] = []
     for _, vectors, block_ids in collection.vector_blocks(vs.name, ids=ids):
@@ -43,10 +47,11 @@ def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | N
     return [str(i) for i in unique], normalise_for(vs, means.astype(np.float32))
 
 
-def item_matrix(collection: Collection, space: VectorSpace, ids: Sequence[str] | None = None
-                ) -> tuple[list[str], np.ndarray]:
-    """Like ``mean_item_vectors``, but in the order of ``ids`` when given (sorted otherwise);
-    items without a vector in the space are left out of both."""
+def item_matrix(collection: Collection, space: VectorSpace, ids: Sequence[str] | None = None, *,
+                where: FilterInput = None) -> tuple[list[str], np.ndarray]:
+    """Like ``mean_item_vectors``, but in the order of ``ids`` (or of the filter's matches) when
+    given, sorted otherwise; items without a vector in the space are left out of both."""
+    ids = _selected(collection, ids, where)
     found, vectors = mean_item_vectors(collection, space.name, ids)
     if ids is None:
         return found, vectors
@@ -61,3 +66,11 @@ def normalise_for(space: VectorSpace, vectors: np.ndarray) -> np.ndarray:
         return vectors
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def _selected(collection: Collection, ids: Sequence[str] | None, where: FilterInput
+              ) -> Sequence[str] | None:
+    """The ids to read: those given, those a filter matches, or None for every item."""
+    if ids is not None and where is not None:
+        raise InvalidInputError("select items by ids or by where=, not both")
+    return collection.ids_matching(where) if where is not None else ids

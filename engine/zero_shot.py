@@ -96,8 +96,7 @@ def zero_shot(
     prompts = encoder.encode([t.format(n) for n in names for t in chosen], role="query")
     label_vectors = prompts.reshape(len(names), len(chosen), -1).mean(axis=1)
     label_vectors /= np.maximum(np.linalg.norm(label_vectors, axis=1, keepdims=True), 1e-12)
-    ids, vectors = item_matrix(collection, vs,
-                               None if where is None else collection.ids_matching(where))
+    ids, vectors = item_matrix(collection, vs, where=where)
     if not ids:
         raise InvalidInputError(f"no item of collection {collection.name!r} has a vector in "
                                 f"space {vs.name!r}{' and matches the filter' if where else ''}")

@@ -27,8 +27,7 @@ def selected_unit_vectors(collection: Collection, space: str, where: FilterInput
                           *, at_least: int, what: str) -> tuple[list[str], np.ndarray]:
     """``(ids, unit vectors (n, dim))`` of the items ``where`` selects that have vectors in ``space``,
     ids sorted; fewer than ``at_least`` items is the caller's error, named after ``what``."""
-    wanted = None if where is None else collection.ids_matching(where)
-    ids, vectors = mean_item_vectors(collection, space, wanted)
+    ids, vectors = mean_item_vectors(collection, space, where=where)
     if len(ids) < at_least:
         chosen = "the filter selects" if where is not None else "there are"
         raise InvalidInputError(
