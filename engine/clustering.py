@@ -42,7 +42,7 @@ from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput, filter_to_json
 from .runs import get_run, list_runs, read_run_table, save_run
 from .spaces import VectorSpace
-from .vectors import mean_item_vectors
+from .vectors import mean_item_vectors, unit_rows
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -157,7 +157,7 @@ def cluster(
         raise InvalidInputError(
             f"nothing to cluster: {'the filter selects no' if where is not None else 'no'} items "
             f"with vectors in space {vs.name!r} of collection {collection.name!r}")
-    unit = _unit(vectors)
+    unit = unit_rows(vectors)
     grid = _k_grid(k, k_range, len(ids)) if method == "kmeans" else []
     bar = tqdm(total=max(len(grid), 1) + 3, desc=f"cluster {collection.name}", unit=" steps",
                disable=not progress)
@@ -361,18 +361,13 @@ def _numbered_by_size(labels: np.ndarray) -> np.ndarray:
     return np.where(labels >= 0, mapping[np.maximum(labels, 0)], NOISE)
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1, norms)
-
-
 def _centroids(unit: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Unit mean direction of each cluster's members, ``(clusters, dim)``: similarities to it are
     cosines whatever the space's metric, so cohesion means the same in every space."""
     n_clusters = int(labels.max()) + 1 if np.any(labels >= 0) else 0
     sums = np.zeros((n_clusters, unit.shape[1]), dtype=np.float64)
     np.add.at(sums, labels[labels >= 0], unit[labels >= 0])
-    return _unit(sums).astype(np.float32)
+    return unit_rows(sums)
 
 
 # -- names and labels -----------------------------------------------------------------------------
@@ -415,7 +410,7 @@ def _nearest_prompts(vs: VectorSpace, centroids: np.ndarray, prompts: list[str]
     """The label prompt of highest cosine to each centroid, encoded by the space's own model."""
     encoder = load_encoder(vs.encoder.spec)
     vs.check_encoder(encoder.info)
-    encoded = _unit(np.asarray(encoder.encode(prompts, role="query"), dtype=np.float32))
+    encoded = unit_rows(np.asarray(encoder.encode(prompts, role="query"), dtype=np.float32))
     scores = centroids @ encoded.T
     best = np.argmax(scores, axis=1)
     return [(prompts[b], float(scores[c, b])) for c, b in enumerate(best)]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .collection import Collection
     from .spaces import VectorSpace
 
-__all__ = ["item_matrix", "mean_item_vectors", "normalise_for"]
+__all__ = ["item_matrix", "mean_item_vectors", "normalise_for", "unit_rows"]
 
 
 def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | None = None, *,
@@ -62,8 +62,11 @@ def item_matrix(collection: Collection, space: VectorSpace, ids: Sequence[str] |
 
 def normalise_for(space: VectorSpace, vectors: np.ndarray) -> np.ndarray:
     """Unit-length rows in a cosine space (as stored), unchanged otherwise."""
-    if space.metric != "cosine":
-        return vectors
+    return unit_rows(vectors) if space.metric == "cosine" else vectors
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length one (zero rows stay zero), float32: cosines become dot products."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
 

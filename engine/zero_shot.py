@@ -21,7 +21,7 @@ from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .runs import save_run
 from .spaces import encoder_for
-from .vectors import item_matrix
+from .vectors import item_matrix, unit_rows
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -94,8 +94,7 @@ def zero_shot(
         raise InvalidInputError(f"temperature must be positive, got {temperature!r}")
 
     prompts = encoder.encode([t.format(n) for n in names for t in chosen], role="query")
-    label_vectors = prompts.reshape(len(names), len(chosen), -1).mean(axis=1)
-    label_vectors /= np.maximum(np.linalg.norm(label_vectors, axis=1, keepdims=True), 1e-12)
+    label_vectors = unit_rows(prompts.reshape(len(names), len(chosen), -1).mean(axis=1))
     ids, vectors = item_matrix(collection, vs, where=where)
     if not ids:
         raise InvalidInputError(f"no item of collection {collection.name!r} has a vector in "

@@ -9,18 +9,12 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput
-from ..vectors import mean_item_vectors
+from ..vectors import mean_item_vectors, unit_rows
 
 if TYPE_CHECKING:
     from ..collection import Collection
 
-__all__ = ["selected_unit_vectors", "unit"]
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length one (zero rows stay zero), float32."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+__all__ = ["selected_unit_vectors"]
 
 
 def selected_unit_vectors(collection: Collection, space: str, where: FilterInput,
@@ -33,4 +27,4 @@ def selected_unit_vectors(collection: Collection, space: str, where: FilterInput
         raise InvalidInputError(
             f"{what} needs at least {at_least} items with vectors in space {space!r} of collection "
             f"{collection.name!r}; {chosen} {len(ids)}")
-    return ids, unit(vectors)
+    return ids, unit_rows(vectors)
