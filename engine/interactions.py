@@ -33,6 +33,7 @@ __all__ = [
     "UserProfile",
     "add_interactions",
     "count_interactions",
+    "count_users",
     "user_profiles",
 ]
 
@@ -103,6 +104,13 @@ def count_interactions(collection: Collection) -> int:
     if not _exists(collection):
         return 0
     return int(collection.store.scalar(f"SELECT count(*) FROM {_table(collection)}"))
+
+
+def count_users(collection: Collection) -> int:
+    """How many users have interactions (``user_profiles`` of every user gives this many)."""
+    if not _exists(collection):
+        return 0
+    return int(collection.store.scalar(f"SELECT count(DISTINCT user_id) FROM {_table(collection)}"))
 
 
 def user_profiles(collection: Collection, users: Sequence[str] | None = None,

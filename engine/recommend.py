@@ -23,7 +23,7 @@ vectors.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -368,8 +368,6 @@ def _spaces(collection: Collection, space: str | Mapping[str, float] | None) -> 
 
 
 def _in_space(options: SearchOptions, space: str) -> SearchOptions:
-    from dataclasses import replace
-
     return replace(options, space=space)
 
 

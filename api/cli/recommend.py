@@ -3,6 +3,7 @@ and ``kinsight interactions`` (load the views, likes and purchases that user pro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Generator, Iterator
@@ -22,7 +23,7 @@ from kinsight.engine import (
     recommend,
     recommend_users,
 )
-from kinsight.engine.interactions import count_interactions, user_profiles
+from kinsight.engine.interactions import count_interactions, count_users
 from kinsight.engine.recommend import STRATEGIES
 
 from ..reporting import hit_to_dict, print_hits
@@ -116,8 +117,8 @@ def _batch(coll: Collection, users: str, options: RecommendOptions, out: Path,
     if out.suffix not in (".parquet", ".jsonl"):
         fail(f"--out {out}: use a .parquet or .jsonl file")
     wanted = None if users == "all" else _user_file(Path(users))
-    total = len(wanted) if wanted is not None else len(user_profiles(coll, None, options.profile))
-    options = RecommendOptions(**{**options.__dict__, "return_fields": ()})
+    total = len(wanted) if wanted is not None else count_users(coll)
+    options = dataclasses.replace(options, return_fields=())
     started = time.perf_counter()
     rows = tqdm(recommend_users(coll, wanted, options), total=total, unit="user",
                 desc="recommend", disable=as_json)
