@@ -134,6 +134,15 @@ def test_cli_trains_a_probe_and_exports_predictions(tmp_path):
     unknown = runner.invoke(app, ["classify", "--train", "--label-field", "kind",
                                   "--store", store])
     assert unknown.exit_code == 2 and "no field 'kind'" in unknown.output
+    from kinsight.engine import Store, list_runs
+
+    with Store(store, read_only=True) as opened:
+        runs_before = len(list_runs(opened.collection("docs")))
+    bad_out = runner.invoke(app, ["classify", "--train", "--label-field", "section",
+                                  "--out", str(tmp_path / "p.txt"), "--store", store])
+    assert bad_out.exit_code == 2 and ".csv or .parquet" in bad_out.output
+    with Store(store, read_only=True) as opened:  # refused before training, so no new run
+        assert len(list_runs(opened.collection("docs"))) == runs_before
     assert runner.invoke(app, ["classify", "--label-field", "section", "--store",
                                store]).exit_code == 2
 

@@ -31,7 +31,7 @@ from .common import (
     one_of,
     open_store,
 )
-from .results import busy, export_table
+from .results import busy, check_export_path, export_table
 
 __all__ = ["anomalies_command"]
 
@@ -89,6 +89,7 @@ def anomalies_command(
     params = {} if neighbors is None else {"n_neighbors": neighbors}
     if neighbors is not None and method not in ("knn", "lof"):
         fail(f"--neighbors applies to knn and lof, not {method}")
+    check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
         chosen_space = coll.space(space)

@@ -27,7 +27,7 @@ from .common import (
     fail,
     open_store,
 )
-from .results import busy, export_table
+from .results import busy, check_export_path, export_table
 
 __all__ = ["classify"]
 
@@ -70,6 +70,7 @@ def classify(
     """
     if train == (zero_shot_labels is not None):
         fail("pass --train (a probe on --label-field) or --zero-shot LABELS, one of the two")
+    check_export_path(out)
     if zero_shot_labels is not None:
         _zero_shot(collection, store, zero_shot_labels.split(","), template, where, space,
                    label_field, out, top, as_json)

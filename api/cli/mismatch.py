@@ -32,11 +32,10 @@ from .common import (
     app,
     console,
     err,
-    fail,
     one_of,
     open_store,
 )
-from .results import export_table
+from .results import check_export_path, export_table
 
 __all__ = ["duplicates_to_dict", "label_mismatch_to_dict", "mismatch_app", "pair_mismatch_to_dict"]
 
@@ -80,7 +79,7 @@ def pairs_command(
     than the true partner: 0 fits far better than any impostor, 0.5 no better than a typical one, 1
     worse than all. The raw cosine is shown too; it is not comparable across items.
     """
-    _check_out(out)
+    check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
         result = pair_mismatch(coll, a, b, method=one_of("method", method, ("zscore", "rank")),
@@ -118,7 +117,7 @@ def labels_command(
     support is the share of the vote the item's own label gets; flagged items have a suggestion
     other than their label.
     """
-    _check_out(out)
+    check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
         result = label_mismatch(coll, label_field, space=space, k=k, probe=probe, where=where, seed=seed)
@@ -153,7 +152,7 @@ def duplicates_command(
 
     --out writes one row per member (group, id, similarity to the representative).
     """
-    _check_out(out)
+    check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
         result = near_duplicates(coll, space=space, threshold=threshold, where=where)
@@ -195,11 +194,6 @@ def duplicates_to_dict(result: DuplicatesResult, limit: int | None = None) -> di
 def _others(members: tuple[str, ...], shown: int = 3) -> str:
     more = f" (+{len(members) - shown} more)" if len(members) > shown else ""
     return ", ".join(members[:shown]) + more
-
-
-def _check_out(out: Path | None) -> None:
-    if out is not None and out.suffix not in (".parquet", ".csv"):
-        fail(f"--out must end in .parquet or .csv, not {out.name!r}")
 
 
 def _write(out: Path | None, coll: Any, run_id: str, operation: str, table: str) -> None:

@@ -10,21 +10,25 @@ from typing import Any
 
 import pyarrow as pa
 
-from kinsight.engine import InvalidInputError
+from .common import console, fail
 
-from .common import console
+__all__ = ["busy", "check_export_path", "export_table"]
 
-__all__ = ["busy", "export_table"]
+EXPORT_SUFFIXES = (".parquet", ".csv")
+
+
+def check_export_path(path: Path | None) -> None:
+    """Refuse an ``--out`` file that cannot be written, before any work is done for it."""
+    if path is not None and path.suffix.lower() not in EXPORT_SUFFIXES:
+        fail(f"--out {path.name!r}: name the file .csv or .parquet")
 
 
 def export_table(table: pa.Table, path: Path) -> Path:
     """Write ``table`` by the file's suffix: ``.parquet`` as is, ``.csv`` with list cells (terms,
     neighbours) as JSON text, since CSV has no lists."""
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise InvalidInputError(f"cannot export to {path.name!r}: name the file .csv or .parquet")
+    check_export_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
         pq.write_table(table, path)

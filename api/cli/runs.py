@@ -13,7 +13,7 @@ from rich.table import Table
 from kinsight.engine import Collection, RunInfo, get_run, list_runs, read_run_table
 
 from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, fail, open_store
-from .results import export_table
+from .results import check_export_path, export_table
 
 __all__ = ["run_to_dict", "runs_app"]
 
@@ -66,8 +66,7 @@ def show_command(
     The tables are also plain DuckDB tables, COLLECTION.OPERATION_TABLE with a run_id column, for
     SQL joins with the items' fields.
     """
-    if out is not None and out.suffix not in (".parquet", ".csv"):
-        fail(f"--out must end in .parquet or .csv, not {out.name!r}")
+    check_export_path(out)
     if out is not None and table is None:
         fail("--out needs --table: which of the run's tables to write")
     with open_store(store, read_only=True) as opened:
