@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Generator, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,44 +140,55 @@ def _write_batch(out: Path, rows: Iterator[tuple[str, list[Any]]]) -> tuple[int,
     output; Parquet gets one row per (user, rank), JSONL one line per user."""
     partial = out.with_name(out.name + ".partial")
     written = empty = 0
-    with ExitStack() as stack:
-        if out.suffix == ".parquet":
-            emit = _parquet_rows(stack.enter_context(pq.ParquetWriter(partial, BATCH_SCHEMA)))
-        else:
-            text = stack.enter_context(open(partial, "w", encoding="utf-8"))
-            emit = _jsonl_rows(text)
-        next(emit)
+    sink = _ParquetRows(partial) if out.suffix == ".parquet" else _JsonlRows(partial)
+    try:
         for user, hits in rows:
             written += 1
             empty += not hits
-            emit.send((user, hits))
-        emit.close()  # flushes what is buffered
+            sink.add(user, hits)
+    finally:
+        sink.close()
     partial.replace(out)
     return written, empty
 
 
-def _parquet_rows(writer: pq.ParquetWriter) -> Generator[None, tuple[str, list[Any]], None]:
-    columns: dict[str, list[Any]] = {name: [] for name in BATCH_SCHEMA.names}
-    try:
-        while True:
-            user, hits = yield
-            columns["user"] += [user] * len(hits)
-            columns["rank"] += range(1, len(hits) + 1)
-            columns["item"] += [h.id for h in hits]
-            columns["score"] += [h.score for h in hits]
-            if len(columns["user"]) >= PARQUET_ROW_GROUP:
-                writer.write_table(pa.table(columns, BATCH_SCHEMA))
-                columns = {name: [] for name in BATCH_SCHEMA.names}
-    finally:
-        if columns["user"]:
-            writer.write_table(pa.table(columns, BATCH_SCHEMA))
+class _ParquetRows:
+    """One row per (user, rank, item, score), written a row group at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.writer = pq.ParquetWriter(path, BATCH_SCHEMA)
+        self.columns: dict[str, list[Any]] = {name: [] for name in BATCH_SCHEMA.names}
+
+    def add(self, user: str, hits: list[Any]) -> None:
+        self.columns["user"] += [user] * len(hits)
+        self.columns["rank"] += range(1, len(hits) + 1)
+        self.columns["item"] += [h.id for h in hits]
+        self.columns["score"] += [h.score for h in hits]
+        if len(self.columns["user"]) >= PARQUET_ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.columns["user"]:
+            self.writer.write_table(pa.table(self.columns, BATCH_SCHEMA))
+            self.columns = {name: [] for name in BATCH_SCHEMA.names}
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
 
 
-def _jsonl_rows(text: TextIO) -> Generator[None, tuple[str, list[Any]], None]:
-    while True:
-        user, hits = yield
-        text.write(json.dumps({"user": user, "items": [h.id for h in hits],
-                               "scores": [round(h.score, 6) for h in hits]}) + "\n")
+class _JsonlRows:
+    """One line per user: {"user", "items", "scores"}."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def add(self, user: str, hits: list[Any]) -> None:
+        self.file.write(json.dumps({"user": user, "items": [h.id for h in hits],
+                                    "scores": [round(h.score, 6) for h in hits]}) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
 
 
 @interactions_app.command("ingest")
