@@ -198,20 +198,22 @@ def _rescore(collection: Collection, candidates: list[str],
     pair_weight = np.zeros((len(candidates), len(candidates)))
     for name, weight in spaces.items():
         p, n = examples[name]
-        means = item_means(collection, name, candidates)
-        present = np.array([c in means for c in candidates])
-        if p is None or not present.any():
+        if p is None:  # no example has a vector in this space: it cannot rank anything
             continue
-        vectors = np.stack([means[c] for c, ok in zip(candidates, present, strict=True) if ok])
+        means = item_means(collection, name, candidates)
+        rows = np.array([i for i, c in enumerate(candidates) if c in means], dtype=np.int64)
+        if not len(rows):
+            continue
+        vectors = np.stack([means[candidates[i]] for i in rows])
         if strategy == "average_vector":
             scores = vectors @ _average_vector(p, n)
         else:
             scores = _best_score(vectors, p, n)
-        relevance[present] += weight * scores
-        weight_sum[present] += weight
-        both = np.outer(present, present)
-        similarity[both] += weight * (vectors @ vectors.T).ravel()
-        pair_weight[both] += weight
+        relevance[rows] += weight * scores
+        weight_sum[rows] += weight
+        pairs = np.ix_(rows, rows)
+        similarity[pairs] += weight * (vectors @ vectors.T)
+        pair_weight[pairs] += weight
     relevance = np.where(weight_sum > 0, relevance / np.maximum(weight_sum, 1e-12), -np.inf)
     return relevance, similarity / np.maximum(pair_weight, 1e-12)
 
