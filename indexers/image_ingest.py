@@ -14,8 +14,6 @@ The list of records (not the pictures) is held in memory, so decoding can be spr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -38,7 +36,15 @@ from .chunking import Chunk
 from .devices import usable_cores
 from .image_encoders import TorchImageEncoder
 from .image_files import IMAGE_SUFFIXES, ImageFileError, open_image, thumbnail_bytes
-from .ingest import IngestOptions, IngestReport, SpaceSource, text_chunker, text_of, timed
+from .ingest import (
+    IngestOptions,
+    IngestReport,
+    SpaceSource,
+    digest,
+    text_chunker,
+    text_of,
+    timed,
+)
 from .readers import folder_files, read_records
 from .records import Problem, Record
 
@@ -336,9 +342,7 @@ def _changed(collection: Collection, records: list[Record], options: IngestOptio
                 break
             stats.append([stat.st_size, stat.st_mtime_ns])
         else:
-            payload = json.dumps([record.fields, spaces, stats, options.chunk_overlap],
-                                 sort_keys=True, default=str)
-            hashes[record.id] = hashlib.sha256(payload.encode()).hexdigest()[:32]
+            hashes[record.id] = digest([record.fields, spaces, stats, options.chunk_overlap])
             kept.append(record)
     stored = collection.content_hashes(list(hashes))
     changed = [r for r in kept if stored.get(r.id) != hashes[r.id]]

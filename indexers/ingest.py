@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -192,8 +192,13 @@ def text_chunker(collection: Collection, space: str, encoder: Encoder, fields: S
 
 def content_hash(record: Record, options: IngestOptions, fingerprint: str) -> str:
     """Hash of everything that makes the stored item: fields, text fields, space and model."""
-    payload = json.dumps([record.fields, options.text_fields, options.space, fingerprint,
-                          options.chunk_overlap], sort_keys=True, default=str)
+    return digest([record.fields, options.text_fields, options.space, fingerprint,
+                   options.chunk_overlap])
+
+
+def digest(parts: list[Any]) -> str:
+    """The content hash of what makes an item (an unchanged hash skips re-encoding it)."""
+    payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
