@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
@@ -61,9 +62,10 @@ class Item:
 class Collection:
     """Items of one collection. Get it from ``Store.collection`` or ``Store.create_collection``."""
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, uid: str) -> None:
         self.store = store
         self.name = name
+        self.uid = uid  # new for every created collection: tells this one from a later namesake
         self._schema = quote(name)
         self._indexes: dict[str, IndexKeeper] = {}
         self._lexical: dict[str, LexicalKeeper] = {}
@@ -290,8 +292,25 @@ class Collection:
         return len(present)
 
     # -- reading ----------------------------------------------------------------------------
+    def generation(self) -> int:
+        """The collection's write count; raises NotFoundError once it has been dropped."""
+        return self.store.generation(self.name, self.uid)
+
+    def exists(self) -> bool:
+        """False once the collection has been dropped (even if another took its name)."""
+        try:
+            self.generation()
+        except NotFoundError:
+            return False
+        return True
+
+    @property
+    def index_folder(self) -> Path | None:
+        """Where this collection's derived index files live (None in memory)."""
+        return self.store.index_folder(self.name, self.uid)
+
     def count(self) -> int:
-        generation = self.store.generation(self.name)
+        generation = self.generation()
         if self._count is None or self._count[0] != generation:
             self._count = (generation, int(self.store.scalar(
                 f"SELECT count(*) FROM {self._schema}.items")))

@@ -1,11 +1,13 @@
 """Keeps a space's FAISS index in step with the database it is derived from.
 
-An index records the collection generation and the highest vector ``seq`` it holds. Before each
-search the keeper compares that generation with the database's: when they differ it removes the
-vectors logged as deleted since, and adds those with a higher ``seq`` (the catch-up); when the index
-is missing, unreadable, built for other weights, or its count disagrees with the table, it is
-rebuilt from the database. Writers never touch indexes, so a crash at any moment can only leave
-an index behind, never ahead or wrong.
+An index records the collection it was built from (its uid, new for every created collection),
+the collection generation and the highest vector ``seq`` it holds. Before each search the keeper
+compares that generation with the database's: when they differ it removes the vectors logged as
+deleted since, and adds those with a higher ``seq`` (the catch-up); when the index is missing,
+unreadable, built from another collection of the same name, built for other weights, or its count
+disagrees with the table, it is rebuilt from the database. Writers never touch indexes, so a crash
+at any moment can only leave an index behind, never ahead or wrong; and searches read each hit's
+row after the index answered, so an index that lags never returns a deleted item.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from .errors import NotFoundError
 from .index_policy import IndexSpec, choose_index
 from .schema import quote
 from .spaces import VectorSpace
@@ -116,7 +119,7 @@ class IndexKeeper:
 
     @property
     def path(self) -> Path | None:
-        folder = self.collection.store.index_folder(self.collection.name)
+        folder = self.collection.index_folder
         return None if folder is None else folder / f"{self.space.name}.faiss"
 
     def policy(self, n: int) -> IndexSpec:
@@ -159,8 +162,8 @@ class IndexKeeper:
         index, path = self._index, self.path
         if index is None or path is None or index.generation == self._saved_generation:
             return
-        if self.collection.store.read_only:
-            return
+        if self.collection.store.read_only or not self.collection.exists():
+            return  # a dropped collection's files would only be swept again
         with self._lock.reading():
             index.save(path)
         self._saved_generation = index.generation
@@ -172,7 +175,7 @@ class IndexKeeper:
     def _catch_up(self) -> VectorIndex:
         """The index, loaded or built if need be, caught up with the store's generation."""
         with self._update_lock:
-            generation = self.collection.store.generation(self.collection.name)
+            generation = self.collection.generation()
             index = self._index if self._index is not None else self._load()
             if index is None:
                 index = self._build()
@@ -190,7 +193,13 @@ class IndexKeeper:
         if path is None or not path.exists():
             return None
         index = VectorIndex.load(path, self.policy(0))
-        if index is None or index.fingerprint != self.space.encoder.fingerprint \
+        if index is None:
+            return None
+        if index.collection_uid != self.collection.uid:
+            log.warning("%s: built from another collection named %r (a dropped one); rebuilding",
+                        path, self.collection.name)
+            return None
+        if index.fingerprint != self.space.encoder.fingerprint \
                 or index.dim != self.space.dim or index.metric != self.space.metric:
             return None
         self._saved_generation = index.generation
@@ -203,8 +212,10 @@ class IndexKeeper:
         cur.begin()  # one snapshot: the generation, the deletions and the additions agree
         try:
             # fetchall, not fetchone: DuckDB refuses new work on a cursor with a result open.
-            generation = cur.execute("SELECT generation FROM kinsight.collections WHERE name = ?",
-                                     [self.collection.name]).fetchall()[0][0]
+            uid, generation = self.collection.store.version_in(cur, self.collection.name)
+            if uid != self.collection.uid:
+                raise NotFoundError(f"collection {self.collection.name!r} was dropped while it "
+                                    "was being searched; open it again with store.collection")
             if generation < index.generation:
                 return False  # the index is ahead of the database: never trust it
             deleted = cur.execute(
@@ -225,11 +236,11 @@ class IndexKeeper:
 
     def _build(self) -> VectorIndex:
         store = self.collection.store
-        generation = store.generation(self.collection.name)
+        generation = self.collection.generation()
         n = self.collection.count_vectors(self.space.name)
         spec = self.policy(n)
         index = VectorIndex(spec, self.space.dim, self.space.metric,
-                            self.space.encoder.fingerprint)
+                            self.space.encoder.fingerprint, self.collection.uid)
         if index.needs_training:
             index.train(self._training_sample(max(TRAINING_MINIMUM,
                                                   TRAINING_PER_LIST * spec.nlist)))

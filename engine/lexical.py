@@ -98,7 +98,7 @@ class LexicalKeeper:
     def current(self) -> tuple[LexicalIndex, bool]:
         """The index and whether it is fresh (False: a rebuild is under way in the background)."""
         with self._lock:
-            generation = self.collection.store.generation(self.collection.name)
+            generation = self.collection.generation()
             if self._index is None:
                 self._index = self._load(generation)
             if self._index is None:
@@ -133,7 +133,7 @@ class LexicalKeeper:
                 self._index = rebuilt
 
     def _folder(self) -> Path | None:
-        folder = self.collection.store.index_folder(self.collection.name)
+        folder = self.collection.index_folder
         return None if folder is None else folder / f"{self.space.name}.bm25"
 
     def _build(self, generation: int) -> LexicalIndex:
@@ -152,6 +152,10 @@ class LexicalKeeper:
             return None
         try:
             state = json.loads((folder / "kinsight.json").read_text())
+            if state.get("collection_uid", "") != self.collection.uid:
+                log.warning("%s: built from another collection named %r (a dropped one); "
+                            "rebuilding", folder, self.collection.name)
+                return None
             if state["generation"] != generation:
                 return None
             index = LexicalIndex(state["ids"], bm25s.BM25.load(str(folder)), generation)
@@ -164,14 +168,16 @@ class LexicalKeeper:
     def save(self) -> None:
         folder, index = self._folder(), self._index
         if folder is None or index is None or not index.ids \
-                or index.generation == self._saved_generation or self.collection.store.read_only:
+                or index.generation == self._saved_generation or self.collection.store.read_only \
+                or not self.collection.exists():  # a dropped collection's files: swept anyway
             return
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         index.bm25.save(str(tmp), show_progress=False)
         # The state file goes last: a folder without it is ignored and rebuilt.
         (tmp / "kinsight.json").write_text(json.dumps(
-            {"generation": index.generation, "ids": index.ids}))
+            {"generation": index.generation, "collection_uid": self.collection.uid,
+             "ids": index.ids}))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
         self._saved_generation = index.generation

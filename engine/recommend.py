@@ -181,11 +181,13 @@ def _recommend_one(collection: Collection, pos: list[tuple[Example, float]],
     relevance, similarity = _rescore(collection, candidates, examples, spaces, options.strategy)
     order = _mmr(relevance, similarity, options.k, options.diversity)
     chosen = [candidates[i] for i in order]
-    fields = {} if options.return_fields == () else collection.fields_of(chosen)
+    # Read after the searches: an item deleted meanwhile has no row and is left out.
     wanted = options.return_fields
+    fields = collection.fields_of(chosen) if wanted != () else {
+        i: {} for i in collection.existing_ids(chosen)}
     return [Hit(i, float(relevance[j]), {f: fields[i].get(f) for f in wanted}
-                if wanted is not None else fields.get(i, {}))
-            for i, j in zip(chosen, order, strict=True)]
+                if wanted is not None else fields[i])
+            for i, j in zip(chosen, order, strict=True) if i in fields]
 
 
 def _rescore(collection: Collection, candidates: list[str],

@@ -41,7 +41,7 @@ class RunInfo:
     params: dict[str, Any]
     summary: dict[str, Any]
     tables: list[str]
-    created_at: datetime
+    created_at: datetime  # in UTC, with its offset
     table_names: dict[str, str] = field(default_factory=dict)  # short name -> qualified SQL name
 
 
@@ -57,7 +57,7 @@ def save_run(
     ``params`` and ``summary`` must be JSON-serialisable; each table gets a ``run_id`` column
     in front and is appended to ``COLLECTION.OPERATION_NAME`` (created on first use; columns a
     later run adds are added to the table)."""
-    created = datetime.now(timezone.utc).replace(tzinfo=None)
+    created = datetime.now(timezone.utc)
     run_id = f"{operation}-{created:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     try:
         params_json = json.dumps(dict(params), sort_keys=True, default=str)
@@ -69,7 +69,7 @@ def save_run(
             _append(con, collection, f"{operation}_{name}", run_id, table)
         con.execute("INSERT INTO kinsight.runs VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [run_id, collection.name, operation, params_json, summary_json,
-                     list(tables), created])
+                     list(tables), created.replace(tzinfo=None)])  # stored as naive UTC
     return RunInfo(run_id, collection.name, operation, dict(params), dict(summary or {}),
                    list(tables), created, _qualified(collection, operation, list(tables)))
 
@@ -86,8 +86,9 @@ def list_runs(collection: Collection, operation: str | None = None) -> list[RunI
         return []
     rows = collection.store.cursor().execute(sql + " ORDER BY created_at DESC, run_id DESC",
                                              params).fetchall()
-    return [RunInfo(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), list(r[5]), r[6],
-                    _qualified(collection, r[2], list(r[5]))) for r in rows]
+    return [RunInfo(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), list(r[5]),
+                    r[6].replace(tzinfo=timezone.utc), _qualified(collection, r[2], list(r[5])))
+            for r in rows]
 
 
 def get_run(collection: Collection, run_id: str) -> RunInfo:

@@ -22,6 +22,10 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# What people name collections (Qdrant and LanceDB take "my-docs" too). A collection is a DuckDB
+# schema, always quoted in SQL; the first character keeps names from looking like options or
+# relative paths ("-x", ".", "..").
+_COLLECTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 # Schemas DuckDB or kinsight use themselves; a collection is a schema, so it may not take these.
 _RESERVED_COLLECTIONS = {"main", "kinsight", "information_schema", "pg_catalog", "temp", "system"}
@@ -43,10 +47,12 @@ FIELD_TYPES: dict[str, tuple[pa.DataType, Callable[[Any], Any]]] = {
 
 
 def validate_collection_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name) or name in _RESERVED_COLLECTIONS:
+    if not isinstance(name, str) or not _COLLECTION.match(name) \
+            or name.lower() in _RESERVED_COLLECTIONS:
         raise InvalidInputError(
-            f"invalid collection name {name!r}: use 1-63 lowercase letters, digits and '_', "
-            f"starting with a letter, and none of {sorted(_RESERVED_COLLECTIONS)}"
+            f"invalid collection name {name!r}: use 1-63 letters, digits, '-', '_' and '.', "
+            f"starting with a letter or digit (e.g. 'my-docs'), and none of "
+            f"{sorted(_RESERVED_COLLECTIONS)}"
         )
     return name
 

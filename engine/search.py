@@ -348,9 +348,13 @@ def _fuse(dense: list[tuple[str, float, ChunkMatch | None]],
 
 def _with_fields(collection: Collection, ranked: list[list[tuple[str, float, ChunkMatch | None]]],
                  wanted: Sequence[str] | None) -> list[list[Hit]]:
+    """Hits with their fields, read after every index was searched: an item deleted meanwhile
+    (or that a lagging index still holds) has no row any more and is left out, in every mode."""
+    ids = sorted({i for r in ranked for i, _, _ in r})
     if wanted is not None and not wanted:
-        return [[Hit(i, s, {}, c) for i, s, c in r] for r in ranked]
-    fields = collection.fields_of(sorted({i for r in ranked for i, _, _ in r}))
+        alive = set(collection.existing_ids(ids))
+        return [[Hit(i, s, {}, c) for i, s, c in r if i in alive] for r in ranked]
+    fields = collection.fields_of(ids)
     def pick(values: dict[str, Any]) -> dict[str, Any]:
         return values if wanted is None else {f: values.get(f) for f in wanted}
-    return [[Hit(i, s, pick(fields.get(i, {})), c) for i, s, c in r] for r in ranked]
+    return [[Hit(i, s, pick(fields[i]), c) for i, s, c in r if i in fields] for r in ranked]

@@ -3,7 +3,13 @@
 Layout of a store directory::
 
     STORE/store.duckdb                 items, metadata, vectors, catalog (schema ``kinsight``)
-    STORE/indexes/COLLECTION/SPACE.faiss   derived; rebuilt from the database when stale or missing
+    STORE/indexes/COLLECTION.UID/SPACE.faiss   derived; rebuilt from the database when stale or
+    STORE/indexes/COLLECTION.UID/SPACE.bm25/   missing
+
+Every created collection gets a new ``uid``, so the derived files of a collection dropped and
+created again under the same name live in another folder, and record the uid they were built from:
+an index of an earlier life of a name is never taken for the current one. Folders that belong to
+no collection (a drop killed after its commit) are removed when the store is opened for writing.
 
 Each collection is a DuckDB schema holding ``items`` (one row per item, metadata as real columns),
 one ``vectors_SPACE`` table per vector space (one row per chunk) and ``deleted`` (a log of removed
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +69,8 @@ CREATE SCHEMA IF NOT EXISTS kinsight;
 CREATE TABLE IF NOT EXISTS kinsight.collections (
     name VARCHAR NOT NULL, generation BIGINT NOT NULL, created_at TIMESTAMP DEFAULT now()
 );
+-- A new value for every created collection (stores made before it get one on open).
+ALTER TABLE kinsight.collections ADD COLUMN IF NOT EXISTS uid VARCHAR;
 CREATE TABLE IF NOT EXISTS kinsight.spaces (
     collection VARCHAR NOT NULL, name VARCHAR NOT NULL, encoder_spec VARCHAR NOT NULL,
     modality VARCHAR NOT NULL, dim INTEGER NOT NULL, fingerprint VARCHAR NOT NULL,
@@ -100,11 +110,14 @@ class Store:
         self.memory_budget = memory_budget
         self._write_lock = threading.RLock()
         self._collections: dict[str, Collection] = {}
-        # Collection generations, kept in memory: only this process can write the store (DuckDB's
-        # lock), so it sees every change; saves a query on every search.
-        self._generations: dict[str, int] = {}
+        # Each collection's (uid, generation), kept in memory: only this process can write the
+        # store (DuckDB's lock), so it sees every change; saves a query on every search.
+        self._versions: dict[str, tuple[str, int]] = {}
         self._con = self._connect()
         self._closed = False
+        if not read_only:
+            self._give_uids()
+            self._sweep_index_folders()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self.path is None:
@@ -159,10 +172,10 @@ class Store:
                 yield con
                 bumped = [] if collection is None else con.execute(
                     "UPDATE kinsight.collections SET generation = generation + 1 "
-                    "WHERE name = ? RETURNING generation", [collection]).fetchall()
+                    "WHERE name = ? RETURNING uid, generation", [collection]).fetchall()
                 con.commit()
                 if collection is not None and bumped:
-                    self._generations[collection] = int(bumped[0][0])
+                    self._versions[collection] = (bumped[0][0], int(bumped[0][1]))
             except BaseException:
                 con.rollback()
                 raise
@@ -178,15 +191,41 @@ class Store:
         con.execute("UPDATE kinsight.sequence SET next_seq = next_seq + ?", [count])
         return int(row[0])
 
-    def generation(self, collection: str) -> int:
-        """How many writes the collection has seen; indexes compare theirs to it."""
-        if collection not in self._generations:
-            value = self.scalar("SELECT generation FROM kinsight.collections WHERE name = ?",
-                                [collection])
-            if value is None:
-                raise NotFoundError(self._missing(collection))
-            self._generations[collection] = int(value)
-        return self._generations[collection]
+    def generation(self, collection: str, uid: str | None = None) -> int:
+        """How many writes the collection has seen; indexes compare theirs to it. With ``uid``,
+        the collection must still be that one (not dropped, nor dropped and created again)."""
+        current, generation = self._version(collection)
+        if uid is not None and uid != current:
+            raise NotFoundError(
+                f"collection {collection!r} was dropped{' and created again' if current else ''}"
+                f" since this handle was opened; open it again with store.collection(...)")
+        return generation
+
+    def uid(self, collection: str) -> str:
+        """The identity of the collection now called ``collection`` (new for every creation)."""
+        return self._version(collection)[0]
+
+    def version_in(self, cur: duckdb.DuckDBPyConnection, collection: str) -> tuple[str, int]:
+        """``(uid, generation)`` of a collection as ``cur`` (say, inside a transaction) sees it."""
+        rows = cur.execute(f"SELECT {self._uid_column()}, generation FROM kinsight.collections "
+                           "WHERE name = ?", [collection]).fetchall()
+        if not rows:
+            raise NotFoundError(self._missing(collection))
+        return rows[0][0] or "", int(rows[0][1])
+
+    def _version(self, collection: str) -> tuple[str, int]:
+        if collection not in self._versions:
+            self._versions[collection] = self.version_in(self.cursor(), collection)
+        return self._versions[collection]
+
+    def _uid_column(self) -> str:
+        """``uid``, or an empty one in a read-only store made before collections had uids."""
+        if not self.read_only:
+            return "uid"
+        has_uid = self._con.cursor().execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'kinsight' "
+            "AND table_name = 'collections' AND column_name = 'uid'").fetchall()[0][0]
+        return "uid" if has_uid else "NULL"
 
     # -- collections ------------------------------------------------------------------------
     def list_collections(self) -> list[str]:
@@ -202,6 +241,14 @@ class Store:
             if exists and not exist_ok:
                 raise AlreadyExistsError(
                     f"collection {name!r} exists already; open it, or drop it first")
+            # A collection is a DuckDB schema, and DuckDB matches identifiers ignoring case.
+            same_but_case = con.execute(
+                "SELECT name FROM kinsight.collections WHERE lower(name) = lower(?) "
+                "AND name <> ?", [name, name]).fetchall()
+            if same_but_case:
+                raise AlreadyExistsError(
+                    f"collection {name!r} differs from the existing {same_but_case[0][0]!r} only "
+                    "in case, which a store cannot tell apart; use that one or another name")
             if not exists:
                 schema = quote(name)
                 con.execute(f"CREATE SCHEMA {schema}")
@@ -210,8 +257,9 @@ class Store:
                 con.execute(ITEMS_ID_INDEX.format(schema=schema))
                 con.execute(f"CREATE TABLE {schema}.deleted "
                             "(space VARCHAR, seq BIGINT, generation BIGINT)")
-                con.execute("INSERT INTO kinsight.collections (name, generation) VALUES (?, 0)",
-                            [name])
+                con.execute("INSERT INTO kinsight.collections (name, generation, uid) "
+                            "VALUES (?, 0, ?)", [name, _new_uid()])
+        self._versions.pop(name, None)
         return self.collection(name)
 
     def collection(self, name: str) -> Collection:
@@ -222,33 +270,66 @@ class Store:
             if name not in self._collections:
                 if name not in self.list_collections():
                     raise NotFoundError(self._missing(name))
-                collection = Collection(self, name)
+                collection = Collection(self, name, self.uid(name))
                 if not self.read_only:  # collections made before these indexes existed
                     collection.ensure_id_indexes()
                 self._collections[name] = collection
             return self._collections[name]
 
     def drop_collection(self, name: str) -> None:
-        with self.writing() as con:
+        """Delete a collection: its rows in one transaction, then its derived index files.
+
+        The files live in a folder of the collection's uid, which no later collection uses: a
+        crash after the commit leaves only a folder of no collection, removed on the next open.
+        """
+        with self._write_lock, self.writing() as con:
             # Checked inside the transaction: a concurrent drop must get NotFound, not a crash.
-            if not con.execute("SELECT 1 FROM kinsight.collections WHERE name = ?",
-                               [name]).fetchone():
+            found = con.execute("SELECT uid FROM kinsight.collections WHERE name = ?",
+                                [name]).fetchall()
+            if not found:
                 raise NotFoundError(self._missing(name))
             con.execute(f"DROP SCHEMA {quote(name)} CASCADE")
             con.execute("DELETE FROM kinsight.collections WHERE name = ?", [name])
             con.execute("DELETE FROM kinsight.spaces WHERE collection = ?", [name])
             con.execute("DELETE FROM kinsight.runs WHERE collection = ?", [name])
-        self._collections.pop(name, None)
-        self._generations.pop(name, None)
-        folder = self.index_folder(name)
-        if folder is not None and folder.exists():
-            for file in folder.iterdir():
-                file.unlink()
-            folder.rmdir()
+            # Forgotten under the write lock: no thread can open the old one after the commit.
+            self._collections.pop(name, None)
+            self._versions.pop(name, None)
+        self._versions.pop(name, None)  # a reader may have cached it again before the commit
+        folder = self.index_folder(name, found[0][0] or "")
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
-    def index_folder(self, collection: str) -> Path | None:
-        """Where a collection's derived index files live (None for an in-memory store)."""
-        return None if self.path is None else self.path / "indexes" / collection
+    def index_folder(self, collection: str, uid: str) -> Path | None:
+        """Where the derived index files of the collection ``collection`` with ``uid`` live
+        (None for an in-memory store)."""
+        if self.path is None:
+            return None
+        return self.path / "indexes" / (f"{collection}.{uid}" if uid else collection)
+
+    def _give_uids(self) -> None:
+        """Collections of a store made before uids existed get one (their old index folders,
+        which nothing ties to them, are swept and rebuilt)."""
+        with self.writing() as con:
+            for (name,) in con.execute(
+                    "SELECT name FROM kinsight.collections WHERE uid IS NULL").fetchall():
+                con.execute("UPDATE kinsight.collections SET uid = ? WHERE name = ?",
+                            [_new_uid(), name])
+
+    def _sweep_index_folders(self) -> None:
+        """Remove index folders that belong to no collection of the catalog."""
+        root = None if self.path is None else self.path / "indexes"
+        if root is None or not root.is_dir():
+            return
+        rows = self.cursor().execute("SELECT name, uid FROM kinsight.collections").fetchall()
+        live = {f"{name}.{uid}" for name, uid in rows}
+        for folder in root.iterdir():
+            if folder.name not in live:
+                log.info("removing %s: derived files of no collection (a dropped one)", folder)
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                else:
+                    folder.unlink(missing_ok=True)
 
     def _missing(self, name: str) -> str:
         known = self.list_collections()
@@ -280,3 +361,7 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path) if self.path else ':memory:'!r}, read_only={self.read_only})"
+
+
+def _new_uid() -> str:
+    return secrets.token_hex(8)

@@ -53,6 +53,7 @@ class IndexState:
     metric: str
     dim: int
     fingerprint: str
+    collection_uid: str = ""  # which collection it was built from ("": a file from before uids)
 
 
 class VectorIndex:
@@ -62,13 +63,15 @@ class VectorIndex:
     shape ``(nq, k)``, with ``seq == -1`` where fewer than ``k`` vectors qualified.
     """
 
-    def __init__(self, spec: IndexSpec, dim: int, metric: str, fingerprint: str) -> None:
+    def __init__(self, spec: IndexSpec, dim: int, metric: str, fingerprint: str,
+                 collection_uid: str = "") -> None:
         if metric not in _METRICS:
             raise InvalidInputError(f"unknown metric {metric!r}; use one of {sorted(_METRICS)}")
         self.spec = spec
         self.dim = dim
         self.metric = metric
         self.fingerprint = fingerprint
+        self.collection_uid = collection_uid
         factory = "IDMap2,Flat" if spec.is_exact else spec.factory
         self.index = faiss.index_factory(dim, factory, _METRICS[metric])
         self.generation = 0
@@ -173,7 +176,7 @@ class VectorIndex:
     # -- persistence ------------------------------------------------------------------------
     def state(self) -> IndexState:
         return IndexState(self.generation, self.max_seq, self.spec.factory, self.spec.nprobe,
-                          self.metric, self.dim, self.fingerprint)
+                          self.metric, self.dim, self.fingerprint, self.collection_uid)
 
     def save(self, path: Path) -> None:
         """Write index and state to one file, atomically (a crash leaves the old file whole)."""
@@ -203,7 +206,7 @@ class VectorIndex:
             log.warning("index file %s is unreadable (%s); it will be rebuilt", path, e)
             return None
         loaded = cls(IndexSpec(state.factory, state.nprobe, spec.gpu), state.dim, state.metric,
-                     state.fingerprint)
+                     state.fingerprint, state.collection_uid)
         loaded.index = index
         loaded.generation = state.generation
         loaded.max_seq = state.max_seq

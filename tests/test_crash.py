@@ -71,3 +71,41 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path):
                 vectors = docs.item_vectors("text", probe)
                 assert np.isfinite(vectors).all()
     assert len(acked) > 50, "the child never got going; kills came too early"
+
+
+DROP_CHILD = Path(__file__).with_name("drop_child.py")
+
+
+def test_drop_killed_at_random_points_leaves_no_half_state(tmp_path):
+    """A drop is one operation: after a SIGKILL anywhere, the collection is either whole (its
+    items, and indexes that answer with them alone) or gone with every derived file."""
+    rng = random.Random(99)
+    start_round = 0
+    for attempt in range(KILLS):
+        child = subprocess.Popen([sys.executable, str(DROP_CHILD), str(tmp_path),
+                                  str(start_round)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = child.stdout.readline() if child.stdout and attempt % 2 else ""
+        time.sleep(rng.uniform(0.0, 1.0) if attempt % 2 else rng.uniform(0.5, 3.0))
+        child.send_signal(signal.SIGKILL)
+        rest, errors = child.communicate(timeout=60)
+        assert "Traceback" not in errors, errors
+        rounds = [int(line.split()[1]) for line in (first + rest).splitlines()]
+        start_round = (max(rounds) + 1) if rounds else start_round
+        with Store(tmp_path) as store:
+            folders = sorted(p.name for p in (tmp_path / "indexes").iterdir()) \
+                if (tmp_path / "indexes").exists() else []
+            if "notes" not in store.list_collections():
+                assert folders == [], f"kill {attempt}: index files outlived the drop: {folders}"
+                continue
+            notes = store.collection("notes")
+            items = {item.id for item in notes.get([f"r{r}-{i}" for r in range(start_round + 1)
+                                                    for i in range(30)])}
+            assert len({i.split("-")[0] for i in items}) <= 1, f"kill {attempt}: two lives mixed"
+            assert len(folders) <= 1, f"kill {attempt}: folders {folders}"
+            if not notes.spaces():  # killed between creating the collection and its space
+                assert not items
+                continue
+            for mode in ("dense", "bm25", "hybrid"):
+                found = {h.id for h in notes.search("common words", k=30, mode=mode)}
+                assert found <= items, f"kill {attempt}, {mode}: {sorted(found - items)[:5]}"

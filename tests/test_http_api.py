@@ -417,7 +417,7 @@ def test_real_uvicorn_server(tmp_path):
     assert "Application shutdown complete" in log.read_text()
     with Store(store_dir) as store:  # the server released the write lock and kept everything
         assert store.collection("docs").count() == len(DOCS)
-        assert any((store_dir / "indexes" / "docs").iterdir())
+        assert any(store.collection("docs").index_folder.iterdir())
 
 
 def test_long_items_are_chunked_and_scores_aggregate(docs):

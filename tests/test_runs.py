@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pyarrow as pa
 import pytest
 
@@ -61,3 +63,11 @@ def test_dropping_a_collection_drops_its_runs(tmp_path):
         store.drop_collection("docs")
         coll = store.create_collection("docs")
         assert list_runs(coll) == []
+
+
+def test_run_times_carry_their_utc_offset(filled):
+    saved = save_run(filled, "cluster", {}, {"assignments": pa.table({"id": ["d1"]})})
+    [listed] = list_runs(filled)
+    for when in (saved.created_at, listed.created_at):
+        assert when.utcoffset() == timedelta(0), when
+    assert listed.created_at == saved.created_at.replace(microsecond=listed.created_at.microsecond)

@@ -1,0 +1,22 @@
+"""Child process for test_crash.py's drop test: creates a collection, fills and indexes it, drops
+it, and again, printing ``MADE <round>`` and ``DROPPED <round>``; the parent SIGKILLs it anywhere."""
+
+from __future__ import annotations
+
+import sys
+
+from kinsight.engine import Store
+from kinsight.indexers import IngestOptions, ingest_records
+from kinsight.indexers.records import Record
+
+store_path, start_round = sys.argv[1], int(sys.argv[2])
+options = IngestOptions(collection="notes", encoder="fake:dim=32", batch_size=10)
+
+with Store(store_path) as store:
+    for round_ in range(start_round, start_round + 1000):
+        records = [Record(id=f"r{round_}-{i}", fields={"text": f"common words round{round_} {i}"},
+                          source="gen", line=i) for i in range(30)]
+        ingest_records(store, records, options, progress=False)  # refreshes and saves indexes
+        print("MADE", round_, flush=True)
+        store.drop_collection("notes")
+        print("DROPPED", round_, flush=True)
