@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
@@ -162,3 +163,23 @@ def test_names_that_differ_only_in_case_are_refused(store: Store) -> None:
     store.create_collection("docs")
     with pytest.raises(AlreadyExistsError, match="only in case"):
         store.create_collection("Docs")
+
+
+def test_a_store_made_before_uids_gets_them_and_rebuilds_its_indexes(tmp_path: Path) -> None:
+    with Store(tmp_path) as store:
+        ingest_records(store, records("x", 30, "legacy words"), OPTIONS, progress=False)
+        folder = store.collection("notes").index_folder
+    con = duckdb.connect(str(tmp_path / "store.duckdb"))
+    con.execute("ALTER TABLE kinsight.collections DROP COLUMN uid")
+    con.close()
+    assert folder is not None
+    legacy = tmp_path / "indexes" / "notes"
+    folder.rename(legacy)  # where indexes lived before uids
+    with Store(tmp_path, read_only=True) as store:  # read-only: used as they are
+        assert store.collection("notes").index_folder == legacy
+        assert {h.id for h in store.collection("notes").search("legacy words", k=5, mode="bm25")}
+    with Store(tmp_path) as store:  # writable: a uid is given, the untied files swept
+        notes = store.collection("notes")
+        assert notes.uid and not legacy.exists()
+        for mode in MODES:
+            assert len(notes.search("legacy words", k=30, mode=mode)) == 30
