@@ -17,19 +17,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from .errors import NotFoundError
 from .index_policy import IndexSpec, choose_index
-from .schema import quote
 from .spaces import VectorSpace
+from .storage import CollectionTables
 from .vector_index import VectorIndex, gpu_count
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = ["ChunkMap", "ChunkRow", "IndexKeeper", "ReadWriteLock"]
 
@@ -105,11 +101,15 @@ class ChunkMap:
 
 
 class IndexKeeper:
-    """Owns the FAISS index of one space of one collection, and its chunk map."""
+    """Owns the FAISS index of one space of one collection, and its chunk map; its file lives
+    in ``folder`` (None: in memory only); ``memory_budget`` (bytes) caps it (see index_policy)."""
 
-    def __init__(self, collection: Collection, space: VectorSpace) -> None:
-        self.collection = collection
+    def __init__(self, tables: CollectionTables, space: VectorSpace, folder: Path | None,
+                 memory_budget: int | None = None) -> None:
+        self.tables = tables
         self.space = space
+        self.folder = folder
+        self.memory_budget = memory_budget
         self._index: VectorIndex | None = None
         self._saved_generation = -1
         self._lock = ReadWriteLock()
@@ -119,11 +119,10 @@ class IndexKeeper:
 
     @property
     def path(self) -> Path | None:
-        folder = self.collection.index_folder
-        return None if folder is None else folder / f"{self.space.name}.faiss"
+        return None if self.folder is None else self.folder / f"{self.space.name}.faiss"
 
     def policy(self, n: int) -> IndexSpec:
-        return choose_index(n, self.space.dim, memory_budget=self.collection.store.memory_budget,
+        return choose_index(n, self.space.dim, memory_budget=self.memory_budget,
                             recall_target=self.space.recall_target,
                             gpu_available=gpu_count() > 0)
 
@@ -140,10 +139,7 @@ class IndexKeeper:
         with self._chunks_lock:
             wanted = int(seqs.max()) if len(seqs) else 0
             if wanted > self._chunks.max_seq:
-                table = f"{quote(self.collection.name)}.{quote(self.space.table)}"
-                self._chunks.extend(self.collection.store.cursor().sql(
-                    f"SELECT seq, id, chunk, start_char, end_char FROM {table} WHERE seq > ? "
-                    "ORDER BY seq", params=[self._chunks.max_seq]).to_arrow_table())
+                self._chunks.extend(self.tables.chunk_rows(self.space.name, self._chunks.max_seq))
             return self._chunks.lookup(seqs)
 
     def refresh(self) -> None:
@@ -151,7 +147,7 @@ class IndexKeeper:
         index = self._catch_up()
         if self.policy(index.ntotal).factory != index.spec.factory:
             log.info("%s/%s: %d vectors now call for %s instead of %s; rebuilding",
-                     self.collection.name, self.space.name, index.ntotal,
+                     self.tables.name, self.space.name, index.ntotal,
                      self.policy(index.ntotal).factory, index.spec.factory)
             rebuilt = self._build()
             with self._lock.writing():
@@ -162,26 +158,24 @@ class IndexKeeper:
         index, path = self._index, self.path
         if index is None or path is None or index.generation == self._saved_generation:
             return
-        if self.collection.store.read_only or not self.collection.exists():
+        if self.tables.db.read_only or not self.tables.exists():
             return  # a dropped collection's files would only be swept again
         with self._lock.reading():
             index.save(path)
         self._saved_generation = index.generation
-        with self.collection.store.writing() as con:
-            con.execute(f"DELETE FROM {quote(self.collection.name)}.deleted "
-                        "WHERE space = ? AND generation <= ?", [self.space.name, index.generation])
+        self.tables.forget_deletions(self.space.name, index.generation)
 
     # -- catching up ------------------------------------------------------------------------
     def _catch_up(self) -> VectorIndex:
         """The index, loaded or built if need be, caught up with the store's generation."""
         with self._update_lock:
-            generation = self.collection.generation()
+            generation = self.tables.generation()
             index = self._index if self._index is not None else self._load()
             if index is None:
                 index = self._build()
             elif index.generation != generation and not self._apply_changes(index):
                 log.warning("%s/%s: index disagrees with the store; rebuilding",
-                            self.collection.name, self.space.name)
+                            self.tables.name, self.space.name)
                 index = self._build()
             if index is not self._index:
                 with self._lock.writing():
@@ -195,9 +189,9 @@ class IndexKeeper:
         index = VectorIndex.load(path, self.policy(0))
         if index is None:
             return None
-        if index.collection_uid != self.collection.uid:
+        if index.collection_uid != self.tables.uid:
             log.warning("%s: built from another collection named %r (a dropped one); rebuilding",
-                        path, self.collection.name)
+                        path, self.tables.name)
             return None
         if index.fingerprint != self.space.encoder.fingerprint \
                 or index.dim != self.space.dim or index.metric != self.space.metric:
@@ -207,58 +201,41 @@ class IndexKeeper:
 
     def _apply_changes(self, index: VectorIndex) -> bool:
         """Bring ``index`` to the store's state in place; False if it cannot be trusted."""
-        cur = self.collection.store.cursor()
-        schema = quote(self.collection.name)
-        cur.begin()  # one snapshot: the generation, the deletions and the additions agree
-        try:
-            # fetchall, not fetchone: DuckDB refuses new work on a cursor with a result open.
-            uid, generation = self.collection.store.version_in(cur, self.collection.name)
-            if uid != self.collection.uid:
-                raise NotFoundError(f"collection {self.collection.name!r} was dropped while it "
-                                    "was being searched; open it again with store.collection")
+        name = self.space.name
+        # One snapshot: the generation, the deletions and the additions agree.
+        with self.tables.snapshot() as cur:
+            uid, generation = self.tables.db.version_in(cur, self.tables.name)
+            if uid != self.tables.uid:
+                raise NotFoundError(f"collection {self.tables.name!r} was dropped while it was "
+                                    "being searched; open it again with store.collection")
             if generation < index.generation:
                 return False  # the index is ahead of the database: never trust it
-            deleted = cur.execute(
-                f"SELECT seq FROM {schema}.deleted WHERE space = ? AND generation > ? "
-                "AND seq <= ?", [self.space.name, index.generation, index.max_seq]).fetchnumpy()
-            stored = cur.execute(f"SELECT count(*) FROM {schema}.{quote(self.space.table)}"
-                                 ).fetchall()[0][0]
-            blocks = list(self.collection.vector_blocks(self.space.name, after_seq=index.max_seq,
-                                                        cursor=cur))
-        finally:
-            cur.commit()
+            deleted = self.tables.deleted_seqs(cur, name, index.generation, index.max_seq)
+            stored = self.tables.count_vectors(name, cursor=cur)
+            blocks = list(self.tables.vector_blocks(name, after_seq=index.max_seq, cursor=cur))
         with self._lock.writing():
-            index.remove(np.asarray(deleted["seq"], dtype=np.int64))
+            index.remove(deleted)
             for seqs, vectors, _ in blocks:
                 index.add(seqs, vectors)
             index.generation = int(generation)
         return index.ntotal == stored
 
     def _build(self) -> VectorIndex:
-        store = self.collection.store
-        generation = self.collection.generation()
-        n = self.collection.count_vectors(self.space.name)
+        generation = self.tables.generation()
+        n = self.tables.count_vectors(self.space.name)
         spec = self.policy(n)
         index = VectorIndex(spec, self.space.dim, self.space.metric,
-                            self.space.encoder.fingerprint, self.collection.uid)
+                            self.space.encoder.fingerprint, self.tables.uid)
         if index.needs_training:
-            index.train(self._training_sample(max(TRAINING_MINIMUM,
-                                                  TRAINING_PER_LIST * spec.nlist)))
-        for seqs, vectors, _ in self.collection.vector_blocks(self.space.name):
+            index.train(self.tables.vector_sample(
+                self.space.name, max(TRAINING_MINIMUM, TRAINING_PER_LIST * spec.nlist)))
+        for seqs, vectors, _ in self.tables.vector_blocks(self.space.name):
             index.add(seqs, vectors)
         index.generation = generation
-        if not store.read_only:  # the catalog says which index a space has (no generation bump)
-            with store.writing() as con:
-                con.execute("UPDATE kinsight.spaces SET index_spec = ? WHERE collection = ? "
-                            "AND name = ?", [spec.factory, self.collection.name, self.space.name])
-            self.collection.forget_schema()
+        if not self.tables.db.read_only:  # the catalog says which index a space has
+            self.tables.db.set_index_spec(self.tables.name, self.space.name, spec.factory)
+            self.tables.forget_schema()
         log.info("built %s index for %s/%s over %d vectors (%s)", spec.factory,
-                 self.collection.name, self.space.name, index.ntotal, spec.reason)
+                 self.tables.name, self.space.name, index.ntotal, spec.reason)
         return index
 
-    def _training_sample(self, size: int) -> np.ndarray:
-        table = f"{quote(self.collection.name)}.{quote(self.space.table)}"
-        arrow = self.collection.store.cursor().sql(
-            f"SELECT vec FROM {table} USING SAMPLE {int(size)} ROWS").to_arrow_table()
-        column = arrow.column("vec").combine_chunks()
-        return column.values.to_numpy(zero_copy_only=False).reshape(-1, self.space.dim)

@@ -16,12 +16,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from .errors import InvalidInputError
-from .schema import quote
+from .storage import InteractionTable
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -89,28 +89,17 @@ def add_interactions(collection: Collection, interactions: Iterable[Interaction]
         "weight": pa.array([r.weight for r in rows], pa.float64()),
         "ts": pa.array([r.timestamp for r in rows], pa.timestamp("us")),
     })
-    target = _table(collection)
-    with collection.store.writing() as con:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {target} (user_id VARCHAR NOT NULL, "
-                    "item_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, weight DOUBLE NOT NULL, "
-                    "ts TIMESTAMP NOT NULL)")
-        con.register("_new_interactions", table)
-        con.execute(f"INSERT INTO {target} SELECT * FROM _new_interactions")
-        con.unregister("_new_interactions")
+    InteractionTable(collection.tables).append(table)
     return len(rows)
 
 
 def count_interactions(collection: Collection) -> int:
-    if not _exists(collection):
-        return 0
-    return int(collection.store.scalar(f"SELECT count(*) FROM {_table(collection)}"))
+    return InteractionTable(collection.tables).count()
 
 
 def count_users(collection: Collection) -> int:
     """How many users have interactions (``user_profiles`` of every user gives this many)."""
-    if not _exists(collection):
-        return 0
-    return int(collection.store.scalar(f"SELECT count(DISTINCT user_id) FROM {_table(collection)}"))
+    return InteractionTable(collection.tables).count_users()
 
 
 def user_profiles(collection: Collection, users: Sequence[str] | None = None,
@@ -118,23 +107,10 @@ def user_profiles(collection: Collection, users: Sequence[str] | None = None,
     """Profiles of the given users (all users with ``None``); a user with no interactions gets
     none: the caller says so."""
     policy = policy or ProfilePolicy()
-    if not _exists(collection):
-        return {}
     now = _utc_naive(policy.now) if policy.now else datetime.now(timezone.utc).replace(tzinfo=None)
-    decay = ("1.0" if policy.half_life_days is None else
-             "pow(0.5, greatest(epoch(?::TIMESTAMP) - epoch(ts), 0) / ?)")
-    params: list[Any] = [] if policy.half_life_days is None else [now, policy.half_life_days * 86400]
-    kinds = pa.table({"kind": list(policy.kind_weights),
-                      "kind_weight": [float(w) for w in policy.kind_weights.values()]})
-    cur = collection.store.cursor()
-    cur.register("_kind_weights", kinds)
-    sql = (f"SELECT user_id, item_id, sum(coalesce(k.kind_weight, 1.0) * i.weight * {decay}) "
-           f"FROM {_table(collection)} i LEFT JOIN _kind_weights k USING (kind)")
-    if users is not None:
-        cur.register("_users", pa.table({"user_id": pa.array(list(users), pa.string())}))
-        sql += " WHERE user_id IN (SELECT user_id FROM _users)"
-    rows = cur.execute(sql + " GROUP BY user_id, item_id ORDER BY user_id, item_id",
-                       params).fetchall()
+    rows = InteractionTable(collection.tables).weighted_totals(
+        {kind: float(w) for kind, w in policy.kind_weights.items()}, now,
+        None if policy.half_life_days is None else policy.half_life_days * 86400, users)
     profiles: dict[str, tuple[dict[str, float], dict[str, float], set[str]]] = {}
     for user, item, total in rows:
         positive, negative, seen = profiles.setdefault(user, ({}, {}, set()))
@@ -170,13 +146,3 @@ def _checked(interaction: Interaction, position: int) -> Interaction:
 def _utc_naive(stamp: datetime) -> datetime:
     """DuckDB TIMESTAMP is naive: store UTC; a naive input is taken as UTC already."""
     return stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp
-
-
-def _table(collection: Collection) -> str:
-    return f"{quote(collection.name)}.interactions"
-
-
-def _exists(collection: Collection) -> bool:
-    return bool(collection.store.scalar(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = "
-        "'interactions'", [collection.name]))

@@ -14,17 +14,13 @@ import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import bm25s
 import numpy as np
 import Stemmer
 
-from .schema import quote
 from .spaces import VectorSpace
-
-if TYPE_CHECKING:
-    from .collection import Collection
+from .storage import CollectionTables
 
 __all__ = ["SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper", "tokenize"]
 
@@ -87,9 +83,10 @@ class LexicalKeeper:
     ``current`` says whether what it returns is stale, so callers can drop deleted items.
     """
 
-    def __init__(self, collection: Collection, space: VectorSpace) -> None:
-        self.collection = collection
+    def __init__(self, tables: CollectionTables, space: VectorSpace, folder: Path | None) -> None:
+        self.tables = tables
         self.space = space
+        self.folder = None if folder is None else folder / f"{space.name}.bm25"
         self._index: LexicalIndex | None = None
         self._saved_generation = -1
         self._lock = threading.Lock()
@@ -98,7 +95,7 @@ class LexicalKeeper:
     def current(self) -> tuple[LexicalIndex, bool]:
         """The index and whether it is fresh (False: a rebuild is under way in the background)."""
         with self._lock:
-            generation = self.collection.generation()
+            generation = self.tables.generation()
             if self._index is None:
                 self._index = self._load(generation)
             if self._index is None:
@@ -111,7 +108,7 @@ class LexicalKeeper:
             if self._rebuild is None or not self._rebuild.is_alive():
                 self._rebuild = threading.Thread(target=self._rebuild_in_background,
                                                  args=(generation,), daemon=True,
-                                                 name=f"bm25-{self.collection.name}")
+                                                 name=f"bm25-{self.tables.name}")
                 self._rebuild.start()
             return self._index, False
 
@@ -125,36 +122,28 @@ class LexicalKeeper:
         try:
             rebuilt = self._build(generation)
         except Exception:  # a failed rebuild must not kill searches: they keep the old index
-            log.exception("background BM25 rebuild of %s/%s failed", self.collection.name,
+            log.exception("background BM25 rebuild of %s/%s failed", self.tables.name,
                           self.space.name)
             return
         with self._lock:
             if self._index is None or rebuilt.generation > self._index.generation:
                 self._index = rebuilt
 
-    def _folder(self) -> Path | None:
-        folder = self.collection.index_folder
-        return None if folder is None else folder / f"{self.space.name}.bm25"
-
     def _build(self, generation: int) -> LexicalIndex:
-        fields = [f for f in self.space.source_fields if f in self.collection.fields()]
-        text = " || ' ' || ".join(f"coalesce(CAST({quote(f)} AS VARCHAR), '')" for f in fields)
-        rows = self.collection.store.cursor().execute(
-            f"SELECT id, {text or chr(39) * 2} FROM {quote(self.collection.name)}.items "
-            "ORDER BY id").fetchall()
-        log.info("building BM25 index of %s/%s over %d items", self.collection.name,
+        rows = self.tables.texts(self.space.source_fields)
+        log.info("building BM25 index of %s/%s over %d items", self.tables.name,
                  self.space.name, len(rows))
         return LexicalIndex.build([r[0] for r in rows], (r[1] for r in rows), generation)
 
     def _load(self, generation: int) -> LexicalIndex | None:
-        folder = self._folder()
+        folder = self.folder
         if folder is None or not (folder / "kinsight.json").exists():
             return None
         try:
             state = json.loads((folder / "kinsight.json").read_text())
-            if state.get("collection_uid", "") != self.collection.uid:
+            if state.get("collection_uid", "") != self.tables.uid:
                 log.warning("%s: built from another collection named %r (a dropped one); "
-                            "rebuilding", folder, self.collection.name)
+                            "rebuilding", folder, self.tables.name)
                 return None
             if state["generation"] != generation:
                 return None
@@ -166,17 +155,17 @@ class LexicalKeeper:
         return index
 
     def save(self) -> None:
-        folder, index = self._folder(), self._index
+        folder, index = self.folder, self._index
         if folder is None or index is None or not index.ids \
-                or index.generation == self._saved_generation or self.collection.store.read_only \
-                or not self.collection.exists():  # a dropped collection's files: swept anyway
+                or index.generation == self._saved_generation or self.tables.db.read_only \
+                or not self.tables.exists():  # a dropped collection's files: swept anyway
             return
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         index.bm25.save(str(tmp), show_progress=False)
         # The state file goes last: a folder without it is ignored and rebuilt.
         (tmp / "kinsight.json").write_text(json.dumps(
-            {"generation": index.generation, "collection_uid": self.collection.uid,
+            {"generation": index.generation, "collection_uid": self.tables.uid,
              "ids": index.ids}))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)

@@ -27,7 +27,6 @@ import pyarrow as pa
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .runs import save_run
-from .schema import quote
 from .vectors import item_matrix
 
 if TYPE_CHECKING:
@@ -185,11 +184,9 @@ def _labels(collection: Collection, label_field: str, where: FilterInput) -> dic
     if fields[label_field].endswith("[]"):
         raise InvalidInputError(f"field {label_field!r} holds lists ({fields[label_field]}); a "
                                 "probe needs one label per item")
-    rows = collection.store.cursor().execute(
-        f"SELECT id, CAST({quote(label_field)} AS VARCHAR) FROM {quote(collection.name)}.items"
-    ).fetchall()
-    selected = None if where is None else set(collection.ids_matching(where))
-    return {i: label for i, label in rows if selected is None or i in selected}
+    ids = collection.ids_matching(where)
+    return dict(zip(ids, collection.tables.field_values(label_field, ids, as_text=True),
+                    strict=True))
 
 
 def _predictions_table(train_ids: np.ndarray, y: np.ndarray, predicted: np.ndarray,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from .errors import InvalidInputError, NotFoundError
-from .schema import quote
+from .storage import RunTables
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -64,31 +64,20 @@ def save_run(
         summary_json = json.dumps(dict(summary or {}), sort_keys=True, default=str)
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"run parameters of {operation!r} are not JSON: {e}") from e
-    with collection.store.writing() as con:
-        for name, table in tables.items():
-            _append(con, collection, f"{operation}_{name}", run_id, table)
-        con.execute("INSERT INTO kinsight.runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, collection.name, operation, params_json, summary_json,
-                     list(tables), created.replace(tzinfo=None)])  # stored as naive UTC
+    results = RunTables(collection.tables)
+    results.save([run_id, collection.name, operation, params_json, summary_json, list(tables),
+                  created.replace(tzinfo=None)],  # stored as naive UTC
+                 {f"{operation}_{name}": table for name, table in tables.items()})
     return RunInfo(run_id, collection.name, operation, dict(params), dict(summary or {}),
-                   list(tables), created, _qualified(collection, operation, list(tables)))
+                   list(tables), created, _qualified(results, operation, list(tables)))
 
 
 def list_runs(collection: Collection, operation: str | None = None) -> list[RunInfo]:
     """The collection's runs, newest first (optionally of one operation)."""
-    sql = ("SELECT run_id, collection, operation, params, summary, tables, created_at "
-           "FROM kinsight.runs WHERE collection = ?")
-    params: list[Any] = [collection.name]
-    if operation is not None:
-        sql += " AND operation = ?"
-        params.append(operation)
-    if not _catalog_exists(collection):
-        return []
-    rows = collection.store.cursor().execute(sql + " ORDER BY created_at DESC, run_id DESC",
-                                             params).fetchall()
+    results = RunTables(collection.tables)
     return [RunInfo(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), list(r[5]),
-                    r[6].replace(tzinfo=timezone.utc), _qualified(collection, r[2], list(r[5])))
-            for r in rows]
+                    r[6].replace(tzinfo=timezone.utc), _qualified(results, r[2], list(r[5])))
+            for r in collection.store.db.run_rows(collection.name, operation)]
 
 
 def get_run(collection: Collection, run_id: str) -> RunInfo:
@@ -105,41 +94,8 @@ def read_run_table(collection: Collection, run_id: str, table: str) -> pa.Table:
     if table not in run.tables:
         raise NotFoundError(f"run {run_id!r} has no table {table!r}; it has "
                             f"{', '.join(run.tables) or 'none'}")
-    return collection.store.cursor().sql(
-        f"SELECT * EXCLUDE (run_id) FROM {run.table_names[table]} WHERE run_id = ? "
-        "ORDER BY _row", params=[run_id]).to_arrow_table().drop_columns(["_row"])
+    return RunTables(collection.tables).read(f"{run.operation}_{table}", run_id)
 
 
-def _append(con: Any, collection: Collection, table_name: str, run_id: str,
-            table: pa.Table) -> None:
-    target = f"{quote(collection.name)}.{quote(table_name)}"
-    # _row keeps the order the operation wrote (ranked results stay ranked when read back).
-    con.register("_run_rows", table.append_column("_row", pa.array(range(table.num_rows),
-                                                                   pa.int64())))
-    try:
-        existing = {r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-            [collection.name, table_name]).fetchall()}
-        if not existing:
-            con.execute(f"CREATE TABLE {target} AS SELECT ?::VARCHAR AS run_id, * "
-                        "FROM _run_rows LIMIT 0", [run_id])
-        else:
-            for name, kind in con.execute("SELECT column_name, column_type FROM "
-                                          "(DESCRIBE SELECT * FROM _run_rows)").fetchall():
-                if name not in existing:
-                    con.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {kind}")
-        con.execute(f"INSERT INTO {target} BY NAME SELECT ?::VARCHAR AS run_id, * FROM _run_rows",
-                    [run_id])
-    finally:
-        con.unregister("_run_rows")
-
-
-def _qualified(collection: Collection, operation: str, tables: list[str]) -> dict[str, str]:
-    return {t: f"{quote(collection.name)}.{quote(f'{operation}_{t}')}" for t in tables}
-
-
-def _catalog_exists(collection: Collection) -> bool:
-    """False in a read-only store made before runs existed."""
-    return bool(collection.store.scalar(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'kinsight' "
-        "AND table_name = 'runs'"))
+def _qualified(results: RunTables, operation: str, tables: list[str]) -> dict[str, str]:
+    return {t: results.qualified(f"{operation}_{t}") for t in tables}

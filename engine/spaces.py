@@ -36,10 +36,6 @@ class VectorSpace:
     def dim(self) -> int:
         return self.encoder.dim
 
-    @property
-    def table(self) -> str:
-        return f"vectors_{self.name}"
-
     def check_encoder(self, other: EncoderInfo) -> None:
         """Refuse vectors or queries from another model than the one that built this space."""
         if other.fingerprint != self.encoder.fingerprint or other.dim != self.encoder.dim:

@@ -66,3 +66,44 @@ def test_exported_members_exist_and_are_listed(package):
     assert len(exported) == len(set(exported))
     for name in exported:
         assert hasattr(module, name), f"{package}.__all__ lists missing {name}"
+
+
+# The engine's floors (DESIGN.md): vocabulary modules every floor may use, then storage, then the
+# indexes; a floor imports nothing from the floors above it.
+VOCABULARY = {"errors", "schema", "encoders", "spaces", "filters"}
+FLOORS = {
+    "storage": VOCABULARY | {"storage"},
+    "indexes": VOCABULARY | {"storage", "index_policy", "vector_index", "index_sync", "lexical"},
+}
+FLOOR_MODULES = {
+    "storage": sorted((ROOT / "engine" / "storage").glob("*.py")),
+    "indexes": [ROOT / "engine" / f"{m}.py" for m in
+                ("index_policy", "vector_index", "index_sync", "lexical")],
+}
+
+
+def engine_imports(path: Path) -> set[str]:
+    """The engine modules (first name under ``kinsight.engine``) that a file imports."""
+    package = ["kinsight", *path.relative_to(ROOT).with_suffix("").parts[:-1]]
+    package[1] = "engine"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            names = [".".join([*base, node.module] if node.module else base)]
+        for name in names:
+            parts = name.split(".")
+            if parts[:2] == ["kinsight", "engine"] and len(parts) > 2:
+                found.add(parts[2])
+    return found
+
+
+@pytest.mark.parametrize("floor", sorted(FLOORS))
+def test_an_engine_floor_imports_nothing_above_it(floor):
+    offenders = [f"{path.relative_to(ROOT)} imports engine.{module}"
+                 for path in FLOOR_MODULES[floor] for module in engine_imports(path)
+                 if module not in FLOORS[floor]]
+    assert not offenders, "\n".join(offenders)

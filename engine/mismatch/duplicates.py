@@ -28,7 +28,6 @@ import pyarrow as pa
 from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
 from ..runs import save_run
-from ..schema import quote
 from ._items import selected_unit_vectors
 
 if TYPE_CHECKING:
@@ -159,15 +158,8 @@ def _codes(values: list[str]) -> np.ndarray:
 
 def _content_hashes(collection: Collection, ids: list[str]) -> list[str | None]:
     """The ``_hash`` of each item, in the order of ``ids`` (None for items written without one)."""
-    cur = collection.store.cursor()
-    cur.register("_wanted", pa.table({"id": pa.array(ids, pa.string()),
-                                      "pos": pa.array(range(len(ids)), pa.int64())}))
-    rows = cur.execute(f"SELECT w.pos, i._hash FROM _wanted w JOIN {quote(collection.name)}.items i "
-                       "USING (id)").fetchall()
-    hashes: list[str | None] = [None] * len(ids)
-    for pos, value in rows:
-        hashes[pos] = value
-    return hashes
+    found = collection.content_hashes(ids)
+    return [found.get(i) for i in ids]
 
 
 def _tables(groups: list[DuplicateGroup]) -> dict[str, pa.Table]:

@@ -1,0 +1,23 @@
+"""The storage floor: the DuckDB database of a store, and each collection's tables.
+
+Everything above it (indexes, operations, the ``Collection`` facade) reads and writes through
+these classes; no SQL on a collection's tables is written anywhere else.
+"""
+
+from __future__ import annotations
+
+from .database import DATABASE_FILE, Database, duckdb_errors
+from .side_tables import InteractionTable, RunTables
+from .tables import VECTOR_BLOCK, CollectionTables, NewItem, NewVectors
+
+__all__ = [
+    "DATABASE_FILE",
+    "VECTOR_BLOCK",
+    "CollectionTables",
+    "Database",
+    "InteractionTable",
+    "NewItem",
+    "NewVectors",
+    "RunTables",
+    "duckdb_errors",
+]
