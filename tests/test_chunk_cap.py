@@ -1,14 +1,19 @@
 """The per-item chunk cap, end to end: a 2 MB text is encoded as its first chunks only, reported
-with what was kept, kept whole in its fields (BM25 finds its end)."""
+with what was kept, kept whole in its fields (BM25 finds its end), and the cap reaches the
+pipeline from Python and the command line."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from kinsight.api.cli import app
 from kinsight.engine import EncoderInfo, Store, load_encoder
 from kinsight.engine.encoders import Role
 from kinsight.indexers.chunking import DEFAULT_MAX_CHUNKS, count_chunks, words_per_chunk
@@ -123,4 +128,25 @@ def test_a_text_only_multi_space_ingest_caps_each_space(text: str) -> None:
         assert (coll.count_vectors("body"), coll.count_vectors("title")) == (3, 1)
         assert [(c.id, c.space, c.kept) for c in report.cut] == [("big-doc", "body", 3)]
         assert coll.get(["big-doc"])[0].fields["text"] == text
+
+
+def test_cli_max_chunks_reaches_the_cap(tmp_path: Path) -> None:
+    long_text = " ".join(f"w{i}" for i in range(2_000))
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"id": "long", "text": long_text}) + "\n"
+                    + json.dumps({"id": "short", "text": "a short note"}) + "\n")
+    runner = CliRunner()
+    common = ["ingest", str(path), "--encoder", SPEC, "--store", str(tmp_path / "store")]
+    result = runner.invoke(app, [*common, "--max-chunks", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["chunks"] == 5
+    assert report["cut"] == [{"id": "long", "space": "text", "kept": 4, "total": 69, "start": 0,
+                              "end": len(" ".join(f"w{i}" for i in range(38 + 3 * 29))),
+                              "length": len(long_text)}]
+    result = runner.invoke(app, [*common, "--max-chunks", "2"])
+    assert result.exit_code == 0, result.output
+    assert "item 'long': 69 chunks, kept the first 2" in result.output
+    assert "raise --max-chunks to index more" in result.output
+    assert "--max-chunks" in runner.invoke(app, ["ingest", "--help"]).output
 
