@@ -1,6 +1,6 @@
 """The per-item chunk cap, end to end: a 2 MB text is encoded as its first chunks only, reported
 with what was kept, kept whole in its fields (BM25 finds its end), and the cap reaches the
-pipeline from Python and the command line."""
+pipeline from Python, the command line and the HTTP service."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from kinsight.api.cli import app
+from kinsight.api.http import Settings, create_app
 from kinsight.engine import EncoderInfo, Store, load_encoder
 from kinsight.engine.encoders import Role
 from kinsight.indexers.chunking import DEFAULT_MAX_CHUNKS, count_chunks, words_per_chunk
@@ -150,3 +152,23 @@ def test_cli_max_chunks_reaches_the_cap(tmp_path: Path) -> None:
     assert "raise --max-chunks to index more" in result.output
     assert "--max-chunks" in runner.invoke(app, ["ingest", "--help"]).output
 
+
+def test_http_setting_reaches_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KINSIGHT_MAX_CHUNKS_PER_ITEM", "3")
+    settings = Settings(encoder=SPEC, api_key=None)
+    assert settings.max_chunks_per_item == 3
+    assert Settings.model_fields["max_chunks_per_item"].default == DEFAULT_MAX_CHUNKS
+    long_text = " ".join(f"w{i}" for i in range(2_000))
+    items = [{"id": "long", "fields": {"text": long_text}},
+             {"id": "short", "fields": {"text": "a short note"}}]
+    with Store(":memory:") as store, TestClient(create_app(settings, store=store)) as client:
+        response = client.post("/collections/docs/items", json={"items": items})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["written"] == 2 and body["problems"] == []
+        [warning] = body["warnings"]
+        assert warning.startswith("item 'long': 69 chunks, kept the first 3 (characters 0-")
+        assert "KINSIGHT_MAX_CHUNKS_PER_ITEM" in warning
+        assert store.collection("docs").count_vectors("text") == 4
+        fields = client.get("/collections/docs/items/long").json()["fields"]
+        assert fields["text"] == long_text
