@@ -5,11 +5,12 @@ Encoders are not imported here (they pull torch); the engine finds them by entry
 
 from __future__ import annotations
 
-from .ingest import IngestOptions, IngestReport, SpaceSource, ingest_file, ingest_records
+from .ingest import CutItem, IngestOptions, IngestReport, SpaceSource, ingest_file, ingest_records
 from .readers import read_records
 from .records import Problem, Record, record_from_mapping
 
 __all__ = [
+    "CutItem",
     "IngestOptions",
     "IngestReport",
     "Problem",

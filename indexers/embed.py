@@ -2,7 +2,8 @@
 
 Stored items are chunked and encoded chunk by chunk, and analyses compare items by the mean of
 their chunks (``engine.item_vectors``); a new text gets the same treatment, so it is compared like
-for like with the stored items.
+for like with the stored items, and bounded the same way: at most the default chunk cap of
+chunks per text (an ingest given another cap is not known here).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from kinsight.engine import InvalidInputError, VectorSpace, load_encoder
 from kinsight.engine.vectors import normalise_for
 
-from .chunking import capped_overlap, chunk_text
+from .chunking import DEFAULT_MAX_CHUNKS, capped_overlap, chunk_text
 
 __all__ = ["encode_items"]
 
@@ -27,7 +28,8 @@ def encode_items(space: VectorSpace, texts: Sequence[str]) -> np.ndarray:
                                 "send vectors instead of texts")
     encoder = load_encoder(space.encoder.spec)
     space.check_encoder(encoder.info)
-    chunked = [chunk_text(t, space.chunk_words, capped_overlap(space.chunk_words)) for t in texts]
+    chunked = [chunk_text(t, space.chunk_words, capped_overlap(space.chunk_words),
+                          max_chunks=DEFAULT_MAX_CHUNKS) for t in texts]
     empty = [i for i, chunks in enumerate(chunked) if not chunks]
     if empty:
         raise InvalidInputError(f"text {empty[0] + 1} of {len(texts)} is empty; every new item "

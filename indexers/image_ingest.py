@@ -32,7 +32,7 @@ from tqdm import tqdm
 from kinsight.engine import Collection, Encoder, Item, Store, load_encoder
 from kinsight.engine.errors import InvalidInputError, NotFoundError
 
-from .chunking import Chunk
+from .chunking import Chunker
 from .devices import usable_cores
 from .image_encoders import TorchImageEncoder
 from .image_files import IMAGE_SUFFIXES, ImageFileError, open_image, thumbnail_bytes
@@ -41,6 +41,7 @@ from .ingest import (
     IngestReport,
     SpaceSource,
     digest,
+    note_cut,
     text_chunker,
     text_of,
     timed,
@@ -248,13 +249,13 @@ def ingest_spaces(store: Store, records: Iterable[Record | Problem], options: In
     sources = options.sources()
     encoders = {source.name: _encoder_for(source) for source in sources}
     collection = store.create_collection(options.collection, exist_ok=True)
-    chunkers: dict[str, Callable[[str], list[Chunk]]] = {}
+    chunkers: dict[str, Chunker] = {}
     image_spaces: list[_ImageSpace] = []
     for source in sources:
         encoder = encoders[source.name]
         if source.kind == "text":
             chunkers[source.name] = text_chunker(collection, source.name, encoder, source.fields,
-                                                 options.chunk_overlap)
+                                                 options)
             continue
         collection.ensure_space(source.name, encoder.info, source_fields=source.fields)
         torch_encoder = encoder if isinstance(encoder, TorchImageEncoder) else None
@@ -277,7 +278,8 @@ def ingest_spaces(store: Store, records: Iterable[Record | Problem], options: In
                 found.append(entry)
     report.read = len(found)
     with timed(report, "diff"):
-        changed, hashes = _changed(collection, found, options, encoders, image_root, report)
+        changed, hashes = _changed(collection, found, options, encoders, chunkers, image_root,
+                                   report)
     bar = tqdm(total=len(changed), desc=f"ingest {options.collection}", unit=" images",
                disable=not progress, dynamic_ncols=True)
     batches = iter(_loader(changed, image_spaces, image_root, options.batch_size, cuda))
@@ -316,10 +318,11 @@ def _encoder_for(source: SpaceSource) -> Encoder:
 
 
 def _changed(collection: Collection, records: list[Record], options: IngestOptions,
-             encoders: dict[str, Encoder], image_root: Path, report: IngestReport
-             ) -> tuple[list[Record], dict[str, str]]:
-    """The records whose content (fields, spaces, models, image files' size and time) differs
-    from what is stored; a record whose image file is missing becomes a problem here."""
+             encoders: dict[str, Encoder], chunkers: dict[str, Chunker], image_root: Path,
+             report: IngestReport) -> tuple[list[Record], dict[str, str]]:
+    """The records whose content (fields, spaces, models, image files' size and time, the chunk
+    cap where it cuts a text) differs from what is stored; a record whose image file is missing
+    becomes a problem here."""
     latest = {record.id: record for record in records}  # a repeated id: the last one wins
     sources = options.sources()
     spaces = [[s.name, s.kind, list(s.fields), encoders[s.name].info.fingerprint] for s in sources]
@@ -342,7 +345,12 @@ def _changed(collection: Collection, records: list[Record], options: IngestOptio
                 break
             stats.append([stat.st_size, stat.st_mtime_ns])
         else:
-            hashes[record.id] = digest([record.fields, spaces, stats, options.chunk_overlap])
+            parts = [record.fields, spaces, stats, options.chunk_overlap]
+            # Only an item the cap cuts has it in its hash, as in ingest.content_hash.
+            if any(chunker.cuts(text_of(record, s.fields)) for s in sources
+                   if (chunker := chunkers.get(s.name)) is not None):
+                parts.append({"max_chunks": options.max_chunks})
+            hashes[record.id] = digest(parts)
             kept.append(record)
     stored = collection.content_hashes(list(hashes))
     changed = [r for r in kept if stored.get(r.id) != hashes[r.id]]
@@ -351,7 +359,7 @@ def _changed(collection: Collection, records: list[Record], options: IngestOptio
 
 
 def _write_batch(collection: Collection, encoders: dict[str, Encoder],
-                 sources: Sequence[SpaceSource], chunkers: dict[str, Callable[[str], list[Chunk]]],
+                 sources: Sequence[SpaceSource], chunkers: dict[str, Chunker],
                  records: Sequence[Record], hashes: dict[str, str], batch: _Batch,
                  image_spaces: Sequence[_ImageSpace], report: IngestReport) -> list[str]:
     good = [item for item in batch.items if item.problem is None]
@@ -371,8 +379,12 @@ def _write_batch(collection: Collection, encoders: dict[str, Encoder],
             for record, vector in zip(chosen, block, strict=True):
                 vectors[record.id][space.name] = vector
         for source in (s for s in sources if s.kind == "text"):
-            texts = [(record, chunkers[source.name](text)) for record in chosen
-                     if (text := text_of(record, source.fields))]
+            texts = []
+            for record in chosen:
+                if text := text_of(record, source.fields):
+                    split = chunkers[source.name](text)
+                    note_cut(report, record.id, source.name, split)
+                    texts.append((record, split.chunks))
             flat = [chunk.text for _, chunks in texts for chunk in chunks]
             block = encoders[source.name].encode(flat, role="document")
             report.chunks += len(flat)

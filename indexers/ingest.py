@@ -6,12 +6,14 @@ from its own fields by its own encoder, and image spaces among them hand the wor
 ``image_ingest`` (decode in parallel → encode → write), which imports torch only when needed.
 Each batch is written in one transaction, so whatever the pipeline reports as written (and passes
 to ``on_commit``) survives a crash. Bad records never stop the run: they are collected as problems
-with their file, line and fix. Items whose content hash is unchanged are not re-encoded.
+with their file, line and fix. Items whose content hash is unchanged are not re-encoded. One
+item's text is encoded as at most ``IngestOptions.max_chunks`` chunks, its beginning; the whole
+text stays in its fields (so BM25 sees all of it), and the report lists each item cut
+(``IngestReport.cut``).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -26,12 +28,12 @@ from tqdm import tqdm
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, Item, Store, load_encoder
 
-from .chunking import Chunk, capped_overlap, chunk_text, words_per_chunk
+from .chunking import DEFAULT_MAX_CHUNKS, Chunk, ChunkedText, Chunker, capped_overlap, words_per_chunk
 from .readers import read_records
 from .records import Problem, Record
 
-__all__ = ["IngestOptions", "IngestReport", "SpaceSource", "ingest_file", "ingest_records",
-           "text_chunker", "text_of", "timed"]
+__all__ = ["CutItem", "IngestOptions", "IngestReport", "SpaceSource", "ingest_file",
+           "ingest_records", "note_cut", "text_chunker", "text_of", "timed"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,8 @@ class IngestOptions:
     ``text_fields`` are joined (in order, blank lines between) into the text that is encoded into
     ``space`` by ``encoder``: the one text space most ingests build. ``spaces``, when given,
     replaces that by any number of spaces (text and image) built in the same pass.
-    ``batch_size`` is the number of records per write transaction.
+    ``batch_size`` is the number of records per write transaction. ``max_chunks`` is the most
+    chunks of one item's text that are encoded (None: no cap); see ``chunking.DEFAULT_MAX_CHUNKS``.
     """
 
     collection: str
@@ -69,6 +72,7 @@ class IngestOptions:
     batch_size: int = 256
     chunk_overlap: int = 32
     spaces: tuple[SpaceSource, ...] = ()
+    max_chunks: int | None = DEFAULT_MAX_CHUNKS
 
     def sources(self) -> tuple[SpaceSource, ...]:
         """The spaces this ingest builds."""
@@ -79,15 +83,36 @@ class IngestOptions:
         return any(source.kind == "image" for source in self.sources())
 
 
+@dataclass(frozen=True)
+class CutItem:
+    """An item written with only the first ``kept`` of its ``total`` chunks in ``space`` encoded:
+    characters ``start`` to ``end`` of its ``length``. Its fields hold the whole text."""
+
+    id: str
+    space: str
+    kept: int
+    total: int
+    start: int
+    end: int
+    length: int
+
+    def __str__(self) -> str:
+        return (f"item {self.id!r}: {self.total:,} chunks, kept the first {self.kept:,} "
+                f"(characters {self.start:,}-{self.end:,} of {self.length:,}) in space "
+                f"{self.space!r}")
+
+
 @dataclass
 class IngestReport:
-    """What an ingest did: counts, problems (file, line, fix) and seconds spent per stage."""
+    """What an ingest did: counts, problems (file, line, fix), the items whose text the chunk
+    cap cut, and seconds spent per stage."""
 
     read: int = 0
     written: int = 0
     unchanged: int = 0
     chunks: int = 0
     problems: list[Problem] = field(default_factory=list)
+    cut: list[CutItem] = field(default_factory=list)
     seconds: dict[str, float] = field(
         default_factory=lambda: {"read": 0.0, "diff": 0.0, "encode": 0.0, "write": 0.0})
 
@@ -98,8 +123,9 @@ class IngestReport:
     def summary(self) -> str:
         rate = self.written / self.seconds["encode"] if self.seconds["encode"] else 0.0
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        cut = f", {len(self.cut)} cut to their first chunks" if self.cut else ""
         return (f"read {self.read} records: {self.written} written ({self.chunks} chunks), "
-                f"{self.unchanged} unchanged, {len(self.problems)} problems; {stages}; "
+                f"{self.unchanged} unchanged, {len(self.problems)} problems{cut}; {stages}; "
                 f"{rate:.1f} items/s encoding")
 
 
@@ -147,8 +173,7 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
                              save_indexes=save_indexes, image_root=image_root or Path.cwd())
     encoder = encoder or load_encoder(options.encoder)
     collection = store.create_collection(options.collection, exist_ok=True)
-    chunker = text_chunker(collection, options.space, encoder, options.text_fields,
-                           options.chunk_overlap)
+    chunker = text_chunker(collection, options.space, encoder, options.text_fields, options)
     report = IngestReport()
     bar = tqdm(desc=f"ingest {options.collection}", unit=" items", disable=not progress,
                dynamic_ncols=True)
@@ -182,18 +207,32 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
 
 
 def text_chunker(collection: Collection, space: str, encoder: Encoder, fields: Sequence[str],
-                 chunk_overlap: int) -> Callable[[str], list[Chunk]]:
-    """Create (or check) a text space, and return the chunker its texts go through."""
+                 options: IngestOptions) -> Chunker:
+    """Create (or check) a text space, and return the chunker its texts go through: the one
+    place where the encoder's input length, the overlap and the chunk cap meet."""
     max_words = words_per_chunk(encoder.info.max_tokens)
+    chunker = Chunker(max_words, capped_overlap(max_words, options.chunk_overlap),
+                      options.max_chunks)  # checked before the space is created
     collection.ensure_space(space, encoder.info, source_fields=fields, chunk_words=max_words)
-    return functools.partial(chunk_text, max_words=max_words,
-                             overlap=capped_overlap(max_words, chunk_overlap))
+    return chunker
 
 
-def content_hash(record: Record, options: IngestOptions, fingerprint: str) -> str:
-    """Hash of everything that makes the stored item: fields, text fields, space and model."""
-    return digest([record.fields, options.text_fields, options.space, fingerprint,
-                   options.chunk_overlap])
+def note_cut(report: IngestReport, item_id: str, space: str, chunked: ChunkedText) -> None:
+    """Add an item whose text the cap cut to ``report.cut``, and log it."""
+    if not chunked.cut:
+        return
+    cut = CutItem(item_id, space, len(chunked.chunks), chunked.total, chunked.chunks[0].start,
+                  chunked.chunks[-1].end, chunked.length)
+    report.cut.append(cut)
+    log.warning("%s; its fields keep the whole text; raise max_chunks to encode more", cut)
+
+
+def content_hash(record: Record, options: IngestOptions, fingerprint: str, *, cut: bool) -> str:
+    """Hash of everything that makes the stored item: fields, text fields, space and model, and
+    the chunk cap for an item it cuts (raising the cap re-encodes those; the others keep the
+    hash they had before there was a cap)."""
+    parts = [record.fields, options.text_fields, options.space, fingerprint, options.chunk_overlap]
+    return digest([*parts, {"max_chunks": options.max_chunks}] if cut else parts)
 
 
 def digest(parts: list[Any]) -> str:
@@ -203,19 +242,22 @@ def digest(parts: list[Any]) -> str:
 
 
 def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Record],
-                 options: IngestOptions, chunker: Callable[[str], list[Chunk]],
+                 options: IngestOptions, chunker: Chunker,
                  report: IngestReport, on_commit: Callable[[list[str]], None] | None) -> None:
     with timed(report, "diff"):
         latest = {record.id: record for record in batch}  # a repeated id: the last one wins
-        hashes = {i: content_hash(r, options, encoder.info.fingerprint) for i, r in latest.items()}
+        texts = {i: text_of(r, options.text_fields) for i, r in latest.items()}
+        hashes = {i: content_hash(r, options, encoder.info.fingerprint, cut=chunker.cuts(texts[i]))
+                  for i, r in latest.items()}
         stored = collection.content_hashes(list(latest))
         changed = [r for i, r in latest.items() if stored.get(i) != hashes[i]]
         report.unchanged += len(latest) - len(changed)
         chunked: list[tuple[Record, list[Chunk]]] = []
         for record in changed:
-            text = text_of(record, options.text_fields)
-            if text:
-                chunked.append((record, chunker(text)))
+            if text := texts[record.id]:
+                split = chunker(text)
+                note_cut(report, record.id, options.space, split)
+                chunked.append((record, split.chunks))
             else:  # readers never yield such records; records built in code might
                 report.problems.append(Problem(
                     record.source, record.line, f"item {record.id!r} has no text in "

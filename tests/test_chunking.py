@@ -1,4 +1,5 @@
-"""Chunking: exact offsets, overlap, no chunking for short texts, errors for bad options."""
+"""Chunking: exact offsets, overlap, no chunking for short texts, the per-text chunk cap, errors
+for bad options."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from itertools import pairwise
 import pytest
 
 from kinsight.engine.errors import InvalidInputError
-from kinsight.indexers.chunking import Chunk, chunk_text, words_per_chunk
+from kinsight.indexers.chunking import (
+    DEFAULT_MAX_CHUNKS,
+    Chunk,
+    Chunker,
+    chunk_text,
+    count_chunks,
+    words_per_chunk,
+)
 
 __all__: list[str] = []
 
@@ -138,3 +146,56 @@ def test_bad_max_words_is_refused(max_words: int) -> None:
 
 def test_overlap_is_not_checked_when_there_is_no_limit() -> None:
     assert len(chunk_text("a b c", None, overlap=99)) == 1
+
+
+@pytest.mark.parametrize(("max_words", "overlap"), [(20, 5), (10, 0), (7, 6), (1, 0)])
+def test_capped_chunks_are_the_first_windows_of_the_uncapped_ones(max_words: int, overlap: int
+                                                                  ) -> None:
+    for count in (0, 1, max_words, max_words + 1, 57, 100):
+        text = _numbered(count)
+        whole = chunk_text(text, max_words, overlap)
+        assert count_chunks(text, max_words, overlap) == len(whole)
+        for cap in (1, 2, 3, len(whole) or 1, len(whole) + 1):
+            assert chunk_text(text, max_words, overlap, max_chunks=cap) == whole[:cap]
+
+
+def test_count_chunks_counts_the_words_chunk_text_sees() -> None:
+    text = "α\u00a0β\u2003γ\x1cδ\u3000ε  ζ\nη"  # no-break, em, file-separator and ideographic spaces
+    assert count_chunks(text, 2, 1) == len(chunk_text(text, 2, 1)) == 6
+    assert count_chunks("", 2, 1) == 0
+    assert count_chunks(text, None) == 1
+
+
+def test_chunker_says_what_it_cut() -> None:
+    text = _numbered(100)
+    chunked = Chunker(20, 5, max_chunks=3)(text)
+    assert [c.index for c in chunked.chunks] == [0, 1, 2]
+    assert chunked.total == 7 and chunked.length == len(text) and chunked.cut
+    assert _words(chunked.chunks[-1].text)[-1] == "wörd49"  # 3 windows: words 0 to 49
+    whole = Chunker(20, 5, max_chunks=7)(text)
+    assert whole.total == 7 and not whole.cut
+    assert not Chunker(20, 5, max_chunks=None)(text).cut
+    assert not Chunker(None, max_chunks=1)(text).cut
+
+
+def test_chunker_cuts_agrees_with_what_it_keeps() -> None:
+    chunker = Chunker(10, 3, max_chunks=4)  # 4 windows cover 10 + 3 * 7 = 31 words
+    for count in (0, 1, 10, 30, 31, 32, 33, 200):
+        # One-letter words: as many words as a text of its length can hold.
+        for text in (_numbered(count), " ".join(["w"] * count)):
+            assert chunker.cuts(text) == chunker(text).cut == (count > 31), count
+
+
+def test_default_cap_cuts_no_ordinary_document() -> None:
+    # About 7,800 words at a 256-token encoder's 153 words per chunk: no real description is cut.
+    chunker = Chunker(words_per_chunk(256), 32, DEFAULT_MAX_CHUNKS)
+    assert not chunker(_numbered(7_000)).cut
+    assert chunker(_numbered(8_000)).cut
+
+
+@pytest.mark.parametrize("cap", [0, -1, True, 2.5, "64"])
+def test_bad_max_chunks_is_refused(cap: object) -> None:
+    with pytest.raises(InvalidInputError, match="max_chunks must be"):
+        chunk_text("a few words", 2, overlap=0, max_chunks=cap)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="max_chunks must be"):
+        Chunker(2, 0, max_chunks=cap)  # type: ignore[arg-type]

@@ -142,7 +142,7 @@ def test_upsert_describes_the_collection_and_skips_unchanged(docs):
     assert space["source_fields"] == ["text"] and space["modality"] == "text"
 
     again = docs.post("/collections/docs/items", json={"items": doc_items()[:2]}).json()
-    assert again == {"written": 0, "unchanged": 2, "problems": []}
+    assert again == {"written": 0, "unchanged": 2, "problems": [], "warnings": []}
 
 
 def test_upsert_reports_bad_items_as_problems(client):

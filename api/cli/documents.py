@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion
 from kinsight.engine.search import SearchMode, SearchOptions, search_many
+from kinsight.indexers.chunking import DEFAULT_MAX_CHUNKS
 
 from ..reporting import hit_to_dict, print_hits, print_warnings
 from .common import (
@@ -58,6 +60,9 @@ def ingest(
     text_encoder: Annotated[str, typer.Option(
         help="Encoder of the --caption-field space.")] = DEFAULT_TEXT_ENCODER,
     batch_size: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 256,
+    max_chunks: Annotated[int, typer.Option(
+        min=1, help="Encode at most N chunks of one item's text, its beginning; the whole text "
+                    "stays in its fields for BM25, and items cut are listed.")] = DEFAULT_MAX_CHUNKS,
     as_json: JsonOpt = False,
 ) -> None:
     """Read records, embed their text (or pictures) and store them; re-running skips unchanged items.
@@ -79,7 +84,7 @@ def ingest(
     options = IngestOptions(collection=collection, text_fields=tuple(text_field or ["text"]),
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
-                            spaces=spaces)
+                            spaces=spaces, max_chunks=max_chunks)
     with open_store(store) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
@@ -87,12 +92,17 @@ def ingest(
             "read": report.read, "written": report.written, "unchanged": report.unchanged,
             "chunks": report.chunks, "seconds": report.seconds,
             "problems": [{"source": p.source, "line": p.line, "message": p.message, "fix": p.fix}
-                         for p in report.problems]})
+                         for p in report.problems],
+            "cut": [asdict(cut) for cut in report.cut]})
         return
     for problem in report.problems[:20]:
         err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
     if len(report.problems) > 20:
         err.print(f"... and {len(report.problems) - 20} more problems (use --json for all)")
+    for cut in report.cut[:20]:
+        err.print(f"[yellow]cut[/yellow] {cut}; raise --max-chunks to index more", highlight=False)
+    if len(report.cut) > 20:
+        err.print(f"... and {len(report.cut) - 20} more items cut (use --json for all)")
     console.print(report.summary(), highlight=False)
 
 

@@ -154,6 +154,9 @@ class UpsertResponse(BaseModel):
     written: int
     unchanged: int = Field(description="Items identical to the stored ones (not re-encoded).")
     problems: list[ProblemOut]
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Items written with only the beginning of their text encoded (the chunk cap).")
 
 
 class ItemOut(BaseModel):

@@ -54,19 +54,22 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
         records = [e for e in entries if isinstance(e, Record)]
         problems = [e for e in entries if isinstance(e, Problem)]
         written = unchanged = 0
+        warnings: list[str] = []
         if records:  # a batch of only bad items creates nothing
             options = IngestOptions(
                 collection=name, text_fields=text_fields, space=body.space,
                 encoder=settings.encoder if space is None else space.encoder.spec,
                 # One transaction for all the items: they are written all or none.
-                batch_size=len(records))
+                batch_size=len(records), max_chunks=settings.max_chunks_per_item)
             report = ingest_records(store, records, options, progress=False)
             written, unchanged = report.written, report.unchanged
             problems += report.problems
+            warnings = [f"{cut}; the server encodes at most {settings.max_chunks_per_item} chunks "
+                        "per item (KINSIGHT_MAX_CHUNKS_PER_ITEM)" for cut in report.cut]
     if problems:
         log.info("upsert into %s skipped %d of %d items", name, len(problems), len(body.items))
     return UpsertResponse(written=written, unchanged=unchanged,
-                          problems=[ProblemOut(**asdict(p)) for p in problems])
+                          problems=[ProblemOut(**asdict(p)) for p in problems], warnings=warnings)
 
 
 @router.get("/{item_id:path}", summary="Read one item")

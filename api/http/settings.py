@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER
+from kinsight.indexers.chunking import DEFAULT_MAX_CHUNKS
 
 __all__ = ["Settings"]
 
@@ -30,3 +31,7 @@ class Settings(BaseSettings):
     encoder: str = Field(
         default=DEFAULT_TEXT_ENCODER, min_length=1,
         description="Encoder spec for text spaces that an upsert creates (existing spaces keep theirs).")
+    max_chunks_per_item: int = Field(
+        default=DEFAULT_MAX_CHUNKS, ge=1,
+        description="Most chunks of one posted item's text that are encoded (its beginning); the "
+                    "whole text is stored and searched by BM25, and the response warns of each cut.")
