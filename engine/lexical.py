@@ -8,35 +8,53 @@ seconds for 30k documents) and saved beside the FAISS files with the generation 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import bm25s
 import numpy as np
-import Stemmer
 
 from .spaces import VectorSpace
 from .storage import CollectionTables
+
+if TYPE_CHECKING:
+    import bm25s
 
 __all__ = ["SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper", "tokenize"]
 
 log = logging.getLogger(__name__)
 
-_STEMMER = Stemmer.Stemmer("english")
-# bm25s sets its own logger to DEBUG on import, which prints a line on every index build.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 # Below this many documents a stale index is rebuilt on the spot (well under a second).
 SYNC_REBUILD_LIMIT = 20_000
 
 
+@functools.cache
+def _bm25s() -> ModuleType:
+    """bm25s, imported on first use (it brings scipy: most commands never need it)."""
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG on import, which prints a line on every index build.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+@functools.cache
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
     """Lower-cased words of two or more characters, English stop words removed, stemmed."""
-    return bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, return_ids=False,
-                          show_progress=False)
+    return _bm25s().tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False,
+                             show_progress=False)
 
 
 class LexicalIndex:
@@ -50,9 +68,9 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, ids: list[str], texts: Iterable[str], generation: int) -> LexicalIndex:
-        bm25 = bm25s.BM25()
-        tokens = bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER,
-                                show_progress=False)
+        bm25 = _bm25s().BM25()
+        tokens = _bm25s().tokenize(list(texts), stopwords="en", stemmer=_stemmer(),
+                                   show_progress=False)
         if not tokens.vocab:  # no words at all (or no items): bm25s cannot index that
             return cls([], bm25, generation)
         bm25.index(tokens, show_progress=False)
@@ -147,7 +165,7 @@ class LexicalKeeper:
                 return None
             if state["generation"] != generation:
                 return None
-            index = LexicalIndex(state["ids"], bm25s.BM25.load(str(folder)), generation)
+            index = LexicalIndex(state["ids"], _bm25s().BM25.load(str(folder)), generation)
         except (OSError, ValueError, KeyError) as e:
             log.warning("BM25 index at %s is unreadable (%s); rebuilding", folder, e)
             return None
