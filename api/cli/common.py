@@ -1,5 +1,5 @@
-"""What every command shares: the Typer app, the consoles, the common options, opening a store
-(a kinsight error becomes one line on stderr and exit status 2) and the choice-option check."""
+"""What every command shares: the Typer app (whose group reports every error in one line, see
+errors.py), the consoles, the common options, opening a store and the choice-option check."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from kinsight.engine import KinsightError, Store
+from kinsight.engine import Store
+
+from .errors import KinsightGroup, print_error
 
 __all__ = [
     "DEFAULT_STORE",
@@ -37,6 +39,7 @@ app = typer.Typer(
          "reports; the same from Python and HTTP (kinsight serve).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=KinsightGroup,
 )
 
 console = Console()
@@ -54,17 +57,15 @@ DEFAULT_STORE = Path("kinsight-store")
 
 @contextmanager
 def open_store(path: Path, *, read_only: bool = False) -> Iterator[Store]:
-    """Open the store; any kinsight error inside becomes one line on stderr and exit status 2."""
-    try:
-        with Store(path, read_only=read_only) as store:
-            yield store
-    except KinsightError as e:
-        fail(str(e))
+    """Open the store; errors raised inside are reported by the app's one handler (errors.py),
+    after the store is closed."""
+    with Store(path, read_only=read_only) as store:
+        yield store
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``error: message`` on stderr and leave with status 2."""
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print ``error: message`` on stderr, on one line, and leave with status 2."""
+    print_error(message)
     raise typer.Exit(2)
 
 

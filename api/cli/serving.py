@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kinsight.engine import KinsightError
-
-from .common import DEFAULT_STORE, StoreOpt, app, console, fail
+from .common import DEFAULT_STORE, StoreOpt, app, console
 
 __all__ = ["demo", "page_url", "serve"]
 
@@ -50,7 +48,4 @@ def demo(
     """Index 2,000 real Debian package descriptions with the bundled model, then search them."""
     from ..demo import run_demo
 
-    try:
-        run_demo(store, console, limit=limit)
-    except KinsightError as e:
-        fail(str(e))
+    run_demo(store, console, limit=limit)
