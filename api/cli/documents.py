@@ -80,7 +80,7 @@ def ingest(
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
                             spaces=spaces)
-    with open_store(store) as opened:
+    with open_store(store, create=True) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
         console.print_json(data={

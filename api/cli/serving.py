@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_STORE, StoreOpt, app, console
+from .common import DEFAULT_STORE, StoreOpt, app, check_store_path, console
 
 __all__ = ["demo", "page_url", "serve"]
 
@@ -48,4 +48,5 @@ def demo(
     """Index 2,000 real Debian package descriptions with the bundled model, then search them."""
     from ..demo import run_demo
 
+    check_store_path(store, must_exist=False)  # before the model loads
     run_demo(store, console, limit=limit)
