@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from rich.table import Table
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion
+from kinsight.engine.schema import validate_collection_name, validate_space_name
 from kinsight.engine.search import SearchMode, SearchOptions, search_many
 
 from ..reporting import hit_to_dict, print_hits, print_warnings
@@ -28,6 +30,9 @@ from .common import (
     one_of,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from kinsight.indexers.ingest import IngestOptions
 
 __all__ = ["DEFAULT_IMAGE_ENCODER", "evaluate", "ingest", "search"]
 
@@ -80,6 +85,7 @@ def ingest(
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
                             spaces=spaces)
+    _check_before_loading_models(path, options)
     with open_store(store, create=True) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
@@ -94,6 +100,18 @@ def ingest(
     if len(report.problems) > 20:
         err.print(f"... and {len(report.problems) - 20} more problems (use --json for all)")
     console.print(report.summary(), highlight=False)
+
+
+def _check_before_loading_models(path: Path, options: IngestOptions) -> None:
+    """The cheap checks the pipeline makes only after loading its encoders (seconds, or a
+    download): the names it will create and the file it reads lazily."""
+    validate_collection_name(options.collection)
+    for source in options.sources():
+        validate_space_name(source.name)
+    if not path.exists():
+        fail(f"{path}: no such file or folder; check the path")
+    if not os.access(path, os.R_OK):
+        fail(f"{path}: permission denied; make it readable, or give another file")
 
 
 @app.command()
