@@ -61,9 +61,9 @@ DEFAULT_STORE = Path("kinsight-store")
 def open_store(path: Path, *, read_only: bool = False, create: bool = False) -> Iterator[Store]:
     """Open the store at ``--store`` once ``check_store_path`` accepts it.
 
-    Only ``create`` (ingest) makes a new store: any other command given a path without one fails
-    saying so, instead of leaving an empty store behind a mistyped path. Errors raised inside
-    are reported by the app's one handler (errors.py), after the store is closed.
+    Only ``create`` (ingest, serve) makes a new store: any other command given a path without
+    one fails saying so, instead of leaving an empty store behind a mistyped path. Errors raised
+    inside are reported by the app's one handler (errors.py), after the store is closed.
     """
     check_store_path(path, must_exist=not create)
     with Store(path, read_only=read_only) as store:

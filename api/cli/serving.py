@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_STORE, StoreOpt, app, check_store_path, console
+from .common import DEFAULT_STORE, StoreOpt, app, check_store_path, console, open_store
 
 __all__ = ["demo", "page_url", "serve"]
 
@@ -27,8 +27,11 @@ def serve(
 
     settings = Settings(store=str(store), api_key=api_key)
     url = page_url(host, port)
-    console.print(f"Search page: [bold]{url}[/bold]   API docs: {url}docs", highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Opened here rather than in the app's startup, where a bad or locked store would be
+    # reported by uvicorn as a traceback; the command's own handler says what is wrong instead.
+    with open_store(store, create=True) as opened:
+        console.print(f"Search page: [bold]{url}[/bold]   API docs: {url}docs", highlight=False)
+        uvicorn.run(create_app(settings, store=opened), host=host, port=port, log_level="info")
 
 
 def page_url(host: str, port: int) -> str:
