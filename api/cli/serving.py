@@ -21,15 +21,15 @@ def serve(
         envvar="KINSIGHT_API_KEY", help="Require this key in the X-API-Key header.")] = None,
 ) -> None:
     """Serve the HTTP API and the search web page (at /; OpenAPI docs at /docs) over a store."""
-    import uvicorn
-
-    from ..http import Settings, create_app
-
-    settings = Settings(store=str(store), api_key=api_key)
-    url = page_url(host, port)
     # Opened here rather than in the app's startup, where a bad or locked store would be
     # reported by uvicorn as a traceback; the command's own handler says what is wrong instead.
     with open_store(store, create=True) as opened:
+        import uvicorn
+
+        from ..http import Settings, create_app
+
+        settings = Settings(store=str(store), api_key=api_key)
+        url = page_url(host, port)
         console.print(f"Search page: [bold]{url}[/bold]   API docs: {url}docs", highlight=False)
         uvicorn.run(create_app(settings, store=opened), host=host, port=port, log_level="info")
 
