@@ -84,6 +84,7 @@ class Store:
 
     def collection(self, name: str) -> Collection:
         """Open an existing collection."""
+        validate_collection_name(name)  # a name no collection can have says so, not "no such"
         with self.db.write_lock:  # one Collection object per name, whichever thread asks first
             if name not in self._collections:
                 if name not in self.list_collections():

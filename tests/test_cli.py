@@ -108,7 +108,8 @@ def test_errors_are_one_line_with_exit_status_2(corpus, tmp_path):
     assert "no collection 'nope'" in missing.output and "Traceback" not in missing.output
     assert invoke("search", store=store).exit_code == 2
     bad_sql = invoke("search", "x", "--where", "1=1; DROP TABLE x", store=store)
-    assert bad_sql.exit_code == 2 and "WHERE" in bad_sql.output
+    assert bad_sql.exit_code == 2 and "SQL filter '1=1; DROP TABLE x'" in bad_sql.output
+    assert len(bad_sql.stderr.splitlines()) == 1  # DuckDB's "LINE 1: ... ^" tail is for -v
     other_model = invoke("ingest", str(corpus), "--encoder", "fake:dim=16", store=store)
     assert other_model.exit_code == 2 and "fake:dim=256" in other_model.output
 

@@ -1,8 +1,10 @@
 """The ``kinsight`` command line.
 
 Every command that reads a store takes ``--store`` (default: ``$KINSIGHT_STORE``, then
-``./kinsight-store``); every query command has ``--json``. Errors print one line saying what went
-wrong and how to fix it, and exit with status 2. Each module here adds its commands to ``app``.
+``./kinsight-store``); every query command has ``--json``. No error shows a traceback: one the
+user can fix prints one line saying what is wrong and how to fix it (exit status 2), any other
+one line naming the log file its traceback went to (exit status 1); see errors.py. Each module
+here adds its commands to ``app``.
 """
 
 from __future__ import annotations

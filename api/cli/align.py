@@ -66,16 +66,18 @@ def align_command(
     Then build spaces on it, e.g. ingest with --encoder adapter:NAME:image and --text-encoder
     adapter:NAME:text, and search pictures by text: kinsight search "a red car" --space image.
     """
-    from kinsight.indexers.adapters import save_adapter
-    from kinsight.indexers.align import AlignOptions, EpochStats, align_collection
-
-    options = AlignOptions(method=one_of("method", method, ("infonce", "ridge", "random")),
-                           dim=dim, validation=validation, validation_where=validation_where,
-                           where=where, seed=seed, max_epochs=max_epochs, patience=patience)
+    chosen_method = one_of("method", method, ("infonce", "ridge", "random"))
     with open_store(store, read_only=True) as opened:
         coll = opened.collection(collection)
         image, text = sorted((from_space, to_space),
                              key=lambda s: coll.space(s).encoder.modality != "image")
+        # These bring torch (seconds): imported once the store and the names are known good.
+        from kinsight.indexers.adapters import save_adapter
+        from kinsight.indexers.align import AlignOptions, EpochStats, align_collection
+
+        options = AlignOptions(method=chosen_method, dim=dim, validation=validation,
+                               validation_where=validation_where, where=where, seed=seed,
+                               max_epochs=max_epochs, patience=patience)
         with tqdm(total=max_epochs, desc=f"align {name}", unit=" epochs", disable=as_json or
                   options.method != "infonce", dynamic_ncols=True) as bar:
             def progress(stats: EpochStats) -> None:

@@ -1,5 +1,5 @@
-"""What every command shares: the Typer app, the consoles, the common options, opening a store
-(a kinsight error becomes one line on stderr and exit status 2) and the choice-option check."""
+"""What every command shares: the Typer app (whose group reports every error in one line, see
+errors.py), the consoles, the common options, opening a store and the choice-option check."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from kinsight.engine import KinsightError, Store
+from kinsight.engine import Store
+from kinsight.engine.store import DATABASE_FILE
+
+from .errors import KinsightGroup, print_error
 
 __all__ = [
     "DEFAULT_STORE",
@@ -22,6 +25,7 @@ __all__ = [
     "StoreOpt",
     "WhereOpt",
     "app",
+    "check_store_path",
     "console",
     "err",
     "fail",
@@ -37,6 +41,7 @@ app = typer.Typer(
          "reports; the same from Python and HTTP (kinsight serve).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=KinsightGroup,
 )
 
 console = Console()
@@ -53,18 +58,35 @@ DEFAULT_STORE = Path("kinsight-store")
 
 
 @contextmanager
-def open_store(path: Path, *, read_only: bool = False) -> Iterator[Store]:
-    """Open the store; any kinsight error inside becomes one line on stderr and exit status 2."""
-    try:
-        with Store(path, read_only=read_only) as store:
-            yield store
-    except KinsightError as e:
-        fail(str(e))
+def open_store(path: Path, *, read_only: bool = False, create: bool = False) -> Iterator[Store]:
+    """Open the store at ``--store`` once ``check_store_path`` accepts it.
+
+    Only ``create`` (ingest, serve) makes a new store: any other command given a path without
+    one fails saying so, instead of leaving an empty store behind a mistyped path. Errors raised
+    inside are reported by the app's one handler (errors.py), after the store is closed.
+    """
+    check_store_path(path, must_exist=not create)
+    with Store(path, read_only=read_only) as store:
+        yield store
+
+
+def check_store_path(path: Path, *, must_exist: bool) -> None:
+    """Fail with the fix when ``--store`` cannot be a store: a file (or a path through one), or,
+    with ``must_exist``, a folder that holds none."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "is a file" if existing == path else f"goes through {existing}, which is a file"
+        fail(f"--store {path} {what}; a store is a folder (kinsight ingest creates it): give a "
+             "folder's path, or move the file away")
+    if must_exist and not (path / DATABASE_FILE).is_file():
+        fail(f"no kinsight store at {path} (no {DATABASE_FILE} there): give --store, or set "
+             f"$KINSIGHT_STORE, to the folder you ingested into, or make one with "
+             f"kinsight ingest FILE --store {path}")
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``error: message`` on stderr and leave with status 2."""
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print ``error: message`` on stderr, on one line, and leave with status 2."""
+    print_error(message)
     raise typer.Exit(2)
 
 

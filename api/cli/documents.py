@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from rich.table import Table
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion
+from kinsight.engine.schema import validate_collection_name, validate_space_name
 from kinsight.engine.search import SearchMode, SearchOptions, search_many
 from kinsight.indexers.chunking import DEFAULT_MAX_CHUNKS
 
@@ -30,6 +32,9 @@ from .common import (
     one_of,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from kinsight.indexers.ingest import IngestOptions
 
 __all__ = ["DEFAULT_IMAGE_ENCODER", "evaluate", "ingest", "search"]
 
@@ -85,7 +90,8 @@ def ingest(
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
                             spaces=spaces, max_chunks=max_chunks)
-    with open_store(store) as opened:
+    _check_before_loading_models(path, options)
+    with open_store(store, create=True) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
         console.print_json(data={
@@ -104,6 +110,18 @@ def ingest(
     if len(report.cut) > 20:
         err.print(f"... and {len(report.cut) - 20} more items cut (use --json for all)")
     console.print(report.summary(), highlight=False)
+
+
+def _check_before_loading_models(path: Path, options: IngestOptions) -> None:
+    """The cheap checks the pipeline makes only after loading its encoders (seconds, or a
+    download): the names it will create and the file it reads lazily."""
+    validate_collection_name(options.collection)
+    for source in options.sources():
+        validate_space_name(source.name)
+    if not path.exists():
+        fail(f"{path}: no such file or folder; check the path")
+    if not os.access(path, os.R_OK):
+        fail(f"{path}: permission denied; make it readable, or give another file")
 
 
 @app.command()

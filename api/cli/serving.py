@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kinsight.engine import KinsightError
-
-from .common import DEFAULT_STORE, StoreOpt, app, console, fail
+from .common import DEFAULT_STORE, StoreOpt, app, check_store_path, console, open_store
 
 __all__ = ["demo", "page_url", "serve"]
 
@@ -23,14 +21,17 @@ def serve(
         envvar="KINSIGHT_API_KEY", help="Require this key in the X-API-Key header.")] = None,
 ) -> None:
     """Serve the HTTP API and the search web page (at /; OpenAPI docs at /docs) over a store."""
-    import uvicorn
+    # Opened here rather than in the app's startup, where a bad or locked store would be
+    # reported by uvicorn as a traceback; the command's own handler says what is wrong instead.
+    with open_store(store, create=True) as opened:
+        import uvicorn
 
-    from ..http import Settings, create_app
+        from ..http import Settings, create_app
 
-    settings = Settings(store=str(store), api_key=api_key)
-    url = page_url(host, port)
-    console.print(f"Search page: [bold]{url}[/bold]   API docs: {url}docs", highlight=False)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        settings = Settings(store=str(store), api_key=api_key)
+        url = page_url(host, port)
+        console.print(f"Search page: [bold]{url}[/bold]   API docs: {url}docs", highlight=False)
+        uvicorn.run(create_app(settings, store=opened), host=host, port=port, log_level="info")
 
 
 def page_url(host: str, port: int) -> str:
@@ -50,7 +51,5 @@ def demo(
     """Index 2,000 real Debian package descriptions with the bundled model, then search them."""
     from ..demo import run_demo
 
-    try:
-        run_demo(store, console, limit=limit)
-    except KinsightError as e:
-        fail(str(e))
+    check_store_path(store, must_exist=False)  # before the model loads
+    run_demo(store, console, limit=limit)
