@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kinsight.engine import Hit
@@ -33,7 +34,7 @@ def hit_to_dict(hit: Hit) -> dict[str, Any]:
 
 def print_warnings(console: Console, warnings: list[str]) -> None:
     for warning in warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}", highlight=False)
 
 
 def snippet(hit: Hit, text_field: str = "text") -> str:

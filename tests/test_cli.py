@@ -137,3 +137,12 @@ def test_real_model_finds_packages_by_description(tmp_path):
                                  "dense", "-k", "3", "--json", store=store).stdout)
         found += row["id"] in [h["id"] for h in hits]
     assert found >= 8  # the dense model finds most packages from their one-line summary
+
+
+def test_skipped_lines_keep_text_in_square_brackets(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "fine"}) + "\n"
+                    + json.dumps({"id": "b", "text": "odd", "x[bold]": 2}) + "\n")
+    result = invoke("ingest", str(path), "--collection", "docs", *FAKE, store=tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    assert "'x[bold]'" in result.output  # not swallowed as console markup

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from kinsight.engine import Collection, SqlWhere, read_run_table
@@ -135,7 +136,7 @@ def _new_items(space: Any, path: Path, text_fields: tuple[str, ...], id_field: s
     records: list[Record] = []
     for entry in read_records(path, id_field=id_field, text_fields=text_fields):
         if isinstance(entry, Problem):
-            err.print(f"[yellow]skipped[/yellow] {entry}", highlight=False)
+            err.print(f"[yellow]skipped[/yellow] {escape(str(entry))}", highlight=False)
         else:
             records.append(entry)
     if not records:

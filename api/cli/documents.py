@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion
@@ -102,11 +103,12 @@ def ingest(
             "cut": [asdict(cut) for cut in report.cut]})
         return
     for problem in report.problems[:20]:
-        err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
+        err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False)
     if len(report.problems) > 20:
         err.print(f"... and {len(report.problems) - 20} more problems (use --json for all)")
     for cut in report.cut[:20]:
-        err.print(f"[yellow]cut[/yellow] {cut}; raise --max-chunks to index more", highlight=False)
+        err.print(f"[yellow]cut[/yellow] {escape(str(cut))}; raise --max-chunks to index more",
+                  highlight=False)
     if len(report.cut) > 20:
         err.print(f"... and {len(report.cut) - 20} more items cut (use --json for all)")
     console.print(report.summary(), highlight=False)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
+from rich.markup import escape
 from tqdm import tqdm
 
 from kinsight.engine import (
@@ -235,7 +236,7 @@ def ingest_interactions(
             for p in problems]})
         return
     for problem in problems[:20]:
-        err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
+        err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False)
     console.print(f"added {written} interactions to {collection} ({total} in all)"
                   f"{f', skipped {len(problems)} bad rows' if problems else ''}")
 
