@@ -19,6 +19,7 @@ import numpy as np
 from .errors import InvalidInputError
 from .filters import FilterInput
 from .spaces import VectorSpace, encoder_for
+from .vector_index import VectorIndex
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -133,7 +134,9 @@ def search_many(
         raise InvalidInputError(
             f"collection {collection.name!r} has no field {', '.join(map(repr, unknown))}; "
             f"fields: {', '.join(fields) or 'none'}")
-    allowed_ids = None if options.where is None else set(collection.ids_matching(options.where))
+    # BM25 masks documents by id; dense search filters its vectors inside DuckDB (see _dense).
+    allowed_ids = None if options.where is None or mode == "dense" else set(
+        collection.ids_matching(options.where))
     depth = options.k if mode != "hybrid" else max(options.k, options.fusion.depth)
     if exclude is not None and len(exclude) != len(queries):
         raise InvalidInputError(f"exclude has {len(exclude)} entries for {len(queries)} queries")
@@ -142,7 +145,7 @@ def search_many(
 
     ranked: list[list[tuple[str, float, ChunkMatch | None]]]
     if mode in ("dense", "hybrid"):
-        dense = _dense(collection, space, queries, depth, options, allowed_ids, excluded)
+        dense = _dense(collection, space, queries, depth, options, excluded)
     if mode in ("bm25", "hybrid"):
         texts = [_query_text(collection, space, q) for q in queries]
         lexical, fresh = collection.lexical(space.name).current()
@@ -217,51 +220,49 @@ def _source_space(collection: Collection, space: VectorSpace, query: ById) -> Ve
 
 
 def _dense(collection: Collection, space: VectorSpace, queries: Sequence[Query], k: int,
-           options: SearchOptions, allowed_ids: set[str] | None, excluded: list[set[str]]
+           options: SearchOptions, excluded: list[set[str]]
            ) -> list[list[tuple[str, float, ChunkMatch | None]]]:
     vectors = _query_vectors(collection, space, queries)
     keeper = collection.index(space.name)
-    with keeper.searching() as index:
+    # The seqs of the vectors a filter matches, found in SQL (the ids never come through Python).
+    allowed = None if options.where is None else collection.tables.vector_seqs(
+        space.name, where=options.where)
+    with keeper.searching() as index:  # one caught-up index for every round below
         n_vectors = index.ntotal
-    n_items = max(1, collection.count())
-    # Fetch more chunks than items wanted: several chunks of one item may rank together.
-    fetch = min(n_vectors, (k + max(len(e) for e in excluded)) * max(1, -(-n_vectors // n_items)))
-    if n_vectors == 0 or (allowed_ids is not None and not allowed_ids):
-        return [[] for _ in queries]
-    results: list[list[tuple[str, float, ChunkMatch | None]]] = []
-    while True:
-        scores, seqs = _nearest(collection, space, vectors, fetch, options, allowed_ids)
-        chunks = {seq: (item_id, ChunkMatch(chunk, start, end)) for seq, (item_id, chunk, start, end)
-                  in keeper.chunks_of(np.unique(seqs[seqs >= 0])).items()}
-        results = [_best_per_item(s, q, chunks, ex)
-                   for s, q, ex in zip(scores, seqs, excluded, strict=True)]
-        short = any(len(r) < k for r in results)
-        if not short or fetch >= n_vectors:
-            break
-        fetch = min(n_vectors, fetch * 4)
+        if n_vectors == 0 or (allowed is not None and not len(allowed)):
+            return [[] for _ in queries]
+        n_items = max(1, collection.count())
+        # Fetch more chunks than items wanted: several chunks of one item may rank together.
+        fetch = min(n_vectors,
+                    (k + max(len(e) for e in excluded)) * max(1, -(-n_vectors // n_items)))
+        while True:
+            scores, seqs = _nearest(collection, index, space, vectors, fetch, options, allowed)
+            chunks = {seq: (item_id, ChunkMatch(chunk, start, end))
+                      for seq, (item_id, chunk, start, end)
+                      in keeper.chunks_of(np.unique(seqs[seqs >= 0])).items()}
+            results = [_best_per_item(s, q, chunks, ex)
+                       for s, q, ex in zip(scores, seqs, excluded, strict=True)]
+            short = any(len(r) < k for r in results)
+            if not short or fetch >= n_vectors:
+                break
+            fetch = min(n_vectors, fetch * 4)
     if options.aggregate == "mean":
-        results = [_mean_of_chunks(collection, space, v, r[:k]) for v, r in
-                   zip(vectors, results, strict=True)]
+        results = _mean_of_chunks(collection, space, vectors, [r[:k] for r in results])
     return [r[:k] for r in results]
 
 
-def _nearest(collection: Collection, space: VectorSpace, vectors: np.ndarray, fetch: int,
-             options: SearchOptions, allowed_ids: set[str] | None
+def _nearest(collection: Collection, index: VectorIndex, space: VectorSpace, vectors: np.ndarray,
+             fetch: int, options: SearchOptions, allowed: np.ndarray | None
              ) -> tuple[np.ndarray, np.ndarray]:
-    keeper = collection.index(space.name)
-    small_filter = allowed_ids is not None and len(allowed_ids) <= EXACT_FILTER_LIMIT
+    """The ``fetch`` nearest vectors ``(scores, seqs)``, among the ``allowed`` seqs if given."""
+    small_filter = allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT
     if options.exact or small_filter:
-        with keeper.searching() as index:
-            if allowed_ids is None and index.spec.stores_raw_vectors:
-                return index.search(vectors, fetch, probe_all=True)
-        # A compressed index (PQ), or few matching items: scan the stored vectors exactly.
-        blocks = collection.vector_blocks(space.name, ids=None if allowed_ids is None
-                                          else sorted(allowed_ids))
+        if allowed is None and index.spec.stores_raw_vectors:
+            return index.search(vectors, fetch, probe_all=True)
+        # A compressed index (PQ), or few matching vectors: scan the stored vectors exactly.
+        blocks = collection.tables.vector_blocks(space.name, where=options.where)
         return exact_top_k(vectors, ((s, v) for s, v, _ in blocks), fetch, space.metric)
-    allowed_seqs = None if allowed_ids is None else collection.vector_seqs(space.name,
-                                                                          sorted(allowed_ids))
-    with keeper.searching() as index:
-        return index.search(vectors, fetch, allowed_seqs)
+    return index.search(vectors, fetch, allowed)
 
 
 def exact_top_k(queries: np.ndarray, blocks: Iterable[tuple[np.ndarray, np.ndarray]], k: int,
@@ -298,15 +299,22 @@ def _best_per_item(scores: np.ndarray, seqs: np.ndarray, chunks: dict[int, tuple
     return list(best.values())
 
 
-def _mean_of_chunks(collection: Collection, space: VectorSpace, query: np.ndarray,
-                    hits: list[tuple[str, float, ChunkMatch | None]]
-                    ) -> list[tuple[str, float, ChunkMatch | None]]:
-    """Re-score candidates by the mean over all their chunks (exact, from the stored vectors)."""
+def _mean_of_chunks(collection: Collection, space: VectorSpace, queries: np.ndarray,
+                    hits: list[list[tuple[str, float, ChunkMatch | None]]]
+                    ) -> list[list[tuple[str, float, ChunkMatch | None]]]:
+    """Re-score each query's candidates by the mean over all their chunks (exact, from the
+    stored vectors, read in one go for every query)."""
+    chunk_vectors: dict[str, list[np.ndarray]] = {}
+    wanted = sorted({item_id for found in hits for item_id, _, _ in found})
+    for _, vectors, owners in collection.tables.vector_blocks(space.name, ids=wanted):
+        for owner, vector in zip(owners, vectors, strict=True):
+            chunk_vectors.setdefault(owner, []).append(vector)
     rescored = []
-    for item_id, _, chunk in hits:
-        vectors = collection.item_vectors(space.name, item_id)
-        rescored.append((item_id, float(np.mean(vectors @ query)), chunk))
-    return sorted(rescored, key=lambda h: -h[1])
+    for query, found in zip(queries, hits, strict=True):
+        scored = [(item_id, float(np.mean(np.stack(chunk_vectors[item_id]) @ query)), chunk)
+                  for item_id, _, chunk in found if item_id in chunk_vectors]
+        rescored.append(sorted(scored, key=lambda h: -h[1]))
+    return rescored
 
 
 # -- lexical and fusion ---------------------------------------------------------------------------

@@ -229,11 +229,13 @@ class CollectionTables:
         """Every field of the given items, by id."""
         if not ids:
             return {}
-        where, params = _id_condition(ids)
-        table = self.db.cursor().sql(
-            f"SELECT * EXCLUDE (_hash, _updated_at) FROM {self.schema}.items WHERE {where}",
-            params=params).to_arrow_table()
-        return {row.pop("id"): row for row in table.to_pylist()}
+        condition, params = _id_condition(ids)
+        # execute/fetchall: about twice as fast as a relation turned into Arrow, for a few rows.
+        cur = self.db.cursor().execute(
+            f"SELECT * EXCLUDE (_hash, _updated_at) FROM {self.schema}.items WHERE {condition}",
+            params)
+        names = [d[0] for d in cur.description]
+        return {row[0]: dict(zip(names[1:], row[1:], strict=True)) for row in cur.fetchall()}
 
     def field_values(self, name: str, ids: Sequence[str], *, as_text: bool = False) -> list[Any]:
         """One field of many items, in the order of ``ids`` (None where an item lacks it)."""
@@ -265,10 +267,8 @@ class CollectionTables:
         if compiled is not None:
             sql += f" WHERE {compiled.sql}"
             params = compiled.params
-        try:
+        with self._filter_errors(where):
             return [r[0] for r in self.db.cursor().execute(sql, params).fetchall()]
-        except duckdb.Error as e:  # an unknown column in raw SQL, a file access, ...
-            raise FilterError(f"filter {where!r} cannot be applied: {e}") from e
 
     def texts(self, fields: Sequence[str]) -> list[tuple[str, str]]:
         """``(id, text)`` of every item, the fields' values joined by spaces, ordered by id."""
@@ -284,22 +284,29 @@ class CollectionTables:
 
     def vector_blocks(
         self, space: str, *, after_seq: int = 0, ids: Sequence[str] | None = None,
-        block: int = VECTOR_BLOCK, cursor: duckdb.DuckDBPyConnection | None = None,
+        where: FilterInput = None, block: int = VECTOR_BLOCK,
+        cursor: duckdb.DuckDBPyConnection | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-        """Stored vectors in blocks ``(seqs (b,), vectors (b, dim) float32, item ids)``; pass a
-        ``cursor`` inside a transaction to read them from that transaction's snapshot."""
+        """Stored vectors in blocks ``(seqs (b,), vectors (b, dim) float32, item ids)``, of the
+        given items or of those a filter matches; pass a ``cursor`` inside a transaction to read
+        them from that transaction's snapshot."""
         dim = self.spaces()[space].dim
         sql = f"SELECT seq, vec, id FROM {self._vectors(space)} WHERE seq > ?"
         params: list[Any] = [after_seq]
         cur = cursor or self.db.cursor()
         if ids is not None and len(ids) <= FEW_IDS:
-            where, id_params = _id_condition(ids)
-            sql += f" AND {where}"
+            condition, id_params = _id_condition(ids)
+            sql += f" AND {condition}"
             params += id_params
         elif ids is not None:
             _with_ids(cur, "_wanted", ids)
             sql += " AND id IN (SELECT id FROM _wanted)"
-        reader = cur.sql(sql + " ORDER BY seq", params=params).to_arrow_reader(block)
+        matching = self._matching(where)
+        if matching is not None:
+            sql += f" AND {matching[0]}"
+            params += matching[1]
+        with self._filter_errors(where):
+            reader = cur.sql(sql + " ORDER BY seq", params=params).to_arrow_reader(block)
         for batch in reader:
             if batch.num_rows == 0:
                 continue
@@ -307,12 +314,41 @@ class CollectionTables:
             yield (batch.column(0).to_numpy(), flat.reshape(-1, dim).astype(np.float32),
                    batch.column(2).to_pylist())
 
-    def vector_seqs(self, space: str, ids: Sequence[str]) -> np.ndarray:
-        """The seqs of the given items' vectors (no vectors read: a filter may match many)."""
-        cur = _with_ids(self.db.cursor(), "_wanted", ids)
-        found = cur.execute(f"SELECT seq FROM {self._vectors(space)} "
-                            "WHERE id IN (SELECT id FROM _wanted)").fetchnumpy()
+    def vector_seqs(self, space: str, ids: Sequence[str] | None = None, *,
+                    where: FilterInput = None) -> np.ndarray:
+        """The seqs of the vectors of the given items, or of the items a filter matches (the
+        filter runs in the same query; no vectors are read: a filter may match many)."""
+        cur = self.db.cursor()
+        sql = f"SELECT seq FROM {self._vectors(space)} WHERE true"
+        params: list[Any] = []
+        if ids is not None:
+            _with_ids(cur, "_wanted", ids)
+            sql += " AND id IN (SELECT id FROM _wanted)"
+        matching = self._matching(where)
+        if matching is not None:
+            sql += f" AND {matching[0]}"
+            params += matching[1]
+        with self._filter_errors(where):
+            found = cur.execute(sql, params).fetchnumpy()
         return np.asarray(found["seq"], dtype=np.int64)
+
+    def _matching(self, where: FilterInput) -> tuple[str, list[Any]] | None:
+        """``id IN (items a filter matches)`` as SQL and its parameters (None: no filter)."""
+        compiled = compile_filter(where, self.fields())
+        if compiled is None:
+            return None
+        return (f"id IN (SELECT id FROM {self.schema}.items WHERE {compiled.sql})",
+                compiled.params)
+
+    @staticmethod
+    @contextmanager
+    def _filter_errors(where: FilterInput) -> Iterator[None]:
+        """A filter that fails in DuckDB (an unknown column in raw SQL, a file access) is the
+        caller's to fix."""
+        try:
+            yield
+        except duckdb.Error as e:
+            raise FilterError(f"filter {where!r} cannot be applied: {e}") from e
 
     def chunk_rows(self, space: str, after_seq: int) -> pa.Table:
         """``seq, id, chunk, start_char, end_char`` of the vector rows past ``after_seq``."""
