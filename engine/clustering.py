@@ -345,6 +345,10 @@ def _hdbscan(vectors: np.ndarray, min_cluster_size: int) -> np.ndarray:
                                 f"{min_cluster_size!r}")
     if len(vectors) < 2:
         raise InvalidInputError(f"HDBSCAN needs at least 2 items, {len(vectors)} selected")
+    if min_cluster_size > len(vectors):
+        raise InvalidInputError(
+            f"min_cluster_size {min_cluster_size} is more than the {len(vectors)} items selected: "
+            "no group could form; lower it, or select more items")
     dims = min(HDBSCAN_DIMS, len(vectors))
     reduced = (PCA(n_components=dims, random_state=0).fit_transform(vectors)
                if vectors.shape[1] > dims else vectors)

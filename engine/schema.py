@@ -35,7 +35,7 @@ RESERVED_FIELDS = {"id", "_hash", "_updated_at"}
 # DuckDB column type → (arrow type, Python coercion). Coercion errors name the item and field.
 FIELD_TYPES: dict[str, tuple[pa.DataType, Callable[[Any], Any]]] = {
     "VARCHAR": (pa.string(), str),
-    "BIGINT": (pa.int64(), int),
+    "BIGINT": (pa.int64(), lambda v: _bigint(v)),
     "DOUBLE": (pa.float64(), float),
     "BOOLEAN": (pa.bool_(), bool),
     "VARCHAR[]": (pa.list_(pa.string()), lambda v: [str(x) for x in v]),
@@ -44,6 +44,16 @@ FIELD_TYPES: dict[str, tuple[pa.DataType, Callable[[Any], Any]]] = {
     # Binary values such as image thumbnails; a str is taken as its UTF-8 bytes.
     "BLOB": (pa.binary(), lambda v: v.encode("utf-8") if isinstance(v, str) else bytes(v)),
 }
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _bigint(value: Any) -> int:
+    number = int(value)
+    if not _INT64[0] <= number <= _INT64[1]:
+        raise ValueError("beyond the 64-bit integers a BIGINT field holds")
+    return number
 
 
 def validate_collection_name(name: str) -> str:
@@ -116,9 +126,9 @@ def arrow_column(
             value = json.dumps(value, sort_keys=True)
         try:
             out.append(coerce(value))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # int(1e400) overflows
             raise InvalidInputError(
                 f"item {item_id!r}: field {field!r} is {field_type} in this collection but got "
-                f"{value!r}; fix the value or store it under another field name"
+                f"{value!r} ({e}); fix the value or store it under another field name"
             ) from e
     return pa.array(out, type=arrow_type)

@@ -161,3 +161,8 @@ def test_errors_say_what_to_change(grouped, options, error, message):
         pytest.skip("umap is installed: the message for a missing one cannot show")
     with pytest.raises(error, match=message):
         cluster(coll, **{"k": 4, **options})
+
+
+def test_hdbscan_groups_larger_than_the_selection_are_refused(grouped):
+    with pytest.raises(InvalidInputError, match="more than the 160 items selected"):
+        cluster(grouped[0], method="hdbscan", min_cluster_size=161)

@@ -175,3 +175,10 @@ def test_concurrent_first_use_of_a_space_creates_it_once(store):
         t.join()
     assert not errors
     assert list(docs.spaces()) == ["text"]
+
+
+@pytest.mark.parametrize("fields", [{"big": 2**70}, {"n": 1e300}, {"n": float("inf")}])
+def test_numbers_a_bigint_field_cannot_hold_are_refused_naming_the_item(filled, fields):
+    with pytest.raises(InvalidInputError, match=r"item 'new'.*(64-bit|infinity)"):
+        filled.upsert([Item(id="new", fields={"text": "x", **fields})])
+    assert filled.count() == 300
