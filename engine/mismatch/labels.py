@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
+from ..kernels import leave_one_out
 from ..runs import save_run
 from ._items import selected_unit_vectors
 
@@ -140,16 +141,8 @@ def label_mismatch(
 def knn_label_votes(vectors: np.ndarray, codes: np.ndarray, n_classes: int, k: int) -> np.ndarray:
     """``(n, n_classes)`` shares of each item's ``k`` nearest other items (unit ``vectors``, exact
     cosine search) carrying each label code; the item itself is never its own neighbour."""
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    _, found = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 1)
+    _, neighbours = leave_one_out(vectors, k)
     rows = np.arange(len(vectors))
-    keep = found != rows[:, None]
-    # An exact copy may come before the item itself: then drop the farthest instead.
-    keep[keep.sum(axis=1) > k, k] = False
-    neighbours = found[keep].reshape(len(vectors), k)
     votes = np.zeros((len(vectors), n_classes))
     np.add.at(votes, (np.repeat(rows, k), codes[neighbours].ravel()), 1.0)
     return votes / k
