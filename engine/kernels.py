@@ -52,15 +52,26 @@ def knn_blocks(queries: np.ndarray, blocks: Iterable[tuple[np.ndarray, np.ndarra
                metric: str = "ip") -> tuple[np.ndarray, np.ndarray]:
     """Like ``knn`` over a base given as blocks of ``(ids (m,), vectors (m, d))``, a block at a time
     so the base never has to fit in memory (FAISS contrib's ``knn_ground_truth``); ids are the
-    blocks' own. Blocks may be of any size, empty ones included."""
+    blocks' own. Blocks may be of any size, empty ones included.
+
+    Each block is scored by one matrix product and merged into a ``faiss.ResultHeap``. Not
+    ``faiss.knn`` per block: below ``nq * d = 128,000`` (faiss 1.15's BLAS threshold, ~330 queries
+    at 384-d) it streams the whole block once per query, 3-6x slower than one product for 20-300
+    queries over 33k vectors on this machine."""
     code = _metric(metric)
     queries = _rows(queries)
-    heap = faiss.ResultHeap(len(queries), k, keep_max=code == faiss.METRIC_INNER_PRODUCT)
+    inner_product = code == faiss.METRIC_INNER_PRODUCT
+    heap = faiss.ResultHeap(len(queries), k, keep_max=inner_product)
+    every_query = np.arange(len(queries), dtype=np.int64)
+    query_norms = None if inner_product else np.sum(queries**2, axis=1)[:, None]
     for ids, vectors in blocks:
         if len(ids) == 0:
             continue
-        distances, rows = faiss.knn(queries, _rows(vectors), min(k, len(ids)), metric=code)
-        heap.add_result(distances, np.asarray(ids, dtype=np.int64)[rows])
+        vectors = _rows(vectors)
+        values = queries @ vectors.T
+        if query_norms is not None:  # squared distances, expanded as FAISS's BLAS path does
+            values = np.sum(vectors**2, axis=1)[None, :] - 2 * values + query_norms
+        heap.add_result_subset(every_query, values, np.asarray(ids, dtype=np.int64))
     heap.finalize()
     return _scores(heap.D, heap.I, code), heap.I
 
