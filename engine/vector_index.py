@@ -20,18 +20,13 @@ import numpy as np
 
 from .errors import DimensionMismatchError, InvalidInputError
 from .index_policy import IndexSpec
+from .kernels import search_threads
 
 __all__ = ["IndexState", "VectorIndex", "gpu_count"]
 
 log = logging.getLogger(__name__)
 
 _MAGIC = b"KINSIGHT-FAISS-1\n"
-# A handful of queries runs on the calling thread alone. FAISS splits a search over queries, so
-# one query on two OpenMP threads leaves one idle at a spinning barrier: 27-37 ms instead of
-# 5-6 ms for one query over 33k vectors on a loaded 2-core machine. omp_set_num_threads is
-# per calling thread, so concurrent searches (HTTP workers) each choose for themselves.
-_SERIAL_BELOW = 8
-_THREADS = faiss.omp_get_max_threads()
 _METRICS = {"cosine": faiss.METRIC_INNER_PRODUCT, "dot": faiss.METRIC_INNER_PRODUCT,
             "l2": faiss.METRIC_L2}
 
@@ -123,7 +118,7 @@ class VectorIndex:
         else:
             params = self._search_params(allowed,
                                          self.spec.nlist if probe_all else self.spec.nprobe)
-            faiss.omp_set_num_threads(1 if len(queries) < _SERIAL_BELOW else _THREADS)
+            search_threads(len(queries))
             distances, seqs = self.index.search(queries, k, params=params)
         scores = -distances if self.metric == "l2" else distances
         scores = np.where(seqs < 0, -np.inf, scores).astype(np.float32)

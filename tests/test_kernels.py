@@ -180,3 +180,16 @@ def test_cross_validated_probe_is_out_of_fold_and_matches_scikit_learn():
     assert len(accuracies) == 5 and all(0 <= a <= 1 for a in accuracies)
     assert proba[y == "rare", 3] == 0  # its one item's fold trained without "rare"
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_search_threads_runs_few_queries_on_one_thread():
+    import faiss
+
+    from kinsight.engine.kernels import SERIAL_BELOW, search_threads
+
+    search_threads(SERIAL_BELOW)
+    every = faiss.omp_get_max_threads()
+    search_threads(1)
+    assert faiss.omp_get_max_threads() == 1
+    search_threads(SERIAL_BELOW)
+    assert faiss.omp_get_max_threads() == every
