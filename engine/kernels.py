@@ -1,6 +1,8 @@
 """Exact numeric kernels shared by the operations: row normalisation, top-k, leave-one-out k-NN and
-the cross-validated linear probe. FAISS does the searching (``faiss.knn``, ``faiss.ResultHeap``);
-this module fixes one contract around it, so no operation handles raw FAISS distances.
+the cross-validated linear probe. FAISS does the searching (``faiss.knn``) and keeps the top k of a
+base read in blocks (``faiss.ResultHeap``); this module fixes one contract around it, so no
+operation handles raw FAISS distances. It imports nothing of the engine but its errors, so every
+floor above storage may use it.
 
 Array contracts (FAISS's, with scores turned "higher is better"):
 
