@@ -11,7 +11,7 @@ precision and recall are measured against the flipped set. Two data sets:
 
 Methods, all on the same vectors: kinsight's ``label_mismatch`` by k-NN vote (k=10) and by k-NN +
 probe; and cleanlab's ``find_label_issues`` (its defaults) on out-of-sample probabilities from the
-same probe kinsight uses (standardised logistic regression, ``cross_val_predict``, 5 stratified folds,
+same probe kinsight uses (standardised logistic regression, out of fold, 5 stratified folds,
 same seed). Besides precision and recall of what each flags, precision@flipped is the share of
 flipped items among as many items as were flipped, from the top of each method's ranking (worst
 first; cleanlab's by the probability of the given label): it does not depend on where a method draws

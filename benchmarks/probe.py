@@ -2,7 +2,7 @@
 to a TF-IDF + logistic regression baseline on the same text, over the same stratified folds.
 
 Every section with at least 5 packages is a class; the probe is kinsight's head (standardised
-all-MiniLM-L6-v2 item vectors + logistic regression, ``engine.probes.cross_validate``); the
+all-MiniLM-L6-v2 item vectors + logistic regression, ``engine.kernels.cross_validated_probe``); the
 baseline is scikit-learn's TfidfVectorizer (sublinear tf, min_df=2) + logistic regression on the
 long description. Both use C=1 and the same 5 folds. Reported: accuracy and macro-F1 out of fold.
 
@@ -20,7 +20,7 @@ import numpy as np
 from _common import debian_store, item_vectors, print_table, save
 from sklearn.metrics import accuracy_score, f1_score
 
-from kinsight.engine.probes import cross_validate
+from kinsight.engine.kernels import cross_validated_probe
 
 FOLDS = 5
 
@@ -51,7 +51,7 @@ def main() -> None:
 
     results = {}
     started = time.perf_counter()
-    proba, folds = cross_validate(X, sections, folds=FOLDS, seed=args.seed)
+    proba, folds = cross_validated_probe(X, sections, folds=FOLDS, seed=args.seed)
     results["probe (MiniLM embeddings)"] = _scores(sections, classes[proba.argmax(axis=1)], folds,
                                                    time.perf_counter() - started)
     print(f"  probe: {results['probe (MiniLM embeddings)']}", flush=True)

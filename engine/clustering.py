@@ -40,9 +40,10 @@ from tqdm import tqdm
 from .encoders import load_encoder
 from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput, filter_to_json
+from .kernels import unit_rows
 from .runs import get_run, list_runs, read_run_table, save_run
 from .spaces import VectorSpace
-from .vectors import mean_item_vectors, unit_rows
+from .vectors import mean_item_vectors
 
 if TYPE_CHECKING:
     from .collection import Collection

@@ -32,12 +32,12 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, clone
 from sklearn.model_selection import KFold
 
 from .errors import InvalidInputError
+from .kernels import knn, leave_one_out
 
 __all__ = [
     "METHODS",
@@ -106,8 +106,7 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         """``(similarities, rows)`` of shape ``(len(X), n)``: the nearest reference vectors, best
         first; rows index ``reference_``, ``-1`` where the reference has fewer than ``n``."""
         X = self._check_fitted(X)
-        similarities, rows = self._index.search(X, min(n, len(self.reference_)))
-        return _similarity(similarities, self.metric), rows
+        return knn(X, self.reference_, min(n, len(self.reference_)), self.metric)
 
     # -- saving ------------------------------------------------------------------------------
     def save(self, path: str | Path, header: dict[str, Any] | None = None) -> Path:
@@ -125,7 +124,7 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     # -- what each method provides -----------------------------------------------------------
     @abstractmethod
     def _fit_model(self, X: np.ndarray) -> None:
-        """Fit the method's model on reference vectors (the index of ``X`` is ``self._index``)."""
+        """Fit the method's model on reference vectors."""
 
     @abstractmethod
     def _score(self, X: np.ndarray) -> np.ndarray:
@@ -137,7 +136,6 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         scores = np.empty(len(X), dtype=np.float64)
         for train, held in KFold(CROSS_FIT_FOLDS, shuffle=True, random_state=0).split(X):
             part = clone(self)
-            part._index = _flat_index(X[train], self.metric)
             part._fit_model(X[train])
             scores[held] = part._score(X[held])
         return scores
@@ -152,7 +150,6 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         n = len(self._sorted_reference)
         self.threshold_ = float(self._sorted_reference[
             n - int(np.floor(self.threshold_percentile * n / 100)) - 1])
-        self._index = _flat_index(reference, self.metric)
         self._fit_model(reference)
 
     def _check_fitted(self, X: np.ndarray | None) -> np.ndarray:
@@ -186,20 +183,13 @@ class KNNDetector(Detector):
         _check_neighbours(self.n_neighbors, len(X))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        similarities, _ = self._index.search(X, self.n_neighbors)
-        return self._aggregate(_similarity(similarities, self.metric))
+        similarities, _ = knn(X, self.reference_, self.n_neighbors, self.metric)
+        return self._aggregate(similarities)
 
     def _held_out_scores(self, X: np.ndarray) -> np.ndarray:
-        # Leave-one-out: one search for k+1 neighbours, each item's own row dropped.
         _check_neighbours(self.n_neighbors, len(X) - 1)
-        index = _flat_index(X, self.metric)
-        similarities, rows = index.search(X, self.n_neighbors + 1)
-        own = rows == np.arange(len(X))[:, None]
-        # An exact duplicate may rank before the item itself: drop the last column where the
-        # item's own row did not come back, so every row keeps exactly k neighbours.
-        own[~own.any(axis=1), -1] = True
-        others = similarities[~own].reshape(len(X), self.n_neighbors)
-        return self._aggregate(_similarity(others, self.metric))
+        similarities, _ = leave_one_out(X, self.n_neighbors, self.metric)
+        return self._aggregate(similarities)
 
     def _aggregate(self, similarities: np.ndarray) -> np.ndarray:
         if self.aggregate == "kth":
@@ -325,17 +315,6 @@ def _as_matrix(X: Any) -> np.ndarray:
     if not np.all(np.isfinite(matrix)):
         raise InvalidInputError("vectors contain NaN or infinite values")
     return matrix
-
-
-def _flat_index(X: np.ndarray, metric: str) -> faiss.Index:
-    index = faiss.IndexFlatIP(X.shape[1]) if metric == "ip" else faiss.IndexFlatL2(X.shape[1])
-    index.add(X)
-    return index
-
-
-def _similarity(raw: np.ndarray, metric: str) -> np.ndarray:
-    """FAISS returns inner products for ``ip`` and squared distances for ``l2``: higher-is-closer."""
-    return raw if metric == "ip" else -raw
 
 
 def _check_neighbours(n_neighbors: int, available: int) -> None:

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
+from .kernels import cross_validated_probe, probe_head
 from .runs import save_run
 from .vectors import item_matrix
 
 if TYPE_CHECKING:
     from .collection import Collection
 
-__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeResult", "cross_validate", "train_probe"]
+__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeResult", "train_probe"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ def train_probe(
             "two or more: label more items or lower folds")
     y = stored[train].astype(str)
     X = vectors[train]
-    out_of_fold, fold_accuracies = cross_validate(X, y, folds=folds,
-                                                  regularization=regularization, seed=seed)
+    out_of_fold, fold_accuracies = cross_validated_probe(X, y, folds=folds, seed=seed,
+                                                         regularization=regularization)
     predicted = np.array(classes)[out_of_fold.argmax(axis=1)]
     report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
     per_class = [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
@@ -127,7 +128,7 @@ def train_probe(
     unlabelled = np.array([label is None for label in stored], dtype=bool)
     predictions: list[Prediction] = []
     if unlabelled.any():
-        final = _head(regularization).fit(X, y)
+        final = probe_head(regularization).fit(X, y)
         proba = final.predict_proba(vectors[unlabelled])
         best = proba.argmax(axis=1)
         predictions = [Prediction(str(i), str(final.classes_[b]), float(p[b])) for i, b, p in
@@ -147,32 +148,6 @@ def train_probe(
         "classes": len(classes), "disagreements": len(doubts), "skipped_classes": skipped})
     return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
                        per_class, predictions, doubts, skipped)
-
-
-def cross_validate(X: np.ndarray, y: np.ndarray, *, folds: int = 5, regularization: float = 1.0,
-                   seed: int = 0) -> tuple[np.ndarray, list[float]]:
-    """Out-of-fold class probabilities ``(n, classes)`` (classes sorted) of the probe head over
-    stratified folds, and the accuracy of each fold."""
-    from sklearn.model_selection import StratifiedKFold
-
-    classes = np.unique(y)
-    out_of_fold = np.zeros((len(y), len(classes)))
-    fold_accuracies = []
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        head = _head(regularization).fit(X[fit_rows], y[fit_rows])
-        # A fold may miss a rare class: place each column by the head's own classes.
-        out_of_fold[np.ix_(held, np.searchsorted(classes, head.classes_))] = \
-            head.predict_proba(X[held])
-        fold_accuracies.append(float(np.mean(head.predict(X[held]) == y[held])))
-    return out_of_fold, fold_accuracies
-
-
-def _head(regularization: float) -> Any:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=regularization, max_iter=2000))
 
 
 def _labels(collection: Collection, label_field: str, where: FilterInput) -> dict[str, str | None]:

@@ -31,6 +31,7 @@ import numpy as np
 from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput
 from .interactions import ProfilePolicy, UserProfile, user_profiles
+from .kernels import unit_rows
 from .search import Hit, SearchOptions, search_many
 from .vectors import mean_item_vectors
 
@@ -222,9 +223,7 @@ def _rescore(collection: Collection, candidates: list[str],
 
 def _average_vector(pos: _Examples, neg: _Examples | None) -> np.ndarray:
     mean = pos.average()
-    query = mean if neg is None else mean + (mean - neg.average())
-    norm = np.linalg.norm(query)
-    return query / norm if norm > 0 else query
+    return unit_rows(mean if neg is None else mean + (mean - neg.average()))
 
 
 def _best_score(vectors: np.ndarray, pos: _Examples, neg: _Examples | None) -> np.ndarray:
@@ -341,8 +340,7 @@ def _example_vector(example: np.ndarray, space: str, dim: int, n_spaces: int) ->
     if vector.shape[0] != dim:
         raise InvalidInputError(f"example vector has {vector.shape[0]} dimensions; space "
                                 f"{space!r} has {dim}")
-    norm = np.linalg.norm(vector)
-    return vector / norm if norm > 0 else vector
+    return unit_rows(vector)
 
 
 def _weighted(examples: Sequence[WeightedExample], side: str) -> list[tuple[Example, float]]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 from .filters import FilterInput
+from .kernels import knn_blocks
 from .spaces import VectorSpace, encoder_for
 from .vector_index import VectorIndex
 
@@ -261,30 +262,8 @@ def _nearest(collection: Collection, index: VectorIndex, space: VectorSpace, vec
             return index.search(vectors, fetch, probe_all=True)
         # A compressed index (PQ), or few matching vectors: scan the stored vectors exactly.
         blocks = collection.tables.vector_blocks(space.name, where=options.where)
-        return exact_top_k(vectors, ((s, v) for s, v, _ in blocks), fetch, space.metric)
+        return knn_blocks(vectors, ((s, v) for s, v, _ in blocks), fetch, space.metric)
     return index.search(vectors, fetch, allowed)
-
-
-def exact_top_k(queries: np.ndarray, blocks: Iterable[tuple[np.ndarray, np.ndarray]], k: int,
-                metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``(scores, seqs)`` of shape ``(nq, k)`` over blocks of ``(seqs, vectors)``; a block
-    at a time so the vectors never all sit in memory (as FAISS contrib's knn_ground_truth)."""
-    nq = len(queries)
-    best_scores = np.full((nq, k), -np.inf, dtype=np.float32)
-    best_seqs = np.full((nq, k), -1, dtype=np.int64)
-    for seqs, vectors in blocks:
-        if metric == "l2":
-            scores = -(np.sum(vectors**2, axis=1)[None, :] - 2 * queries @ vectors.T
-                       + np.sum(queries**2, axis=1)[:, None])
-        else:
-            scores = queries @ vectors.T
-        all_scores = np.concatenate([best_scores, scores.astype(np.float32)], axis=1)
-        all_seqs = np.concatenate([best_seqs, np.broadcast_to(seqs, (nq, len(seqs)))], axis=1)
-        top = np.argpartition(-all_scores, min(k, all_scores.shape[1] - 1), axis=1)[:, :k]
-        best_scores = np.take_along_axis(all_scores, top, axis=1)
-        best_seqs = np.take_along_axis(all_seqs, top, axis=1)
-    order = np.argsort(-best_scores, axis=1, kind="stable")
-    return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_seqs, order, 1)
 
 
 def _best_per_item(scores: np.ndarray, seqs: np.ndarray, chunks: dict[int, tuple[str, ChunkMatch]],

@@ -9,7 +9,6 @@ caught up, never trusted), an atomic single-file format, filtered search and a G
 # mypy: disable-error-code="call-arg,assignment,arg-type"
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -21,26 +20,15 @@ import numpy as np
 
 from .errors import DimensionMismatchError, InvalidInputError
 from .index_policy import IndexSpec
+from .kernels import search_threads
 
 __all__ = ["IndexState", "VectorIndex", "gpu_count"]
 
 log = logging.getLogger(__name__)
 
 _MAGIC = b"KINSIGHT-FAISS-1\n"
-# A handful of queries runs on the calling thread alone. FAISS splits a search over queries, so
-# one query on two OpenMP threads leaves one idle at a spinning barrier: 27-37 ms instead of
-# 5-6 ms for one query over 33k vectors on a loaded 2-core machine. omp_set_num_threads is
-# per calling thread, so concurrent searches (HTTP workers) each choose for themselves.
-_SERIAL_BELOW = 8
 _METRICS = {"cosine": faiss.METRIC_INNER_PRODUCT, "dot": faiss.METRIC_INNER_PRODUCT,
             "l2": faiss.METRIC_L2}
-
-
-@functools.cache
-def _all_threads() -> int:
-    """FAISS's thread count before any search set its own (omp_set_num_threads is sticky per
-    thread, so it is read once, at the first search, not at import)."""
-    return int(faiss.omp_get_max_threads())
 
 
 def gpu_count() -> int:
@@ -130,8 +118,7 @@ class VectorIndex:
         else:
             params = self._search_params(allowed,
                                          self.spec.nlist if probe_all else self.spec.nprobe)
-            threads = _all_threads()  # read before this thread ever sets its own
-            faiss.omp_set_num_threads(1 if len(queries) < _SERIAL_BELOW else threads)
+            search_threads(len(queries))
             distances, seqs = self.index.search(queries, k, params=params)
         scores = -distances if self.metric == "l2" else distances
         scores = np.where(seqs < 0, -np.inf, scores).astype(np.float32)

@@ -16,12 +16,13 @@ import numpy as np
 
 from .errors import InvalidInputError
 from .filters import FilterInput
+from .kernels import unit_rows
 
 if TYPE_CHECKING:
     from .collection import Collection
     from .spaces import VectorSpace
 
-__all__ = ["item_matrix", "mean_item_vectors", "normalise_for", "unit_rows"]
+__all__ = ["item_matrix", "mean_item_vectors", "normalise_for"]
 
 
 def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | None = None, *,
@@ -63,12 +64,6 @@ def item_matrix(collection: Collection, space: VectorSpace, ids: Sequence[str] |
 def normalise_for(space: VectorSpace, vectors: np.ndarray) -> np.ndarray:
     """Unit-length rows in a cosine space (as stored), unchanged otherwise."""
     return unit_rows(vectors) if space.metric == "cosine" else vectors
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length one (zero rows stay zero), float32: cosines become dot products."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
 
 
 def _selected(collection: Collection, ids: Sequence[str] | None, where: FilterInput

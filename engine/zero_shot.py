@@ -19,9 +19,10 @@ import pyarrow as pa
 
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
+from .kernels import unit_rows
 from .runs import save_run
 from .spaces import encoder_for
-from .vectors import item_matrix, unit_rows
+from .vectors import item_matrix
 
 if TYPE_CHECKING:
     from .collection import Collection

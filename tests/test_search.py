@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from kinsight.engine import ById, Fusion, IndexSpec, InvalidInputError, Item
-from kinsight.engine.search import _fuse, exact_top_k
+from kinsight.engine.kernels import knn_blocks
+from kinsight.engine.search import _fuse
 from kinsight.engine.vector_index import VectorIndex
 
 from .conftest import VECTOR_ENCODER, normalized
@@ -130,7 +131,7 @@ def test_ivf_index_recall_against_exact():
     index.add(seqs, data)
     queries = data[:200] + 0.05 * rng.normal(size=(200, 32)).astype(np.float32)
     _, approx = index.search(queries, 10)
-    _, exact = exact_top_k(queries, [(seqs, data)], 10, "cosine")
+    _, exact = knn_blocks(queries, [(seqs, data)], 10, "cosine")
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
     assert recall >= 0.9
     assert index.remove(seqs[:100]) == 100 and index.ntotal == 19_900

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput
-from ..vectors import mean_item_vectors, unit_rows
+from ..kernels import unit_rows
+from ..vectors import mean_item_vectors
 
 if TYPE_CHECKING:
     from ..collection import Collection

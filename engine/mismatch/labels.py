@@ -7,7 +7,8 @@ label to judge it:
   out), as shares of the vote: "7 of 10 neighbours say games".
 - ``probe`` (``probe=True``): a linear probe's out-of-sample probabilities — scikit-learn's
   ``LogisticRegression`` on standardised item vectors, each item predicted by the model of the
-  cross-validation fold that did not see it (``cross_val_predict``), as cleanlab recommends.
+  cross-validation fold that did not see it (``kernels.cross_validated_probe``), as cleanlab
+  recommends.
 
 With both, the method is ``knn+probe`` and the distributions are averaged. An item's ``support`` is
 the weight its own label gets (1: everyone agrees; 0: nobody does); its ``score`` is ``1 - support``,
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
+from ..kernels import cross_validated_probe, leave_one_out
 from ..runs import save_run
 from ._items import selected_unit_vectors
 
@@ -140,16 +142,8 @@ def label_mismatch(
 def knn_label_votes(vectors: np.ndarray, codes: np.ndarray, n_classes: int, k: int) -> np.ndarray:
     """``(n, n_classes)`` shares of each item's ``k`` nearest other items (unit ``vectors``, exact
     cosine search) carrying each label code; the item itself is never its own neighbour."""
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    _, found = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 1)
+    _, neighbours = leave_one_out(vectors, k)
     rows = np.arange(len(vectors))
-    keep = found != rows[:, None]
-    # An exact copy may come before the item itself: then drop the farthest instead.
-    keep[keep.sum(axis=1) > k, k] = False
-    neighbours = found[keep].reshape(len(vectors), k)
     votes = np.zeros((len(vectors), n_classes))
     np.add.at(votes, (np.repeat(rows, k), codes[neighbours].ravel()), 1.0)
     return votes / k
@@ -161,21 +155,16 @@ def probe_probabilities(vectors: np.ndarray, codes: np.ndarray, n_classes: int, 
     ``0..n_classes-1`` present among ``codes``): each item is predicted by a model fitted on the
     other folds of a stratified ``PROBE_FOLDS``-fold split (fewer folds when a label has fewer
     items; a label absent from a fold's training part gets 0 there)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     smallest = int(np.bincount(codes, minlength=n_classes).min())
-    folds = StratifiedKFold(n_splits=min(PROBE_FOLDS, max(2, smallest)), shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
     with warnings.catch_warnings():
         # A label with fewer items than folds: scikit-learn warns, and gives it 0 where a fold's
         # training part lacks it, as documented above.
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
-        probabilities = cross_val_predict(model, vectors, codes, cv=folds, method="predict_proba")
-    return np.asarray(probabilities, dtype=np.float64)
+        probabilities, _ = cross_validated_probe(
+            vectors, codes, folds=min(PROBE_FOLDS, max(2, smallest)), seed=seed,
+            max_iter=PROBE_MAX_ITER)
+    return probabilities
 
 
 def _table(items: list[LabelMismatch]) -> pa.Table:

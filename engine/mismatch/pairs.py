@@ -45,6 +45,7 @@ from scipy.special import ndtr
 
 from ..errors import EncoderMismatchError, InvalidInputError
 from ..filters import FilterInput, filter_to_json
+from ..kernels import knn_excluding
 from ..runs import save_run
 from ..spaces import VectorSpace
 from ._items import selected_unit_vectors
@@ -240,15 +241,8 @@ def _neighbour_agreement(a: np.ndarray, b: np.ndarray, pool_a: np.ndarray, pool_
     """``(z, rank)`` of how well each ``b`` agrees with the ``b`` of the ``n`` pool items whose
     ``a`` is nearest (best cosine among them), against ``k`` random impostor partners' agreement
     with the same neighbours."""
-    import faiss
-
-    n = min(n, len(pool_a) - 1)
-    index = faiss.IndexFlatIP(pool_a.shape[1])
-    index.add(np.ascontiguousarray(pool_a, dtype=np.float32))
-    _, found = index.search(np.ascontiguousarray(a, dtype=np.float32), n + 1)
-    keep = found != exclude[:, None]
-    keep[keep.sum(axis=1) > n, n] = False  # the own item was not among them: drop the last
-    near = pool_b[found[keep].reshape(len(a), n)]  # (rows, n, d): the neighbours' partners
+    _, found = knn_excluding(a, pool_a, min(n, len(pool_a) - 1), exclude)
+    near = pool_b[found]  # (rows, n, d): the neighbours' partners
     agree = np.einsum("id,ind->in", b, near).max(axis=1)
     draws = _random_impostors(len(a), len(pool_a), exclude, k, seed + 1)
     rivals: np.ndarray = np.empty(draws.shape, dtype=np.float64)
@@ -285,16 +279,8 @@ def _gathered_sims(rows: np.ndarray, pool: np.ndarray, draws: np.ndarray) -> np.
 
 def _nearest_sims(rows: np.ndarray, pool: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
     """Cosines of each row's ``k`` most similar pool rows, its own pool row left out, ``(n, k')``."""
-    import faiss
-
-    k = min(k, len(pool) - 1)
-    index = faiss.IndexFlatIP(pool.shape[1])
-    index.add(np.ascontiguousarray(pool, dtype=np.float32))
-    sims, found = index.search(np.ascontiguousarray(rows, dtype=np.float32), k + 1)
-    keep = found != exclude[:, None]
-    # A row whose own item is not among its k + 1 nearest keeps its k nearest.
-    keep[keep.sum(axis=1) > k, k] = False
-    return sims[keep].reshape(len(rows), k).astype(np.float64)
+    sims, _ = knn_excluding(rows, pool, min(k, len(pool) - 1), exclude)
+    return sims.astype(np.float64)
 
 
 def _check_choices(method: str, impostors: str, k: int) -> None:
