@@ -341,6 +341,19 @@ def test_internal_errors_hide_the_details(client, monkeypatch, caplog, error):
     assert len(logged) == 1  # the traceback is in the server log, once
 
 
+def test_unreadable_bodies_are_a_documented_400(client):
+    # Bytes that are not UTF-8 cannot be parsed as JSON; FastAPI answers 400 before validation.
+    response = client.post("/collections/docs/search", content=b'{"text": "\x81"}',
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"] == "BadRequest"
+    bad_length = client.post("/collections", content=b"{}",
+                             headers={"Content-Type": "application/json", "Content-Length": "x"})
+    assert bad_length.status_code == 400
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "400" in paths["/collections/{name}/search"]["post"]["responses"]
+    assert "400" in paths["/collections"]["get"]["responses"]
+
+
 def test_unknown_route_keeps_the_error_shape(client):
     response = client.get("/nowhere")
     assert response.status_code == 404 and response.json()["error"] == "NotFound"
