@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,16 @@ def test_unreadable_bodies_are_a_documented_400(client):
 def test_unknown_route_keeps_the_error_shape(client):
     response = client.get("/nowhere")
     assert response.status_code == 404 and response.json()["error"] == "NotFound"
+
+
+# -- analysis runs -------------------------------------------------------------------------------
+def test_run_times_carry_their_utc_offset(docs):
+    run_id = docs.post("/collections/docs/cluster", json={"k": 2}).json()["run_id"]
+    listed = docs.get("/collections/docs/runs").json()["runs"][0]["created_at"]
+    created = datetime.fromisoformat(docs.get(f"/collections/docs/runs/{run_id}").json()["created_at"])
+    assert created == datetime.fromisoformat(listed)
+    assert created.utcoffset() == timedelta(0)
+    assert abs(datetime.now(timezone.utc) - created) < timedelta(minutes=5)
 
 
 # -- a real server ---------------------------------------------------------------------------------
