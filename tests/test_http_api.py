@@ -355,6 +355,14 @@ def test_unreadable_bodies_are_a_documented_400(client):
     assert "400" in paths["/collections"]["get"]["responses"]
 
 
+def test_errors_that_echo_nan_or_infinity_still_render(docs):
+    # Not JSON, but Python's parser takes them: the 422 must not turn into a 500 when rendered.
+    response = docs.post("/collections/docs/search", content=b'{"text": "csv", "dense_weight": NaN}',
+                         headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["input"] == "nan"
+
+
 def test_unknown_route_keeps_the_error_shape(client):
     response = client.get("/nowhere")
     assert response.status_code == 404 and response.json()["error"] == "NotFound"
