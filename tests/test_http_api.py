@@ -265,6 +265,22 @@ def test_bm25_and_hybrid(docs):
     assert search(docs, vector=[0.1] * 32, mode="bm25").status_code == 422
 
 
+@pytest.mark.parametrize(("route", "body"), [
+    ("search", '{"vector": [1e39, 0.5]}'),  # past float32: it would be searched as an infinity
+    ("search", '{"vector": [NaN, 0.5]}'),
+    ("recommend", '{"positive": [[0.5, -1e39]]}'),
+    ("recommend", '{"positive": [{"id": "py-csv", "weight": Infinity}]}'),
+    ("recommend", '{"user": "u1", "half_life_days": Infinity}'),
+    ("anomalies", '{"vectors": [[0.5, 0.5], [0.5]]}'),
+    ("mismatch/duplicates", '{"threshold": NaN}'),
+])
+def test_numbers_the_engine_cannot_use_are_422(docs, route, body):
+    response = docs.post(f"/collections/docs/{route}", content=body.encode(),
+                         headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "ValidationError"
+
+
 def test_returned_fields(docs):
     assert search(docs, text="csv", fields=["year"]).json()["hits"][0]["fields"].keys() == {"year"}
     assert all(h["fields"] == {} for h in search(docs, text="csv", fields=[]).json()["hits"])

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    FiniteFloat,
     StringConstraints,
     field_validator,
     model_validator,
@@ -46,14 +46,19 @@ __all__ = [
 # ingested from a file get the same id.
 ItemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 FieldName = Annotated[str, StringConstraints(min_length=1)]
+# Vectors are searched as float32: a component past its range would turn into an infinity there.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+VectorComponent = Annotated[float, Field(ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)]
+Vector = Annotated[list[VectorComponent], Field(min_length=1)]
 
 _FILTER_EXAMPLE: dict[str, Any] = {"and": [{"field": "section", "op": "eq", "value": "python"},
                            {"field": "year", "op": "ge", "value": 2020}]}
 
 
 class _Request(BaseModel):
-    # A misspelt option ("fitler") must fail loudly instead of being ignored.
-    model_config = ConfigDict(extra="forbid")
+    # A misspelt option ("fitler") must fail loudly instead of being ignored. Python's JSON parser
+    # reads NaN and Infinity, which JSON has not; no number of a request may be one of them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _no_sql(value: Any) -> Any:
@@ -192,8 +197,8 @@ class SearchRequest(_Request):
     ]})
 
     text: str | None = Field(None, min_length=1, description="Query text (encoded by the space's model).")
-    vector: list[FiniteFloat] | None = Field(
-        None, min_length=1, description="Query vector; its length must be the space's dimension.")
+    vector: Vector | None = Field(
+        None, description="Query vector; its length must be the space's dimension.")
     id: ItemId | None = Field(None, description="Find items like this stored one (it is left out).")
     id_space: str | None = Field(
         None, description="With id: the space the item's vector comes from, when it is not the "

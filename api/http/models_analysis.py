@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kinsight.engine.filters import Filter
 
-from .models import _no_sql
+from .models import _no_sql, _Request
 
 __all__ = ["ClusterOut", "ClusterRequest", "ClusterResponse", "RunList", "RunOut", "RunTableOut"]
 
 
-class ClusterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class ClusterRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"k": "auto", "k_range": [2, 30], "filter": {"field": "section", "op": "eq", "value": "net"}},
         {"method": "hdbscan", "labels": ["web servers", "network monitoring", "chat clients"]},
     ]})
