@@ -273,6 +273,10 @@ def test_bm25_and_hybrid(docs):
     ("recommend", '{"user": "u1", "half_life_days": Infinity}'),
     ("anomalies", '{"vectors": [[0.5, 0.5], [0.5]]}'),
     ("mismatch/duplicates", '{"threshold": NaN}'),
+    ("cluster", '{"seed": -1}'),  # scikit-learn refuses it
+    ("cluster", '{"k": 2, "seed": 2147483648}'),  # FAISS refuses it
+    ("mismatch/pairs", '{"a": "text", "b": "text", "seed": -1}'),
+    ("mismatch/labels", '{"label_field": "section", "seed": -1}'),
 ])
 def test_numbers_the_engine_cannot_use_are_422(docs, route, body):
     response = docs.post(f"/collections/docs/{route}", content=body.encode(),

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kinsight.engine.filters import Filter
 
-from .models import _no_sql, _Request
+from .models import Seed, _no_sql, _Request
 
 __all__ = ["ClusterOut", "ClusterRequest", "ClusterResponse", "RunList", "RunOut", "RunTableOut"]
 
@@ -37,7 +37,7 @@ class ClusterRequest(_Request):
     labels: list[str] | None = Field(
         None, max_length=1000, description="Label prompts: each cluster gets the nearest one.")
     projection: Literal["pca", "umap"] = "pca"
-    seed: int = 0
+    seed: Seed = 0
 
     _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from kinsight.engine.filters import Filter
 from kinsight.engine.mismatch import DEFAULT_IMPOSTORS, DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 
-from .models import _no_sql, _Request
+from .models import Seed, _no_sql, _Request
 
 __all__ = [
     "DuplicateGroupOut",
@@ -43,7 +43,7 @@ class PairMismatchRequest(_Request):
     impostors: Literal["random", "nearest"] = "random"
     k: int = Field(DEFAULT_IMPOSTORS, ge=2, le=10_000, description="Impostors per item and direction.")
     filter: Filter | None = None
-    seed: int = 0
+    seed: Seed = 0
     neighbours: int = Field(0, ge=0, le=1000, description=(
         "Also check each b against the b of the N items with the nearest a; 0: off."))
     limit: int = Limit
@@ -84,7 +84,7 @@ class LabelMismatchRequest(_Request):
     k: int = Field(DEFAULT_NEIGHBOURS, ge=1, le=1_000, description="Neighbours that vote.")
     probe: bool = Field(False, description="Also ask a cross-validated logistic-regression probe.")
     filter: Filter | None = None
-    seed: int = 0
+    seed: Seed = 0
     limit: int = Limit
 
     _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
