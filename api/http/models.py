@@ -113,7 +113,10 @@ class CollectionList(BaseModel):
 class CreateCollection(_Request):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "docs"}]})
 
-    name: str = Field(description="1-63 lowercase letters, digits and '_', starting with a letter.")
+    # The store decides which names are valid (validate_collection_name); restating its rule here
+    # would go stale when it changes. A refused name is a 422 whose detail gives the rule.
+    name: str = Field(description="Name of the new collection; one the store cannot use is "
+                                  "refused (422) with the characters it allows.")
 
 
 # -- items -----------------------------------------------------------------------------------------
