@@ -277,6 +277,7 @@ def test_bm25_and_hybrid(docs):
     ("cluster", '{"k": 2, "seed": 2147483648}'),  # FAISS refuses it
     ("mismatch/pairs", '{"a": "text", "b": "text", "seed": -1}'),
     ("mismatch/labels", '{"label_field": "section", "seed": -1}'),
+    ("classify/zero-shot", '{"labels": ["a", "b"], "temperature": 1e-320}'),  # NaN probabilities
 ])
 def test_numbers_the_engine_cannot_use_are_422(docs, route, body):
     response = docs.post(f"/collections/docs/{route}", content=body.encode(),
