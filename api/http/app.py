@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 
     secured = [Depends(require_api_key)]
     documented: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorOut, "description": "Unreadable request: a body that does not parse, "
+                                                "or a Content-Length that is not a number"},
         401: {"model": ErrorOut, "description": "Missing or wrong API key"},
         413: {"model": ErrorOut, "description": "Request body over max_request_bytes"},
     }

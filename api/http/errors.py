@@ -9,6 +9,7 @@ arbitrary exceptions can hold paths, SQL or data that must not leave the server.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -64,8 +65,21 @@ def status_for(error: BaseException) -> int | None:
 
 def error_response(status: int, error: str, detail: Any,
                    headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status,
-                        headers=headers)
+    return JSONResponse({"error": error, "detail": _finite(jsonable_encoder(detail))},
+                        status_code=status, headers=headers)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as text. Python's JSON parser reads ``NaN`` and
+    ``Infinity``, so a validation error can echo them back, but JSON cannot write them and the
+    response would fail to render (a 500 in place of the 422)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _internal_error() -> JSONResponse:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    FiniteFloat,
     StringConstraints,
     field_validator,
     model_validator,
@@ -46,14 +46,21 @@ __all__ = [
 # ingested from a file get the same id.
 ItemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 FieldName = Annotated[str, StringConstraints(min_length=1)]
+# Vectors are searched as float32: a component past its range would turn into an infinity there.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+VectorComponent = Annotated[float, Field(ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)]
+Vector = Annotated[list[VectorComponent], Field(min_length=1)]
+# The range every library a seed goes to accepts: FAISS takes a C int, scikit-learn 0..2**32-1.
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="Random seed, 0 to 2**31-1.")]
 
 _FILTER_EXAMPLE: dict[str, Any] = {"and": [{"field": "section", "op": "eq", "value": "python"},
                            {"field": "year", "op": "ge", "value": 2020}]}
 
 
 class _Request(BaseModel):
-    # A misspelt option ("fitler") must fail loudly instead of being ignored.
-    model_config = ConfigDict(extra="forbid")
+    # A misspelt option ("fitler") must fail loudly instead of being ignored. Python's JSON parser
+    # reads NaN and Infinity, which JSON has not; no number of a request may be one of them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _no_sql(value: Any) -> Any:
@@ -106,7 +113,10 @@ class CollectionList(BaseModel):
 class CreateCollection(_Request):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "docs"}]})
 
-    name: str = Field(description="1-63 lowercase letters, digits and '_', starting with a letter.")
+    # The store decides which names are valid (validate_collection_name); restating its rule here
+    # would go stale when it changes. A refused name is a 422 whose detail gives the rule.
+    name: str = Field(description="Name of the new collection; one the store cannot use is "
+                                  "refused (422) with the characters it allows.")
 
 
 # -- items -----------------------------------------------------------------------------------------
@@ -195,8 +205,8 @@ class SearchRequest(_Request):
     ]})
 
     text: str | None = Field(None, min_length=1, description="Query text (encoded by the space's model).")
-    vector: list[FiniteFloat] | None = Field(
-        None, min_length=1, description="Query vector; its length must be the space's dimension.")
+    vector: Vector | None = Field(
+        None, description="Query vector; its length must be the space's dimension.")
     id: ItemId | None = Field(None, description="Find items like this stored one (it is left out).")
     id_space: str | None = Field(
         None, description="With id: the space the item's vector comes from, when it is not the "

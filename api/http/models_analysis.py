@@ -6,20 +6,20 @@ the network), and responses are their own models, not the engine's dataclasses.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kinsight.engine.filters import Filter
 
-from .models import _no_sql
+from .models import Seed, _no_sql, _Request
 
 __all__ = ["ClusterOut", "ClusterRequest", "ClusterResponse", "RunList", "RunOut", "RunTableOut"]
 
 
-class ClusterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class ClusterRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"k": "auto", "k_range": [2, 30], "filter": {"field": "section", "op": "eq", "value": "net"}},
         {"method": "hdbscan", "labels": ["web servers", "network monitoring", "chat clients"]},
     ]})
@@ -37,7 +37,7 @@ class ClusterRequest(BaseModel):
     labels: list[str] | None = Field(
         None, max_length=1000, description="Label prompts: each cluster gets the nearest one.")
     projection: Literal["pca", "umap"] = "pca"
-    seed: int = 0
+    seed: Seed = 0
 
     _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 
@@ -76,7 +76,14 @@ class RunOut(BaseModel):
     params: dict[str, Any]
     summary: dict[str, Any]
     tables: list[str]
-    created_at: datetime
+    created_at: datetime = Field(description="When the run was saved, in UTC.")
+
+    @field_validator("created_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        # The run catalogue stores UTC without an offset; a naive time would serialise without
+        # one too, which is not an RFC 3339 date-time and leaves clients to guess the zone.
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 class RunList(BaseModel):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kinsight.engine.filters import Filter
 
-from .models import ItemId, _no_sql, _Request
+from .models import ItemId, Vector, _no_sql, _Request
 
 __all__ = ["AnomaliesRequest", "AnomaliesResponse", "AnomalyOut", "NeighbourOut"]
 
@@ -33,8 +33,8 @@ class AnomaliesRequest(_Request):
         None, description="Items of this collection to score (default: all; reference items get "
                           "their out-of-sample score).")
     texts: list[str] | None = Field(None, min_length=1, description="New items as texts.")
-    vectors: list[list[FiniteFloat]] | None = Field(None, min_length=1,
-                                                    description="New items as vectors.")
+    vectors: list[Vector] | None = Field(None, min_length=1,
+                                         description="New items as vectors, all of one length.")
     ids: list[ItemId] | None = Field(None, description="Names of the new items, one each.")
     space: str | None = None
     method: Literal["knn", "lof", "iforest", "mahalanobis"] = "knn"
@@ -55,6 +55,9 @@ class AnomaliesRequest(_Request):
             raise ValueError("give 'reference' or 'reference_collection', not both")
         if sum(x is not None for x in (self.targets, self.texts, self.vectors)) > 1:
             raise ValueError("give at most one of 'targets', 'texts' or 'vectors'")
+        if self.vectors is not None and len({len(v) for v in self.vectors}) > 1:
+            raise ValueError("'vectors' must all have one length, the space's dimension; got "
+                             f"lengths {sorted({len(v) for v in self.vectors})}")
         new = self.texts or self.vectors
         if self.ids is not None and (new is None or len(self.ids) != len(new)):
             raise ValueError("'ids' names new items: give one per text or vector")

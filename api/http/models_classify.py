@@ -78,8 +78,10 @@ class ZeroShotRequest(_Request):
                           "suited to the space (pictures or text).")
     space: str | None = None
     filter: Filter | None = Field(None, description="Items to label (default all).")
-    temperature: float | None = Field(None, gt=0, description="Softmax temperature; left out: "
-                                                              "the space's own, else 0.01.")
+    # Similarities are divided by it in float32: below ~1e-38 they overflow and the
+    # probabilities come out NaN. 1e-4 is a logit scale of 10,000, far past any model's.
+    temperature: float | None = Field(None, ge=1e-4, description="Softmax temperature, 1e-4 or "
+                                      "more; left out: the space's own, else 0.01.")
     label_field: str | None = Field(None, description="Score the labels against this field.")
     limit: int = Field(100, ge=0, le=10_000, description="Predictions returned (all are kept "
                                                          "in the run).")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from kinsight.engine.filters import Filter
 from kinsight.engine.mismatch import DEFAULT_IMPOSTORS, DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
 
-from .models import _no_sql
+from .models import Seed, _no_sql, _Request
 
 __all__ = [
     "DuplicateGroupOut",
@@ -31,8 +31,8 @@ __all__ = [
 Limit = Field(100, ge=1, le=10_000, description="Rows returned, worst first; all are in the run.")
 
 
-class PairMismatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class PairMismatchRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"a": "caption", "b": "image"},
         {"a": "title", "b": "text", "method": "rank", "impostors": "nearest", "k": 20},
     ]})
@@ -43,7 +43,7 @@ class PairMismatchRequest(BaseModel):
     impostors: Literal["random", "nearest"] = "random"
     k: int = Field(DEFAULT_IMPOSTORS, ge=2, le=10_000, description="Impostors per item and direction.")
     filter: Filter | None = None
-    seed: int = 0
+    seed: Seed = 0
     neighbours: int = Field(0, ge=0, le=1000, description=(
         "Also check each b against the b of the N items with the nearest a; 0: off."))
     limit: int = Limit
@@ -74,8 +74,8 @@ class PairMismatchResponse(BaseModel):
     took_ms: float
 
 
-class LabelMismatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class LabelMismatchRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"label_field": "section"}, {"label_field": "category", "space": "image", "probe": True},
     ]})
 
@@ -84,7 +84,7 @@ class LabelMismatchRequest(BaseModel):
     k: int = Field(DEFAULT_NEIGHBOURS, ge=1, le=1_000, description="Neighbours that vote.")
     probe: bool = Field(False, description="Also ask a cross-validated logistic-regression probe.")
     filter: Filter | None = None
-    seed: int = 0
+    seed: Seed = 0
     limit: int = Limit
 
     _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
@@ -116,8 +116,8 @@ class LabelMismatchResponse(BaseModel):
     took_ms: float
 
 
-class DuplicatesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class DuplicatesRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"threshold": 0.95}, {"space": "image", "filter": {"field": "category", "op": "eq",
                                                            "value": "animals"}},
     ]})

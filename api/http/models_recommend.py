@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kinsight.engine.filters import Filter
 
-from .models import FieldName, HitOut, ItemId, _no_sql, _Request
+from .models import FieldName, HitOut, ItemId, Vector, _no_sql, _Request
 
 __all__ = [
     "ExampleIn",
@@ -25,11 +25,11 @@ class ExampleIn(_Request):
     """An example given with a weight (a bare id or vector weighs 1)."""
 
     id: ItemId | None = None
-    vector: list[FiniteFloat] | None = Field(None, min_length=1)
+    vector: Vector | None = None
     weight: float = Field(1.0, gt=0)
 
 
-Example = Annotated[ItemId | list[FiniteFloat] | ExampleIn, Field(
+Example = Annotated[ItemId | Vector | ExampleIn, Field(
     description="An item id, a vector of the space, or {id|vector, weight}.")]
 
 
@@ -73,7 +73,7 @@ class InteractionIn(_Request):
     user: ItemId
     item: ItemId
     kind: Annotated[str, Field(min_length=1)] = "view"
-    weight: FiniteFloat = 1.0
+    weight: float = 1.0
     timestamp: datetime | None = Field(None, description="ISO 8601; left out: now.")
 
 
