@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Create .venv (once) and install kinsight with every extra, editable. Safe to re-run.
+# pip's own output (pages of notes about package indexes and editable builds) goes to
+# .venv/install.log; it is shown only when the install fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
+    echo "creating .venv"
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+echo "installing kinsight and its dependencies into .venv (log: .venv/install.log)"
+log=.venv/install.log
 # A plain `torch` requirement: on machines with a local wheel cache/constraint this stays offline.
-.venv/bin/python -m pip install --quiet -e '.[all]'
+if ! { .venv/bin/python -m pip install --quiet --upgrade pip \
+        && .venv/bin/python -m pip install --quiet -e '.[all]'; } > "$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "error: the install failed; the whole log is in $log" >&2
+    exit 1
+fi
