@@ -399,21 +399,13 @@ def test_run_times_carry_their_utc_offset(docs):
     assert abs(datetime.now(timezone.utc) - created) < timedelta(minutes=5)
 
 
-# Bugs of the engine that reach HTTP as 500s; strict, so each turns into an unexpected pass
-# (and its mark goes) when the engine is fixed.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="engine bug: cluster() hands HDBSCAN a min_cluster_size above the "
-                          "number of selected items; scikit-learn's ValueError is answered 500")
+# Found as 500s by the fuzz test; the engine refuses both now.
 def test_hdbscan_with_groups_larger_than_the_items_is_422(docs):
     response = docs.post("/collections/docs/cluster",
                          json={"method": "hdbscan", "min_cluster_size": len(DOCS) + 1})
     assert response.status_code == 422, response.text
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="engine bug: arrow_column (engine/schema.py) lets pyarrow's "
-                          "OverflowError out for an integer past 64 bits, or a float past them "
-                          "into a BIGINT field; answered 500")
 @pytest.mark.parametrize("fields", [{"big": 2**70}, {"year": 1e300}])
 def test_numbers_past_64_bit_fields_are_refused_not_500(docs, fields):
     response = docs.post("/collections/docs/items",

@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from schemathesis.errors import FailureGroup
 
 from kinsight.api.http import Settings, create_app
 from kinsight.engine import Item, Store, load_encoder
@@ -200,9 +199,6 @@ _bounded = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow, HealthCheck.filter_too_much])
 
-_DROP = {"method": "DELETE", "path": "/collections/{name}"}
-
-
 def _call_and_validate(case: schemathesis.Case, served: Served) -> None:
     """Send the case to the app in-process and run the checks of _CONFIG on the answer."""
     if (case.path_parameters or {}).get("run_id") == RUN_ID:
@@ -210,19 +206,7 @@ def _call_and_validate(case: schemathesis.Case, served: Served) -> None:
     case.call_and_validate(app=served.app)
 
 
-@schema.exclude(**_DROP).parametrize()
+@schema.parametrize()
 @_bounded
 def test_every_operation_answers_as_documented(case: schemathesis.Case, served: Served) -> None:
-    _call_and_validate(case, served)
-
-
-# Strict: once the engine is fixed this passes, fails as an unexpected pass, and the mark goes.
-@pytest.mark.xfail(strict=True, raises=FailureGroup,
-                   reason="engine bug: Store.drop_collection unlinks every entry of the "
-                          "collection's index folder as a file, but the BM25 index SPACE.bm25 "
-                          "is a folder: IsADirectoryError, answered 500")
-@schema.include(**_DROP).parametrize()
-@_bounded
-def test_dropping_a_collection_answers_as_documented(case: schemathesis.Case,
-                                                     served: Served) -> None:
     _call_and_validate(case, served)
