@@ -294,19 +294,10 @@ class CollectionTables:
         sql = f"SELECT seq, vec, id FROM {self._vectors(space)} WHERE seq > ?"
         params: list[Any] = [after_seq]
         cur = cursor or self.db.cursor()
-        if ids is not None and len(ids) <= FEW_IDS:
-            condition, id_params = _id_condition(ids)
-            sql += f" AND {condition}"
-            params += id_params
-        elif ids is not None:
-            _with_ids(cur, "_wanted", ids)
-            sql += " AND id IN (SELECT id FROM _wanted)"
-        matching = self._matching(where)
-        if matching is not None:
-            sql += f" AND {matching[0]}"
-            params += matching[1]
+        selection, selection_params = self._selection(cur, ids, where)
         with self._filter_errors(where):
-            reader = cur.sql(sql + " ORDER BY seq", params=params).to_arrow_reader(block)
+            reader = cur.sql(sql + selection + " ORDER BY seq",
+                             params=params + selection_params).to_arrow_reader(block)
         for batch in reader:
             if batch.num_rows == 0:
                 continue
@@ -319,26 +310,29 @@ class CollectionTables:
         """The seqs of the vectors of the given items, or of the items a filter matches (the
         filter runs in the same query; no vectors are read: a filter may match many)."""
         cur = self.db.cursor()
-        sql = f"SELECT seq FROM {self._vectors(space)} WHERE true"
-        params: list[Any] = []
-        if ids is not None:
-            _with_ids(cur, "_wanted", ids)
-            sql += " AND id IN (SELECT id FROM _wanted)"
-        matching = self._matching(where)
-        if matching is not None:
-            sql += f" AND {matching[0]}"
-            params += matching[1]
+        selection, params = self._selection(cur, ids, where)
         with self._filter_errors(where):
-            found = cur.execute(sql, params).fetchnumpy()
+            found = cur.execute(f"SELECT seq FROM {self._vectors(space)} WHERE true"
+                                + selection, params).fetchnumpy()
         return np.asarray(found["seq"], dtype=np.int64)
 
-    def _matching(self, where: FilterInput) -> tuple[str, list[Any]] | None:
-        """``id IN (items a filter matches)`` as SQL and its parameters (None: no filter)."""
+    def _selection(self, cur: duckdb.DuckDBPyConnection, ids: Sequence[str] | None,
+                   where: FilterInput) -> tuple[str, list[Any]]:
+        """`` AND ...`` conditions on a vector table's ``id`` (the given items, those a filter
+        matches, both or neither) and their parameters."""
+        sql = ""
+        params: list[Any] = []
+        if ids is not None and len(ids) <= FEW_IDS:
+            condition, params = _id_condition(ids)
+            sql += f" AND {condition}"
+        elif ids is not None:
+            _with_ids(cur, "_wanted", ids)
+            sql += " AND id IN (SELECT id FROM _wanted)"
         compiled = compile_filter(where, self.fields())
-        if compiled is None:
-            return None
-        return (f"id IN (SELECT id FROM {self.schema}.items WHERE {compiled.sql})",
-                compiled.params)
+        if compiled is not None:
+            sql += f" AND id IN (SELECT id FROM {self.schema}.items WHERE {compiled.sql})"
+            params = params + compiled.params
+        return sql, params
 
     @staticmethod
     @contextmanager
