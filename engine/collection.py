@@ -18,7 +18,7 @@ from .index_sync import IndexKeeper
 from .lexical import LexicalKeeper
 from .schema import validate_space_name
 from .spaces import METRICS, VectorSpace
-from .storage import VECTOR_BLOCK, CollectionTables, NewItem, NewVectors
+from .storage import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
 
 if TYPE_CHECKING:
     from .interactions import Interaction
@@ -124,7 +124,7 @@ class Collection:
         return len(batch)
 
     def _vector_rows(self, spaces: dict[str, VectorSpace], name: str, batch: list[Item]
-                     ) -> NewVectors:
+                     ) -> VectorRows:
         if name not in spaces:
             raise NotFoundError(f"collection {self.name!r} has no vector space {name!r}; create "
                                 "it with ensure_space(name, encoder.info) before writing vectors")
@@ -157,7 +157,7 @@ class Collection:
         if space.metric == "cosine":
             norms = np.linalg.norm(stacked, axis=1, keepdims=True)
             stacked = stacked / np.where(norms == 0, 1, norms)
-        return NewVectors(owners, chunks, spans, stacked)
+        return VectorRows(owners, chunks, spans, stacked)
 
     def delete(self, ids: Sequence[str] | None = None, *, where: FilterInput = None) -> int:
         """Delete items by id, or every item a filter matches; returns how many were deleted."""

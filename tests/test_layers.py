@@ -58,8 +58,8 @@ def test_importing_the_engine_loads_no_framework():
     assert out.stdout.strip() == "[]", out.stderr
 
 
-@pytest.mark.parametrize("package", ["kinsight.engine", "kinsight.indexers", "kinsight.api",
-                                     "kinsight.api.http"])
+@pytest.mark.parametrize("package", ["kinsight.engine", "kinsight.engine.storage",
+                                     "kinsight.indexers", "kinsight.api", "kinsight.api.http"])
 def test_exported_members_exist_and_are_listed(package):
     module = importlib.import_module(package)
     exported = module.__all__

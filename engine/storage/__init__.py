@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .database import DATABASE_FILE, Database, duckdb_errors
 from .side_tables import InteractionTable, RunTables
-from .tables import VECTOR_BLOCK, CollectionTables, NewItem, NewVectors
+from .tables import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
 
 __all__ = [
     "DATABASE_FILE",
@@ -17,7 +17,7 @@ __all__ = [
     "Database",
     "InteractionTable",
     "NewItem",
-    "NewVectors",
     "RunTables",
+    "VectorRows",
     "duckdb_errors",
 ]

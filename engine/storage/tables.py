@@ -26,7 +26,7 @@ from ..schema import RESERVED_FIELDS, arrow_column, infer_field_type, quote, val
 from ..spaces import VectorSpace
 from .database import Database
 
-__all__ = ["VECTOR_BLOCK", "CollectionTables", "NewItem", "NewVectors"]
+__all__ = ["VECTOR_BLOCK", "CollectionTables", "NewItem", "VectorRows"]
 
 VECTOR_BLOCK = 65_536  # vectors read per block when (re)building an index: ~100 MB at 384-d
 # Up to this many ids are bound as a literal IN list, which uses the id indexes; more are joined
@@ -47,7 +47,7 @@ class NewItem:
 
 
 @dataclass(frozen=True)
-class NewVectors:
+class VectorRows:
     """The vector rows of one space to write: owner id, chunk number and span of each row, and
     the vectors ``(rows, dim)`` float32, already normalised for the space's metric."""
 
@@ -145,7 +145,7 @@ class CollectionTables:
             self.forget_schema()
 
     # -- writing ----------------------------------------------------------------------------
-    def replace(self, items: list[NewItem], vectors: dict[str, NewVectors]) -> None:
+    def replace(self, items: list[NewItem], vectors: dict[str, VectorRows]) -> None:
         """Insert or replace ``items`` by id with their vector rows, in one transaction."""
         known = self.fields()
         adds = any(name not in known for item in items for name in item.fields)
@@ -189,7 +189,7 @@ class CollectionTables:
         con.execute(f"INSERT INTO {self.schema}.items BY NAME SELECT * FROM _new_items")
         con.unregister("_new_items")
 
-    def _insert_vectors(self, con: Any, space: str, rows: NewVectors) -> None:
+    def _insert_vectors(self, con: Any, space: str, rows: VectorRows) -> None:
         first = self.db.reserve_seqs(con, len(rows.owners))
         table = pa.table({
             "seq": pa.array(np.arange(first, first + len(rows.owners)), pa.int64()),
