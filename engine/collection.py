@@ -19,6 +19,7 @@ from .lexical import LexicalKeeper
 from .schema import validate_space_name
 from .spaces import METRICS, VectorSpace
 from .storage import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
+from .vectors import normalise_for
 
 if TYPE_CHECKING:
     from .interactions import Interaction
@@ -154,10 +155,7 @@ class Collection:
             spans += item_spans
             blocks.append(vectors)
         stacked = np.concatenate(blocks) if blocks else np.zeros((0, space.dim), np.float32)
-        if space.metric == "cosine":
-            norms = np.linalg.norm(stacked, axis=1, keepdims=True)
-            stacked = stacked / np.where(norms == 0, 1, norms)
-        return VectorRows(owners, chunks, spans, stacked)
+        return VectorRows(owners, chunks, spans, normalise_for(space, stacked))
 
     def delete(self, ids: Sequence[str] | None = None, *, where: FilterInput = None) -> int:
         """Delete items by id, or every item a filter matches; returns how many were deleted."""

@@ -21,6 +21,7 @@ from .filters import FilterInput
 from .kernels import knn_blocks
 from .spaces import VectorSpace, encoder_for
 from .vector_index import VectorIndex
+from .vectors import normalise_for
 
 if TYPE_CHECKING:
     from .collection import Collection
@@ -204,10 +205,7 @@ def _query_vectors(collection: Collection, space: VectorSpace, queries: Sequence
         elif not isinstance(q, str):
             raise InvalidInputError(f"cannot search with a {type(q).__name__}; pass text, a "
                                     "numpy vector or ById(item_id)")
-    if space.metric == "cosine":
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out /= np.where(norms == 0, 1, norms)
-    return out
+    return normalise_for(space, out)
 
 
 def _source_space(collection: Collection, space: VectorSpace, query: ById) -> VectorSpace:
