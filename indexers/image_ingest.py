@@ -345,12 +345,10 @@ def _changed(collection: Collection, records: list[Record], options: IngestOptio
                 break
             stats.append([stat.st_size, stat.st_mtime_ns])
         else:
-            parts = [record.fields, spaces, stats, options.chunk_overlap]
-            # Only an item the cap cuts has it in its hash, as in ingest.content_hash.
-            if any(chunker.cuts(text_of(record, s.fields)) for s in sources
-                   if (chunker := chunkers.get(s.name)) is not None):
-                parts.append({"max_chunks": options.max_chunks})
-            hashes[record.id] = digest(parts)
+            cut = any(chunker.cuts(text_of(record, s.fields)) for s in sources
+                      if (chunker := chunkers.get(s.name)) is not None)
+            hashes[record.id] = digest([record.fields, spaces, stats, options.chunk_overlap],
+                                       cut_by=options.max_chunks if cut else None)
             kept.append(record)
     stored = collection.content_hashes(list(hashes))
     changed = [r for r in kept if stored.get(r.id) != hashes[r.id]]

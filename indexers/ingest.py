@@ -229,14 +229,19 @@ def note_cut(report: IngestReport, item_id: str, space: str, chunked: ChunkedTex
 
 def content_hash(record: Record, options: IngestOptions, fingerprint: str, *, cut: bool) -> str:
     """Hash of everything that makes the stored item: fields, text fields, space and model, and
-    the chunk cap for an item it cuts (raising the cap re-encodes those; the others keep the
-    hash they had before there was a cap)."""
-    parts = [record.fields, options.text_fields, options.space, fingerprint, options.chunk_overlap]
-    return digest([*parts, {"max_chunks": options.max_chunks}] if cut else parts)
+    the chunk cap for an item it cuts."""
+    return digest([record.fields, options.text_fields, options.space, fingerprint,
+                   options.chunk_overlap], cut_by=options.max_chunks if cut else None)
 
 
-def digest(parts: list[Any]) -> str:
-    """The content hash of what makes an item (an unchanged hash skips re-encoding it)."""
+def digest(parts: list[Any], *, cut_by: int | None = None) -> str:
+    """The content hash of what makes an item (an unchanged hash skips re-encoding it).
+
+    ``cut_by`` is the chunk cap when it cut the item's text: only then is the cap part of the
+    hash, so raising it re-encodes exactly the items it cut, and every other item keeps the hash
+    it had before there was a cap."""
+    if cut_by is not None:
+        parts = [*parts, {"max_chunks": cut_by}]
     payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
