@@ -6,7 +6,7 @@ the network), and responses are their own models, not the engine's dataclasses.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -76,14 +76,8 @@ class RunOut(BaseModel):
     params: dict[str, Any]
     summary: dict[str, Any]
     tables: list[str]
+    # RunInfo.created_at carries its UTC offset, so it serialises as an RFC 3339 date-time.
     created_at: datetime = Field(description="When the run was saved, in UTC.")
-
-    @field_validator("created_at")
-    @classmethod
-    def _in_utc(cls, value: datetime) -> datetime:
-        # The run catalogue stores UTC without an offset; a naive time would serialise without
-        # one too, which is not an RFC 3339 date-time and leaves clients to guess the zone.
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 class RunList(BaseModel):
