@@ -41,6 +41,7 @@ from kinsight.engine.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from kinsight.engine.kernels import unit_rows
 
 __all__ = [
     "ADAPTERS_ENV",
@@ -145,9 +146,7 @@ class Adapter:
         if vectors.ndim != 2 or vectors.shape[1] != side.base_dim:
             raise InvalidInputError(f"adapter {self.config.name!r}: {modality} vectors must have "
                                     f"shape (n, {side.base_dim}), not {vectors.shape}")
-        mapped = (vectors - self.means[modality]) @ self.matrices[modality]
-        norms = np.linalg.norm(mapped, axis=1, keepdims=True)
-        return (mapped / np.where(norms == 0, 1, norms)).astype(np.float32)
+        return unit_rows((vectors - self.means[modality]) @ self.matrices[modality])
 
 
 # -- where adapters live ----------------------------------------------------------------------------
