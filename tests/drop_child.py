@@ -13,6 +13,11 @@ store_path, start_round = sys.argv[1], int(sys.argv[2])
 options = IngestOptions(collection="notes", encoder="fake:dim=32", batch_size=10)
 
 with Store(store_path) as store:
+    # A collection the last child made but was killed before dropping is dropped first: every
+    # round then fills a new life of the name, so items of two rounds together could only be
+    # data a drop failed to remove.
+    if "notes" in store.list_collections():
+        store.drop_collection("notes")
     for round_ in range(start_round, start_round + 1000):
         records = [Record(id=f"r{round_}-{i}", fields={"text": f"common words round{round_} {i}"},
                           source="gen", line=i) for i in range(30)]
