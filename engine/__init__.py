@@ -6,7 +6,7 @@ the ``kinsight.encoders`` entry-point group (see ``encoders``).
 
 from __future__ import annotations
 
-from .collection import Collection, Item
+from .collection import Collection
 from .encoders import (
     DEFAULT_TEXT_ENCODER,
     Encoder,
@@ -28,7 +28,9 @@ from .errors import (
 )
 from .filters import And, Condition, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
+from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, ProfilePolicy, add_interactions, user_profiles
+from .options import Progress
 from .recommend import RecommendOptions, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .search import ById, ChunkMatch, Fusion, Hit, SearchOptions
@@ -52,6 +54,7 @@ __all__ = [
     "Fusion",
     "Hit",
     "IndexSpec",
+    "IndexedCollection",
     "Interaction",
     "InvalidInputError",
     "Item",
@@ -60,6 +63,7 @@ __all__ = [
     "NotFoundError",
     "Or",
     "ProfilePolicy",
+    "Progress",
     "ReadOnlyStoreError",
     "RecommendOptions",
     "RunInfo",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,12 +32,11 @@ from .detectors import Detector, load_detector_arrays, make_detector
 from .encoders import EncoderInfo
 from .errors import EncoderMismatchError, InvalidInputError
 from .filters import FilterInput, filter_to_json
+from .indexed_collection import IndexedCollection
+from .kernels import normalise_for
 from .runs import save_run
 from .spaces import VectorSpace
-from .vectors import item_matrix, normalise_for
-
-if TYPE_CHECKING:
-    from .collection import Collection
+from .vectors import item_matrix
 
 __all__ = [
     "AnomalyResult",
@@ -128,16 +127,14 @@ class ReferenceModel:
 
 
 def fit_reference(
-    collection: Collection, *, space: str | None = None,
-    reference: FilterInput | Collection = None, method: str = "knn",
+    collection: IndexedCollection, *, space: str | None = None,
+    reference: FilterInput | IndexedCollection = None, method: str = "knn",
     threshold_percentile: float = 95.0, params: Mapping[str, Any] | None = None,
 ) -> ReferenceModel:
     """Fit a detector on the reference: items of ``collection`` matching a filter (all when None),
     or every item of another collection whose space was built by the same encoder."""
-    from .collection import Collection
-
     target_space = collection.space(space)
-    if isinstance(reference, Collection):
+    if isinstance(reference, IndexedCollection):
         source, where = reference, None
         reference_space = reference.space(target_space.name)
         target_space.check_encoder(reference_space.encoder)
@@ -155,8 +152,8 @@ def fit_reference(
 
 
 def anomalies(
-    collection: Collection, *, space: str | None = None,
-    reference: FilterInput | Collection = None, targets: FilterInput | NewVectors = None,
+    collection: IndexedCollection, *, space: str | None = None,
+    reference: FilterInput | IndexedCollection = None, targets: FilterInput | NewVectors = None,
     method: str = "knn", threshold_percentile: float = 95.0,
     params: Mapping[str, Any] | None = None, model: ReferenceModel | None = None,
     neighbours: int = 5,
@@ -207,7 +204,7 @@ def anomalies(
                          detector.threshold_, len(model.reference_ids), results)
 
 
-def _targets(collection: Collection, space: VectorSpace, targets: FilterInput | NewVectors
+def _targets(collection: IndexedCollection, space: VectorSpace, targets: FilterInput | NewVectors
              ) -> tuple[list[str], np.ndarray]:
     if not isinstance(targets, NewVectors):
         return item_matrix(collection, space, where=targets)
@@ -221,7 +218,7 @@ def _targets(collection: Collection, space: VectorSpace, targets: FilterInput | 
     return ids, normalise_for(space, vectors)
 
 
-def _reference_rows(collection: Collection, model: ReferenceModel, ids: list[str]) -> np.ndarray:
+def _reference_rows(collection: IndexedCollection, model: ReferenceModel, ids: list[str]) -> np.ndarray:
     """Row of each target in the reference, -1 for targets that are not reference items."""
     if model.reference_collection != collection.name:
         return np.full(len(ids), -1, dtype=np.int64)
@@ -266,10 +263,8 @@ def _scores_table(results: list[AnomalyScore], xy: np.ndarray) -> pa.Table:
 
 def _describe(selection: Any) -> Any:
     """How a reference or target set was chosen, as JSON for the run's parameters."""
-    from .collection import Collection
-
     if isinstance(selection, NewVectors):
         return {"new_items": len(selection.vectors)}
-    if isinstance(selection, Collection):
+    if isinstance(selection, IndexedCollection):
         return {"collection": selection.name}
     return {"filter": filter_to_json(selection)}

@@ -31,28 +31,27 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from .encoders import load_encoder
 from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput, filter_to_json
+from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
+from .options import Progress, check_bounds, option, quiet
 from .runs import get_run, list_runs, read_run_table, save_run
 from .spaces import VectorSpace
 from .vectors import mean_item_vectors
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = [
     "NOISE",
     "Assignment",
     "ClusterInfo",
     "ClusterMethod",
+    "ClusterOptions",
     "ClusterResult",
     "Projection",
     "cluster",
@@ -73,6 +72,7 @@ KMEANS_RESTARTS = 3  # FAISS keeps the best of this many seeded starts (k-means 
 KMEANS_TRAIN_POINTS = 100_000  # FAISS trains on a sample of this many points beyond it
 HDBSCAN_DIMS = 16
 SILHOUETTE_CRITERION = "silhouette"
+SEED_MAX = 2**31 - 1  # FAISS takes a C int, scikit-learn 0..2**32-1
 
 
 @dataclass(frozen=True)
@@ -125,34 +125,43 @@ class ClusterResult:
         return _best_k(self.k_scores) if self.k_scores else None
 
 
-def cluster(
-    collection: Collection,
-    *,
-    space: str | None = None,
-    k: int | Literal["auto"] = "auto",
-    k_range: tuple[int, int] = (2, 40),
-    method: ClusterMethod = "kmeans",
-    where: FilterInput = None,
-    name_field: str | None = None,
-    label_prompts: Sequence[str] | None = None,
-    min_cluster_size: int | None = None,
-    projection: Projection = "pca",
-    seed: int = 0,
-    progress: bool = False,
-) -> ClusterResult:
-    """Cluster the items of ``space`` (those ``where`` selects), name the clusters, save the run.
+@dataclass(frozen=True)
+class ClusterOptions:
+    """What ``cluster`` does (see the module docstring for the methods)."""
 
-    ``k`` and ``k_range`` apply to k-means; ``min_cluster_size`` to HDBSCAN (default: 0.5% of the
-    items, at least 5, so the number of clusters stays readable as collections grow).
-    ``name_field`` is the text field the names come from (default: the space's first source field;
-    a space without one gets numbered names). ``label_prompts`` need a text space: they are encoded
-    by the space's own encoder.
-    """
+    space: str | None = option(help="Vector space (default: the only one, or 'text').")
+    k: int | Literal["auto"] = option(
+        "auto", help="k-means: number of clusters, or 'auto' to pick it by silhouette.")
+    k_range: tuple[int, int] = option((2, 40), help="With k='auto': smallest and largest k tried.")
+    method: ClusterMethod = option(
+        "kmeans", help="kmeans | hdbscan (finds dense groups and leaves noise out).")
+    where: FilterInput = option(help="Which items to cluster (default: all).")
+    name_field: str | None = option(
+        help="Text field the names come from (default: the space's first source field; a space "
+             "without one gets numbered names).")
+    label_prompts: Sequence[str] | None = option(
+        help="Label prompts (text spaces only): each cluster gets the nearest one.")
+    min_cluster_size: int | None = option(
+        ge=2, help="HDBSCAN: smallest group (default: 0.5% of the items, at least 5).")
+    projection: Projection = option("pca", help="2-D map: pca | umap (needs umap-learn).")
+    seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of k-means and the samples it scores.")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        _check_choices(self.method, self.projection)
+
+
+def cluster(collection: IndexedCollection, options: ClusterOptions | None = None, *,
+            progress: Progress = quiet) -> ClusterResult:
+    """Cluster the items of a space (those ``options.where`` selects), name the clusters, save
+    the run. ``progress`` is told of each step done."""
+    o = options or ClusterOptions()
+    space, k, k_range, method, where = o.space, o.k, o.k_range, o.method, o.where
+    seed, projection = o.seed, o.projection
     started = time.perf_counter()
     vs = collection.space(space)
-    _check_choices(method, projection)
-    text_field = _name_field(collection, vs, name_field)
-    prompts = _check_prompts(label_prompts, vs)
+    text_field = _name_field(collection, vs, o.name_field)
+    prompts = _check_prompts(o.label_prompts, vs)
     ids, vectors = mean_item_vectors(collection, vs.name, where=where)
     if not ids:
         raise InvalidInputError(
@@ -160,16 +169,16 @@ def cluster(
             f"with vectors in space {vs.name!r} of collection {collection.name!r}")
     unit = unit_rows(vectors)
     grid = _k_grid(k, k_range, len(ids)) if method == "kmeans" else []
-    bar = tqdm(total=max(len(grid), 1) + 3, desc=f"cluster {collection.name}", unit=" steps",
-               disable=not progress)
+    steps = _Steps(progress, max(len(grid), 1) + 3)
     k_scores: dict[int, float] = {}
     if method == "kmeans":
-        labels, k_scores = _kmeans_search(vectors, grid, vs.metric, seed, bar)
+        labels, k_scores = _kmeans_search(vectors, grid, vs.metric, seed, steps)
         min_size = None
     else:
-        min_size = min_cluster_size if min_cluster_size is not None else max(5, round(0.005 * len(ids)))
+        min_size = (o.min_cluster_size if o.min_cluster_size is not None
+                    else max(5, round(0.005 * len(ids))))
         labels = _hdbscan(vectors, min_size)
-        bar.update(1)
+        steps.done("hdbscan")
     labels = _numbered_by_size(labels)
     centroids = _centroids(unit, labels)
     similarity = (np.einsum("ij,ij->i", unit, centroids[np.maximum(labels, 0)]) if len(centroids)
@@ -178,9 +187,9 @@ def cluster(
     texts = collection.field_values(text_field, ids) if text_field else None
     terms = _distinctive_terms(texts, labels, len(centroids)) if texts else [()] * len(centroids)
     nearest_labels = _nearest_prompts(vs, centroids, prompts) if prompts else None
-    bar.update(1)
+    steps.done("names")
     coordinates = _project(vectors, projection, seed)
-    bar.update(1)
+    steps.done("map")
 
     clusters = []
     for c in range(len(centroids)):
@@ -204,13 +213,12 @@ def cluster(
     summary = {"items": len(ids), "clusters": len(clusters), "noise": noise, "criterion": criterion,
                "k_scores": {str(kk): s for kk, s in k_scores.items()}, "seconds": seconds}
     run = save_run(collection, "cluster", params, _tables(clusters, assignments, coordinates), summary)
-    bar.update(1)
-    bar.close()
+    steps.done("saved")
     return ClusterResult(run.run_id, vs.name, method, clusters, assignments, coordinates, noise,
                          criterion, k_scores, seconds)
 
 
-def read_cluster_run(collection: Collection, run_id: str | None = None) -> ClusterResult:
+def read_cluster_run(collection: IndexedCollection, run_id: str | None = None) -> ClusterResult:
     """A saved clustering run, read back from its tables (the latest one when no id is given),
     so any past run can be shown, exported or reported on."""
     if run_id is None:
@@ -248,7 +256,7 @@ def _check_choices(method: str, projection: str) -> None:
         raise InvalidInputError(f"unknown projection {projection!r}; use pca or umap")
 
 
-def _name_field(collection: Collection, vs: VectorSpace, name_field: str | None) -> str | None:
+def _name_field(collection: IndexedCollection, vs: VectorSpace, name_field: str | None) -> str | None:
     if name_field is None:
         return vs.source_fields[0] if vs.source_fields else None
     fields = collection.fields()
@@ -293,8 +301,19 @@ def _k_grid(k: int | str, k_range: tuple[int, int], n: int) -> list[int]:
     return sorted({int(v) for v in np.rint(np.geomspace(low, high, MAX_K_TRIED))})
 
 
+class _Steps:
+    """Counts the steps of a run for its ``Progress`` callback."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total, self.finished = progress, total, 0
+
+    def done(self, stage: str) -> None:
+        self.finished += 1
+        self.progress(self.finished, self.total, stage)
+
+
 # -- the methods ----------------------------------------------------------------------------------
-def _kmeans_search(vectors: np.ndarray, grid: list[int], metric: str, seed: int, bar: tqdm
+def _kmeans_search(vectors: np.ndarray, grid: list[int], metric: str, seed: int, steps: _Steps
                    ) -> tuple[np.ndarray, dict[int, float]]:
     """Labels of k-means at the single k of ``grid``, or at its k of best silhouette (the
     smallest such k on ties), with the score of each k tried."""
@@ -303,7 +322,7 @@ def _kmeans_search(vectors: np.ndarray, grid: list[int], metric: str, seed: int,
     spherical = metric == "cosine"
     if len(grid) == 1:
         labels = _kmeans(vectors, grid[0], spherical=spherical, seed=seed)
-        bar.update(1)
+        steps.done(f"k-means k={grid[0]}")
         return labels, {}
     fits: dict[int, np.ndarray] = {}
     scores: dict[int, float] = {}
@@ -314,7 +333,7 @@ def _kmeans_search(vectors: np.ndarray, grid: list[int], metric: str, seed: int,
             vectors, fits[k], metric="cosine" if spherical else "euclidean",
             sample_size=min(len(vectors), SILHOUETTE_SAMPLE), random_state=seed)
         ) if 1 < len(np.unique(fits[k])) < len(vectors) else -1.0
-        bar.update(1)
+        steps.done(f"k-means k={k}")
     return fits[_best_k(scores)], scores
 
 

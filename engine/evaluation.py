@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from .errors import InvalidInputError, NotFoundError
+from .indexed_collection import IndexedCollection
 
 if TYPE_CHECKING:
-    from .collection import Collection
     from .search import SearchMode
 
 __all__ = [
@@ -282,7 +282,7 @@ def evaluate_run(
 
 
 def evaluate_search(
-    collection: Collection,
+    collection: IndexedCollection,
     queries: Sequence[Query],
     qrels: Mapping[str, Mapping[str, int]],
     modes: Sequence[SearchMode] = ("bm25", "dense", "hybrid"),

@@ -16,15 +16,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from .errors import InvalidInputError
+from .indexed_collection import IndexedCollection
 from .storage import InteractionTable
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = [
     "DEFAULT_KIND_WEIGHTS",
@@ -76,7 +73,7 @@ class UserProfile:
     seen: frozenset[str]
 
 
-def add_interactions(collection: Collection, interactions: Iterable[Interaction]) -> int:
+def add_interactions(collection: IndexedCollection, interactions: Iterable[Interaction]) -> int:
     """Append interactions in one transaction; returns how many. Every one is checked first, so a
     bad one (named with its position and the fix) writes none of the batch."""
     rows = [_checked(i, n) for n, i in enumerate(interactions, start=1)]
@@ -93,16 +90,16 @@ def add_interactions(collection: Collection, interactions: Iterable[Interaction]
     return len(rows)
 
 
-def count_interactions(collection: Collection) -> int:
+def count_interactions(collection: IndexedCollection) -> int:
     return InteractionTable(collection.tables).count()
 
 
-def count_users(collection: Collection) -> int:
+def count_users(collection: IndexedCollection) -> int:
     """How many users have interactions (``user_profiles`` of every user gives this many)."""
     return InteractionTable(collection.tables).count_users()
 
 
-def user_profiles(collection: Collection, users: Sequence[str] | None = None,
+def user_profiles(collection: IndexedCollection, users: Sequence[str] | None = None,
                   policy: ProfilePolicy | None = None) -> dict[str, UserProfile]:
     """Profiles of the given users (all users with ``None``); a user with no interactions gets
     none: the caller says so."""

@@ -1,8 +1,8 @@
 """Exact numeric kernels shared by the operations: row normalisation, top-k, leave-one-out k-NN and
 the cross-validated linear probe. FAISS does the searching (``faiss.knn``) and keeps the top k of a
 base read in blocks (``faiss.ResultHeap``); this module fixes one contract around it, so no
-operation handles raw FAISS distances. It imports nothing of the engine but its errors, so every
-floor above storage may use it.
+operation handles raw FAISS distances. It imports nothing of the engine but its vocabulary (errors,
+spaces), so every floor above storage may use it.
 
 Array contracts (FAISS's, with scores turned "higher is better"):
 
@@ -24,9 +24,10 @@ import faiss
 import numpy as np
 
 from .errors import InvalidInputError
+from .spaces import VectorSpace
 
 __all__ = ["cross_validated_probe", "knn", "knn_blocks", "knn_excluding", "leave_one_out",
-           "probe_head", "search_threads", "unit_rows"]
+           "normalise_for", "probe_head", "search_threads", "unit_rows"]
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "cosine": faiss.METRIC_INNER_PRODUCT,
             "dot": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
@@ -49,6 +50,11 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     products. A single vector ``(d,)`` is one row."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def normalise_for(space: VectorSpace, vectors: np.ndarray) -> np.ndarray:
+    """Unit-length rows in a cosine space (as stored), unchanged otherwise."""
+    return unit_rows(vectors) if space.metric == "cosine" else vectors
 
 
 def knn(queries: np.ndarray, base: np.ndarray, k: int, metric: str = "ip"

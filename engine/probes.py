@@ -19,19 +19,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
+from .indexed_collection import IndexedCollection
 from .kernels import cross_validated_probe, probe_head
 from .runs import save_run
 from .vectors import item_matrix
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeResult", "train_probe"]
 
@@ -84,7 +81,7 @@ class ProbeResult:
 
 
 def train_probe(
-    collection: Collection, label_field: str, *, space: str | None = None,
+    collection: IndexedCollection, label_field: str, *, space: str | None = None,
     where: FilterInput = None, folds: int = 5, regularization: float = 1.0,
     doubt_below: float = 0.1, seed: int = 0,
 ) -> ProbeResult:
@@ -150,7 +147,7 @@ def train_probe(
                        per_class, predictions, doubts, skipped)
 
 
-def _labels(collection: Collection, label_field: str, where: FilterInput) -> dict[str, str | None]:
+def _labels(collection: IndexedCollection, label_field: str, where: FilterInput) -> dict[str, str | None]:
     """Label of every selected item (None where it is null), as text."""
     fields = collection.fields()
     if label_field not in fields:

@@ -24,19 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput
+from .indexed_collection import IndexedCollection
 from .interactions import ProfilePolicy, UserProfile, user_profiles
 from .kernels import unit_rows
 from .search import Hit, SearchOptions, search_many
 from .vectors import mean_item_vectors
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = [
     "Example",
@@ -84,7 +82,7 @@ class _Examples:
 
 
 def recommend(
-    collection: Collection,
+    collection: IndexedCollection,
     positive: Sequence[WeightedExample] = (),
     negative: Sequence[WeightedExample] = (),
     *,
@@ -117,7 +115,7 @@ def recommend(
 
 
 def recommend_users(
-    collection: Collection, users: Sequence[str] | None = None,
+    collection: IndexedCollection, users: Sequence[str] | None = None,
     options: RecommendOptions | None = None,
 ) -> Iterator[tuple[str, list[Hit]]]:
     """Recommendations for many users (all users with interactions when ``users`` is None), in
@@ -152,7 +150,7 @@ def _unwanted(profile: UserProfile, options: RecommendOptions) -> set[str]:
     return set(options.exclude) | (set() if options.include_seen else set(profile.seen))
 
 
-def _recommend_one(collection: Collection, pos: list[tuple[Example, float]],
+def _recommend_one(collection: IndexedCollection, pos: list[tuple[Example, float]],
                    neg: list[tuple[Example, float]], excluded: set[str],
                    options: RecommendOptions) -> list[Hit]:
     spaces = _spaces(collection, options.space)
@@ -191,7 +189,7 @@ def _recommend_one(collection: Collection, pos: list[tuple[Example, float]],
             for i, j in zip(chosen, order, strict=True) if i in fields]
 
 
-def _rescore(collection: Collection, candidates: list[str],
+def _rescore(collection: IndexedCollection, candidates: list[str],
              examples: dict[str, tuple[_Examples | None, _Examples | None]],
              spaces: dict[str, float], strategy: Strategy) -> tuple[np.ndarray, np.ndarray]:
     """Exact relevance of each candidate (weighted over spaces) and their pairwise similarity."""
@@ -256,7 +254,7 @@ def _mmr(relevance: np.ndarray, similarity: np.ndarray, k: int, diversity: float
 
 
 # -- many users -------------------------------------------------------------------------------
-def _average_vector_batch(collection: Collection, profiles: list[UserProfile],
+def _average_vector_batch(collection: IndexedCollection, profiles: list[UserProfile],
                           options: RecommendOptions) -> list[list[Hit]]:
     if not profiles:
         return []
@@ -296,7 +294,7 @@ def _profile_vector(profile: UserProfile, column: dict[str, int], matrix: np.nda
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def item_means(collection: Collection, space: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+def item_means(collection: IndexedCollection, space: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
     """One vector per item (see ``vectors.mean_item_vectors``) for those of ``ids`` that have
     one in ``space``."""
     if not ids:
@@ -305,7 +303,7 @@ def item_means(collection: Collection, space: str, ids: Sequence[str]) -> dict[s
     return dict(zip(found, vectors, strict=True))
 
 
-def _resolve(collection: Collection, space: str, pos: list[tuple[Example, float]],
+def _resolve(collection: IndexedCollection, space: str, pos: list[tuple[Example, float]],
              neg: list[tuple[Example, float]], n_spaces: int
              ) -> tuple[_Examples | None, _Examples | None]:
     """Positive and negative examples as vectors of ``space`` (read in one query); ids without a
@@ -357,7 +355,7 @@ def _weighted(examples: Sequence[WeightedExample], side: str) -> list[tuple[Exam
     return out
 
 
-def _spaces(collection: Collection, space: str | Mapping[str, float] | None) -> dict[str, float]:
+def _spaces(collection: IndexedCollection, space: str | Mapping[str, float] | None) -> dict[str, float]:
     if space is None or isinstance(space, str):
         return {collection.space(space).name: 1.0}
     if not space:

@@ -18,15 +18,13 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from .errors import InvalidInputError, NotFoundError
+from .indexed_collection import IndexedCollection
 from .storage import RunTables
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = ["RunInfo", "get_run", "list_runs", "read_run_table", "save_run"]
 
@@ -46,7 +44,7 @@ class RunInfo:
 
 
 def save_run(
-    collection: Collection,
+    collection: IndexedCollection,
     operation: str,
     params: Mapping[str, Any],
     tables: Mapping[str, pa.Table],
@@ -72,15 +70,15 @@ def save_run(
                    list(tables), created, _qualified(results, operation, list(tables)))
 
 
-def list_runs(collection: Collection, operation: str | None = None) -> list[RunInfo]:
+def list_runs(collection: IndexedCollection, operation: str | None = None) -> list[RunInfo]:
     """The collection's runs, newest first (optionally of one operation)."""
     results = RunTables(collection.tables)
     return [RunInfo(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), list(r[5]),
                     r[6].replace(tzinfo=timezone.utc), _qualified(results, r[2], list(r[5])))
-            for r in collection.store.db.run_rows(collection.name, operation)]
+            for r in collection.tables.db.run_rows(collection.name, operation)]
 
 
-def get_run(collection: Collection, run_id: str) -> RunInfo:
+def get_run(collection: IndexedCollection, run_id: str) -> RunInfo:
     for run in list_runs(collection):
         if run.run_id == run_id:
             return run
@@ -88,7 +86,7 @@ def get_run(collection: Collection, run_id: str) -> RunInfo:
                         "list_runs(collection) or `kinsight runs`")
 
 
-def read_run_table(collection: Collection, run_id: str, table: str) -> pa.Table:
+def read_run_table(collection: IndexedCollection, run_id: str, table: str) -> pa.Table:
     """One result table of a run, without its ``run_id`` column, in the order it was written."""
     run = get_run(collection, run_id)
     if table not in run.tables:

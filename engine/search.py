@@ -12,19 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import InvalidInputError
 from .filters import FilterInput
-from .kernels import knn_blocks
+from .indexed_collection import IndexedCollection
+from .kernels import knn_blocks, normalise_for
 from .spaces import VectorSpace, encoder_for
 from .vector_index import VectorIndex
-from .vectors import normalise_for
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = [
     "ById",
@@ -111,12 +108,12 @@ class Hit:
 NO_CHUNK: ChunkMatch | None = None  # BM25 ranks whole items: no chunk to point at
 
 
-def search(collection: Collection, query: Query, options: SearchOptions) -> list[Hit]:
+def search(collection: IndexedCollection, query: Query, options: SearchOptions) -> list[Hit]:
     return search_many(collection, [query], options)[0]
 
 
 def search_many(
-    collection: Collection, queries: Sequence[Query], options: SearchOptions, *,
+    collection: IndexedCollection, queries: Sequence[Query], options: SearchOptions, *,
     exclude: Sequence[Iterable[str]] | None = None,
 ) -> list[list[Hit]]:
     """Run many queries at once (encoded in one batch, one FAISS call); one hit list per query.
@@ -185,7 +182,7 @@ def resolve_mode(mode: SearchMode, space: VectorSpace, queries: Sequence[Query])
 
 
 # -- dense ----------------------------------------------------------------------------------------
-def _query_vectors(collection: Collection, space: VectorSpace, queries: Sequence[Query]
+def _query_vectors(collection: IndexedCollection, space: VectorSpace, queries: Sequence[Query]
                    ) -> np.ndarray:
     texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
     out = np.zeros((len(queries), space.dim), dtype=np.float32)
@@ -208,7 +205,7 @@ def _query_vectors(collection: Collection, space: VectorSpace, queries: Sequence
     return normalise_for(space, out)
 
 
-def _source_space(collection: Collection, space: VectorSpace, query: ById) -> VectorSpace:
+def _source_space(collection: IndexedCollection, space: VectorSpace, query: ById) -> VectorSpace:
     """The space a ``ById`` query's vector comes from: the searched one, or another space of the
     collection that shares its embedding space."""
     if query.space is None or query.space == space.name:
@@ -218,7 +215,7 @@ def _source_space(collection: Collection, space: VectorSpace, query: ById) -> Ve
     return source
 
 
-def _dense(collection: Collection, space: VectorSpace, queries: Sequence[Query], k: int,
+def _dense(collection: IndexedCollection, space: VectorSpace, queries: Sequence[Query], k: int,
            options: SearchOptions, excluded: list[set[str]]
            ) -> list[list[tuple[str, float, ChunkMatch | None]]]:
     vectors = _query_vectors(collection, space, queries)
@@ -250,7 +247,7 @@ def _dense(collection: Collection, space: VectorSpace, queries: Sequence[Query],
     return [r[:k] for r in results]
 
 
-def _nearest(collection: Collection, index: VectorIndex, space: VectorSpace, vectors: np.ndarray,
+def _nearest(collection: IndexedCollection, index: VectorIndex, space: VectorSpace, vectors: np.ndarray,
              fetch: int, options: SearchOptions, allowed: np.ndarray | None
              ) -> tuple[np.ndarray, np.ndarray]:
     """The ``fetch`` nearest vectors ``(scores, seqs)``, among the ``allowed`` seqs if given."""
@@ -276,7 +273,7 @@ def _best_per_item(scores: np.ndarray, seqs: np.ndarray, chunks: dict[int, tuple
     return list(best.values())
 
 
-def _mean_of_chunks(collection: Collection, space: VectorSpace, queries: np.ndarray,
+def _mean_of_chunks(collection: IndexedCollection, space: VectorSpace, queries: np.ndarray,
                     hits: list[list[tuple[str, float, ChunkMatch | None]]]
                     ) -> list[list[tuple[str, float, ChunkMatch | None]]]:
     """Re-score each query's candidates by the mean over all their chunks (exact, from the
@@ -295,7 +292,7 @@ def _mean_of_chunks(collection: Collection, space: VectorSpace, queries: np.ndar
 
 
 # -- lexical and fusion ---------------------------------------------------------------------------
-def _query_text(collection: Collection, space: VectorSpace, query: Query) -> str:
+def _query_text(collection: IndexedCollection, space: VectorSpace, query: Query) -> str:
     if isinstance(query, str):
         return query
     if isinstance(query, ById):
@@ -331,7 +328,7 @@ def _fuse(dense: list[tuple[str, float, ChunkMatch | None]],
     return [(item_id, score, chunks.get(item_id)) for item_id, score in ordered]
 
 
-def _with_fields(collection: Collection, ranked: list[list[tuple[str, float, ChunkMatch | None]]],
+def _with_fields(collection: IndexedCollection, ranked: list[list[tuple[str, float, ChunkMatch | None]]],
                  wanted: Sequence[str] | None) -> list[list[Hit]]:
     """Hits with their fields, read after every index was searched: an item deleted meanwhile
     (or that a lagging index still holds) has no row any more and is left out, in every mode."""

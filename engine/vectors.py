@@ -10,22 +10,19 @@ represent an item.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InvalidInputError
 from .filters import FilterInput
-from .kernels import unit_rows
+from .indexed_collection import IndexedCollection
+from .kernels import normalise_for
+from .spaces import VectorSpace
 
-if TYPE_CHECKING:
-    from .collection import Collection
-    from .spaces import VectorSpace
-
-__all__ = ["item_matrix", "mean_item_vectors", "normalise_for"]
+__all__ = ["item_matrix", "mean_item_vectors"]
 
 
-def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | None = None, *,
+def mean_item_vectors(collection: IndexedCollection, space: str, ids: Sequence[str] | None = None, *,
                       where: FilterInput = None) -> tuple[list[str], np.ndarray]:
     """``(ids, vectors)``: the items that have vectors in ``space`` (all, those of ``ids``, or
     those ``where`` selects), sorted by id, and their mean vectors, float32 ``(len(ids), dim)``."""
@@ -48,7 +45,7 @@ def mean_item_vectors(collection: Collection, space: str, ids: Sequence[str] | N
     return [str(i) for i in unique], normalise_for(vs, means.astype(np.float32))
 
 
-def item_matrix(collection: Collection, space: VectorSpace, ids: Sequence[str] | None = None, *,
+def item_matrix(collection: IndexedCollection, space: VectorSpace, ids: Sequence[str] | None = None, *,
                 where: FilterInput = None) -> tuple[list[str], np.ndarray]:
     """Like ``mean_item_vectors``, but in the order of ``ids`` (or of the filter's matches) when
     given, sorted otherwise; items without a vector in the space are left out of both."""
@@ -61,12 +58,7 @@ def item_matrix(collection: Collection, space: VectorSpace, ids: Sequence[str] |
     return order, vectors[[row[i] for i in order]] if order else vectors[:0]
 
 
-def normalise_for(space: VectorSpace, vectors: np.ndarray) -> np.ndarray:
-    """Unit-length rows in a cosine space (as stored), unchanged otherwise."""
-    return unit_rows(vectors) if space.metric == "cosine" else vectors
-
-
-def _selected(collection: Collection, ids: Sequence[str] | None, where: FilterInput
+def _selected(collection: IndexedCollection, ids: Sequence[str] | None, where: FilterInput
               ) -> Sequence[str] | None:
     """The ids to read: those given, those a filter matches, or None for every item."""
     if ids is not None and where is not None:

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
+from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
 from .runs import save_run
 from .spaces import encoder_for
 from .vectors import item_matrix
-
-if TYPE_CHECKING:
-    from .collection import Collection
 
 __all__ = [
     "IMAGE_TEMPLATES",
@@ -67,7 +64,7 @@ class ZeroShotResult:
 
 
 def zero_shot(
-    collection: Collection,
+    collection: IndexedCollection,
     labels: Sequence[str],
     *,
     space: str | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kinsight.engine import InvalidInputError, VectorSpace, load_encoder
-from kinsight.engine.vectors import normalise_for
+from kinsight.engine.kernels import normalise_for
 
 from .chunking import DEFAULT_MAX_CHUNKS, capped_overlap, chunk_text
 

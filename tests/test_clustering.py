@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from kinsight.engine import EncoderInfo, InvalidInputError, Item, NotFoundError, load_encoder
-from kinsight.engine.clustering import NOISE, cluster, read_cluster_run
+from kinsight.engine.clustering import NOISE, read_cluster_run
 from kinsight.engine.vectors import mean_item_vectors
 
 ENCODER = EncoderInfo(spec="vectors:synthetic", modality="text", dim=16, fingerprint="synthetic-16")
@@ -48,7 +48,7 @@ def grouped(store):
 
 def test_kmeans_recovers_the_groups_and_names_them_by_their_words(grouped):
     coll, truth = grouped
-    result = cluster(coll, k=4)
+    result = coll.cluster(k=4)
     found = np.array([a.cluster for a in result.assignments])  # ids sort as the groups were made
     assert adjusted_rand_score(truth, found) == 1.0
     assert [c.size for c in result.clusters] == [40, 40, 40, 40]
@@ -71,7 +71,7 @@ def test_auto_k_picks_the_true_number_of_groups(store):
     coll = store.create_collection("six")
     coll.ensure_space("v", ENCODER)
     coll.upsert(Item(id=f"x{i}", vectors={"v": v}) for i, v in enumerate(vectors))
-    result = cluster(coll, k="auto", k_range=(2, 12))
+    result = coll.cluster(k="auto", k_range=(2, 12))
     assert result.chosen_k == 6 and len(result.clusters) == 6
     assert result.criterion == "silhouette" and sorted(result.k_scores) == list(range(2, 13))
     # A space without source fields has no text: clusters get numbered names.
@@ -85,7 +85,7 @@ def test_hdbscan_leaves_scattered_items_out_as_noise(store):
     coll.ensure_space("v", ENCODER)
     coll.upsert([Item(id=f"g{i:03d}", vectors={"v": v}) for i, v in enumerate(vectors)]
                 + [Item(id=f"s{i:02d}", vectors={"v": v}) for i, v in enumerate(scattered)])
-    result = cluster(coll, method="hdbscan", min_cluster_size=10)
+    result = coll.cluster(method="hdbscan", min_cluster_size=10)
     by_id = {a.id: a for a in result.assignments}
     assert len(result.clusters) == 3
     grouped = np.array([by_id[f"g{i:03d}"].cluster for i in range(len(vectors))])
@@ -108,7 +108,7 @@ def test_label_prompts_name_text_clusters_with_the_fake_encoder(store):
                 for (i, t), v in zip(texts.items(), vectors, strict=True))
     prompts = ["a concert with guitar and piano", "python compiler and debugger",
                "a football match in a stadium", "bread and cheese from the oven"]
-    result = cluster(coll, k=4, label_prompts=prompts)
+    result = coll.cluster(k=4, label_prompts=prompts)
     for c in result.clusters:
         topic = c.representatives[0].rstrip("0123456789")
         assert c.label == prompts[list(TOPICS).index(topic)], c
@@ -117,7 +117,7 @@ def test_label_prompts_name_text_clusters_with_the_fake_encoder(store):
 
 def test_filter_restricts_the_items_clustered(grouped):
     coll, _ = grouped
-    result = cluster(coll, k=4, where={"field": "half", "op": "eq", "value": 0})
+    result = coll.cluster(k=4, where={"field": "half", "op": "eq", "value": 0})
     assert len(result.assignments) == 80
     assert all(int(a.id[1:]) % 2 == 0 for a in result.assignments)
     assert read_cluster_run(coll).assignments == result.assignments
@@ -125,7 +125,7 @@ def test_filter_restricts_the_items_clustered(grouped):
 
 def test_run_tables_are_queryable_with_sql(grouped):
     coll, _ = grouped
-    result = cluster(coll, k=4)
+    result = coll.cluster(k=4)
     rows = coll.store.cursor().execute(
         "SELECT c.name, min(i.\"group\"), max(i.\"group\"), count(*) FROM docs.cluster_assignments a "
         "JOIN docs.cluster_clusters c USING (run_id, cluster) JOIN docs.items i USING (id) "
@@ -160,9 +160,9 @@ def test_errors_say_what_to_change(grouped, options, error, message):
     if options.get("projection") == "umap" and importlib.util.find_spec("umap"):
         pytest.skip("umap is installed: the message for a missing one cannot show")
     with pytest.raises(error, match=message):
-        cluster(coll, **{"k": 4, **options})
+        coll.cluster(**{"k": 4, **options})
 
 
 def test_hdbscan_groups_larger_than_the_selection_are_refused(grouped):
     with pytest.raises(InvalidInputError, match="more than the 160 items selected"):
-        cluster(grouped[0], method="hdbscan", min_cluster_size=161)
+        grouped[0].cluster(method="hdbscan", min_cluster_size=161)

@@ -15,7 +15,6 @@ from kinsight.api.cli import app
 from kinsight.api.reports.clusters import cluster_report
 from kinsight.api.reports.page import write_report
 from kinsight.engine import Store
-from kinsight.engine.clustering import cluster
 
 from .test_http_api import serve
 
@@ -129,8 +128,8 @@ def _report(tmp_path) -> str:
         vectors = encoder.encode([d["text"] for d in docs])
         coll.upsert(Item(id=d["id"], fields={"text": d["text"], "topic": d["topic"]},
                          vectors={"text": v}) for d, v in zip(docs, vectors, strict=True))
-        run = cluster(coll, k="auto", k_range=(2, 6))
-        cluster(coll, k=2)  # a later run: the report must show the one asked for
+        run = coll.cluster(k="auto", k_range=(2, 6))
+        coll.cluster(k=2)  # a later run: the report must show the one asked for
         return cluster_report(coll, run.run_id)
 
 

@@ -69,17 +69,23 @@ def test_exported_members_exist_and_are_listed(package):
 
 
 # The engine's floors (DESIGN.md): vocabulary modules every floor may use, then storage, then the
-# indexes; a floor imports nothing from the floors above it.
-VOCABULARY = {"errors", "schema", "encoders", "spaces", "filters"}
+# indexes, then the operations, then the facade (collection, store); a floor imports nothing from
+# the floors above it.
+VOCABULARY = {"errors", "schema", "encoders", "spaces", "filters", "options"}
+INDEXES = ("index_policy", "kernels", "vector_index", "index_sync", "lexical", "indexed_collection")
+FACADE = {"collection", "store"}
 FLOORS = {
     "storage": VOCABULARY | {"storage"},
-    "indexes": VOCABULARY | {"storage", "index_policy", "kernels", "vector_index", "index_sync",
-                             "lexical"},
+    "indexes": VOCABULARY | {"storage", *INDEXES},
+    "operations": {path.stem for path in (ROOT / "engine").glob("*.py")} - FACADE
+    | {"storage", "mismatch"},
 }
 FLOOR_MODULES = {
     "storage": sorted((ROOT / "engine" / "storage").glob("*.py")),
-    "indexes": [ROOT / "engine" / f"{m}.py" for m in
-                ("index_policy", "kernels", "vector_index", "index_sync", "lexical")],
+    "indexes": [ROOT / "engine" / f"{m}.py" for m in INDEXES],
+    "operations": sorted(path for path in [*(ROOT / "engine").glob("*.py"),
+                                           *(ROOT / "engine" / "mismatch").glob("*.py")]
+                         if path.stem not in {*FACADE, *INDEXES, *VOCABULARY, "__init__"}),
 }
 
 

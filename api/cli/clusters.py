@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from kinsight.engine.clustering import ClusterResult, cluster
+from kinsight.engine.clustering import ClusterOptions, ClusterResult, cluster
 
 from .common import (
     DEFAULT_STORE,
@@ -20,35 +20,30 @@ from .common import (
     app,
     console,
     fail,
-    one_of,
     open_store,
+    progress_bar,
 )
+from .option_params import options_command
 
 __all__ = ["cluster_command", "cluster_result_to_dict"]
 
 
 @app.command("cluster")
+@options_command(ClusterOptions, omit=("k_range", "label_prompts"))
 def cluster_command(
+    options: dict[str, Any],
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
     k: Annotated[str, typer.Option(
         "-k", help="Number of clusters for k-means, or 'auto' to pick it by silhouette.")] = "auto",
     k_min: Annotated[int, typer.Option(min=2, help="With -k auto: smallest k tried.")] = 2,
     k_max: Annotated[int, typer.Option(min=2, help="With -k auto: largest k tried.")] = 40,
-    method: Annotated[str, typer.Option(
-        help="kmeans | hdbscan (finds dense groups and leaves noise out).")] = "kmeans",
     space: SpaceOpt = None,
     where: WhereOpt = None,
-    name_field: Annotated[str | None, typer.Option(
-        help="Text field the names come from (default: the space's first source field).")] = None,
     label: Annotated[list[str] | None, typer.Option(
         help="A label prompt; repeat for several. Each cluster gets the nearest one.")] = None,
     labels_file: Annotated[Path | None, typer.Option(
         help="A file of label prompts, one per line.")] = None,
-    min_cluster_size: Annotated[int | None, typer.Option(
-        min=2, help="HDBSCAN: smallest group (default: 0.5% of the items, at least 5).")] = None,
-    projection: Annotated[str, typer.Option(help="2-D map: pca | umap (needs umap-learn).")] = "pca",
-    seed: Annotated[int, typer.Option(help="Seed of k-means and the samples it scores.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Cluster a collection's items and name each cluster by its most distinctive words.
@@ -64,13 +59,10 @@ def cluster_command(
                         if line.strip()]
         except OSError as e:
             fail(f"cannot read the labels file {labels_file}: {e.strerror}")
-    with open_store(store) as opened:
-        result = cluster(
-            opened.collection(collection), space=space, k=_k(k), k_range=(k_min, k_max),
-            method=one_of("method", method, ("kmeans", "hdbscan")), where=where,
-            name_field=name_field, label_prompts=prompts or None, min_cluster_size=min_cluster_size,
-            projection=one_of("projection", projection, ("pca", "umap")), seed=seed,
-            progress=not as_json)
+    chosen = ClusterOptions(**options, k=_k(k), k_range=(k_min, k_max), space=space, where=where,
+                            label_prompts=prompts or None)
+    with open_store(store) as opened, progress_bar("cluster", enabled=not as_json) as progress:
+        result = cluster(opened.collection(collection), chosen, progress=progress)
     if as_json:
         console.print_json(data=cluster_result_to_dict(result))
         return

@@ -11,8 +11,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from tqdm import tqdm
 
-from kinsight.engine import Store
+from kinsight.engine import Progress, Store
 from kinsight.engine.store import DATABASE_FILE
 
 from .errors import KinsightGroup, print_error
@@ -31,6 +32,7 @@ __all__ = [
     "fail",
     "one_of",
     "open_store",
+    "progress_bar",
 ]
 
 app = typer.Typer(
@@ -68,6 +70,30 @@ def open_store(path: Path, *, read_only: bool = False, create: bool = False) -> 
     check_store_path(path, must_exist=not create)
     with Store(path, read_only=read_only) as store:
         yield store
+
+
+@contextmanager
+def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress]:
+    """A bar on stderr that an engine operation's ``progress`` callback moves (none when not
+    ``enabled``, e.g. under ``--json``). It appears with the first step, so an operation that
+    fails before it starts leaves only its error on the terminal."""
+    bars: list[tqdm] = []
+
+    def advance(done: int, total: int, stage: str) -> None:
+        if not enabled:
+            return
+        if not bars:
+            bars.append(tqdm(desc=description, total=total, unit=" steps", leave=False))
+        bar = bars[0]
+        bar.total = total
+        bar.set_postfix_str(stage, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        yield advance
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def check_store_path(path: Path, *, must_exist: bool) -> None:

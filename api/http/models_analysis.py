@@ -7,45 +7,24 @@ the network), and responses are their own models, not the engine's dataclasses.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from kinsight.engine.filters import Filter
+from kinsight.engine.clustering import ClusterOptions
 
-from .models import Seed, _no_sql, _Request
+from .option_models import OptionsRequest, from_options
 
 __all__ = ["ClusterOut", "ClusterRequest", "ClusterResponse", "RunList", "RunOut", "RunTableOut"]
 
 
-class ClusterRequest(_Request):
+@from_options(ClusterOptions, rename={"label_prompts": "labels"},
+              types={"label_prompts": Annotated[list[str] | None, Field(max_length=1000)]})
+class ClusterRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"k": "auto", "k_range": [2, 30], "filter": {"field": "section", "op": "eq", "value": "net"}},
         {"method": "hdbscan", "labels": ["web servers", "network monitoring", "chat clients"]},
     ]})
-
-    space: str | None = Field(None, description="Vector space; left out: the only one, or 'text'.")
-    method: Literal["kmeans", "hdbscan"] = "kmeans"
-    k: int | Literal["auto"] = Field(
-        "auto", description="k-means: number of clusters, or 'auto' (highest silhouette).")
-    k_range: tuple[int, int] = Field((2, 40), description="With k='auto': smallest and largest k.")
-    min_cluster_size: int | None = Field(
-        None, ge=2, description="HDBSCAN: smallest group (default 0.5% of the items, at least 5).")
-    filter: Filter | None = None
-    name_field: str | None = Field(
-        None, description="Text field the names come from; default: the space's first source field.")
-    labels: list[str] | None = Field(
-        None, max_length=1000, description="Label prompts: each cluster gets the nearest one.")
-    projection: Literal["pca", "umap"] = "pca"
-    seed: Seed = 0
-
-    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
-
-    @model_validator(mode="after")
-    def _positive_k(self) -> ClusterRequest:
-        if self.k != "auto" and self.k < 1:
-            raise ValueError(f"k must be 'auto' or at least 1, not {self.k}")
-        return self
 
 
 class ClusterOut(BaseModel):

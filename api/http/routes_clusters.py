@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from kinsight.engine.clustering import cluster
+from kinsight.engine.clustering import ClusterOptions, cluster
 
 from .deps import CollectionDep
 from .models import ErrorOut
@@ -24,10 +24,7 @@ def cluster_collection(body: ClusterRequest, collection: CollectionDep) -> Clust
     selects. The response has the clusters; each item's cluster and its place on the 2-D map are
     in the run's tables ``assignments`` and ``map`` (``GET /collections/{name}/runs/{run_id}/...``)."""
     started = time.perf_counter()
-    result = cluster(collection, space=body.space, k=body.k, k_range=body.k_range,
-                     method=body.method, where=body.filter, name_field=body.name_field,
-                     label_prompts=body.labels, min_cluster_size=body.min_cluster_size,
-                     projection=body.projection, seed=body.seed)
+    result = cluster(collection, body.to_options(ClusterOptions))
     return ClusterResponse(
         run_id=result.run_id, method=result.method, items=len(result.assignments),
         noise=result.noise, criterion=result.criterion, k_scores=result.k_scores,

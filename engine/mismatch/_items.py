@@ -3,22 +3,18 @@ unit vector (the normalised mean of its chunks), so cosines are plain dot produc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput
+from ..indexed_collection import IndexedCollection
 from ..kernels import unit_rows
 from ..vectors import mean_item_vectors
-
-if TYPE_CHECKING:
-    from ..collection import Collection
 
 __all__ = ["selected_unit_vectors"]
 
 
-def selected_unit_vectors(collection: Collection, space: str, where: FilterInput,
+def selected_unit_vectors(collection: IndexedCollection, space: str, where: FilterInput,
                           *, at_least: int, what: str) -> tuple[list[str], np.ndarray]:
     """``(ids, unit vectors (n, dim))`` of the items ``where`` selects that have vectors in ``space``,
     ids sorted; fewer than ``at_least`` items is the caller's error, named after ``what``."""

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
+from ..indexed_collection import IndexedCollection
 from ..runs import save_run
 from ._items import selected_unit_vectors
-
-if TYPE_CHECKING:
-    from ..collection import Collection
 
 __all__ = ["DEFAULT_THRESHOLD", "DuplicateGroup", "DuplicatesResult", "duplicate_groups",
            "near_duplicates"]
@@ -75,7 +72,7 @@ class DuplicatesResult:
 
 
 def near_duplicates(
-    collection: Collection,
+    collection: IndexedCollection,
     *,
     space: str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
@@ -156,7 +153,7 @@ def _codes(values: list[str]) -> np.ndarray:
     return np.unique(np.asarray(values, dtype=object), return_inverse=True)[1].ravel()
 
 
-def _content_hashes(collection: Collection, ids: list[str]) -> list[str | None]:
+def _content_hashes(collection: IndexedCollection, ids: list[str]) -> list[str | None]:
     """The ``_hash`` of each item, in the order of ``ids`` (None for items written without one)."""
     found = collection.content_hashes(ids)
     return [found.get(i) for i in ids]

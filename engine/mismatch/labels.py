@@ -21,19 +21,17 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
+from ..indexed_collection import IndexedCollection
 from ..kernels import cross_validated_probe, leave_one_out
 from ..runs import save_run
 from ._items import selected_unit_vectors
-
-if TYPE_CHECKING:
-    from ..collection import Collection
 
 __all__ = ["DEFAULT_NEIGHBOURS", "LabelMismatch", "LabelMismatchResult", "knn_label_votes",
            "label_mismatch", "probe_probabilities"]
@@ -79,7 +77,7 @@ class LabelMismatchResult:
 
 
 def label_mismatch(
-    collection: Collection,
+    collection: IndexedCollection,
     label_field: str,
     *,
     space: str | None = None,

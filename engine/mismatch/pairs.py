@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -45,13 +45,11 @@ from scipy.special import ndtr
 
 from ..errors import EncoderMismatchError, InvalidInputError
 from ..filters import FilterInput, filter_to_json
+from ..indexed_collection import IndexedCollection
 from ..kernels import knn_excluding
 from ..runs import save_run
 from ..spaces import VectorSpace
 from ._items import selected_unit_vectors
-
-if TYPE_CHECKING:
-    from ..collection import Collection
 
 __all__ = [
     "DEFAULT_IMPOSTORS",
@@ -116,7 +114,7 @@ class PairScores:
 
 
 def pair_mismatch(
-    collection: Collection,
+    collection: IndexedCollection,
     a: str,
     b: str,
     *,

@@ -1,0 +1,74 @@
+"""How an operation's options are declared, checked, and reported on.
+
+Each operation takes one frozen dataclass of options. Its fields are declared with ``option``,
+which records the help text and bounds beside the default: the HTTP request models and the CLI
+options are derived from these (``kinsight.api.options``), so a parameter's name, default, bounds
+and help are written once. ``check_bounds`` enforces the bounds for Python callers too.
+
+Long operations report how far they are through a ``Progress`` callback; the api layer renders it
+(a bar on the terminal) and the engine never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol, TypeVar
+
+from .errors import InvalidInputError
+
+__all__ = ["Progress", "check_bounds", "option", "option_default", "options_with", "quiet"]
+
+Options = TypeVar("Options")
+
+
+def option(default: Any = None, *, help: str, ge: float | None = None, le: float | None = None,
+           factory: Any = None) -> Any:
+    """A field of an options dataclass with its help text and optional bounds (inclusive)."""
+    metadata = {"help": help, "ge": ge, "le": le}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_default(f: dataclasses.Field[Any]) -> Any:
+    """The value an options field takes when not given (a fresh one for a factory's)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()  # type: ignore[misc,operator]
+    return f.default
+
+
+def check_bounds(options: Any) -> None:
+    """Refuse a number outside its option's bounds, naming the option and the bounds."""
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        low, high = f.metadata.get("ge"), f.metadata.get("le")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = (f"between {low} and {high}" if low is not None and high is not None
+                      else f"at least {low}" if low is not None else f"at most {high}")
+            raise InvalidInputError(f"{f.name} must be {bounds}, not {value}")
+
+
+def options_with(options: type[Options], given: Options | None, changes: dict[str, Any]) -> Options:
+    """``given`` (or the defaults) with ``changes`` applied: how the facade's methods take either
+    an options object or its fields as keywords. An unknown name is refused with the known ones."""
+    known = {f.name for f in dataclasses.fields(options)}  # type: ignore[arg-type]
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise InvalidInputError(f"unknown option{'s' if len(unknown) > 1 else ''} "
+                                f"{', '.join(unknown)} of {options.__name__}; options: "
+                                f"{', '.join(sorted(known))}")
+    base = given if given is not None else options()
+    return dataclasses.replace(base, **changes) if changes else base  # type: ignore[type-var]
+
+
+class Progress(Protocol):
+    """Told ``(done, total, stage)`` as a long operation advances: ``done`` of ``total`` steps
+    are finished; ``stage`` names the step under way."""
+
+    def __call__(self, done: int, total: int, stage: str) -> None: ...
+
+
+def quiet(done: int, total: int, stage: str) -> None:
+    """The progress callback that reports nothing (the default)."""
