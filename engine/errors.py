@@ -3,7 +3,8 @@
     KinsightError
     ├── InvalidInputError          bad argument, name, filter or query: the caller must change it
     │   ├── FilterError            a structured filter or raw WHERE clause that cannot be used
-    │   └── DimensionMismatchError a vector whose length is not the space's dimension
+    │   ├── DimensionMismatchError a vector whose length is not the space's dimension
+    │   └── ImageFileError         a file that cannot be read as a picture (``reason``, ``fix``)
     ├── NotFoundError              a collection, space or item that does not exist
     ├── AlreadyExistsError         creating something that exists already
     ├── EncoderError               an encoder cannot be loaded or used
@@ -14,9 +15,17 @@
 Messages say what went wrong, with the names involved, and how to fix it. The HTTP API maps
 ``InvalidInputError`` to 400/422, ``NotFoundError`` to 404, ``AlreadyExistsError`` and the lock errors
 to 409, and everything else to 500 without the message.
+
+DuckDB's and FAISS's own errors become these in ``translated`` and nowhere else.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
 
 __all__ = [
     "AlreadyExistsError",
@@ -24,11 +33,13 @@ __all__ = [
     "EncoderError",
     "EncoderMismatchError",
     "FilterError",
+    "ImageFileError",
     "InvalidInputError",
     "KinsightError",
     "NotFoundError",
     "ReadOnlyStoreError",
     "StoreLockedError",
+    "translated",
 ]
 
 
@@ -46,6 +57,15 @@ class FilterError(InvalidInputError):
 
 class DimensionMismatchError(InvalidInputError):
     """A vector whose length differs from the dimension of the space it is used with."""
+
+
+class ImageFileError(InvalidInputError):
+    """Why a file could not be opened as a picture (``reason``) and what to do about it (``fix``)."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(f"{reason} — {fix}")
+        self.reason = reason
+        self.fix = fix
 
 
 class NotFoundError(KinsightError, LookupError):
@@ -70,3 +90,27 @@ class StoreLockedError(KinsightError):
 
 class ReadOnlyStoreError(KinsightError):
     """A write attempted on a store opened with ``read_only=True``."""
+
+
+@contextmanager
+def translated(what: str, *, caller: type[KinsightError] = KinsightError) -> Iterator[None]:
+    """Raise DuckDB's and FAISS's errors inside the block as kinsight errors: ``StoreLockedError``
+    for a store another process holds, else ``caller`` (``FilterError`` where the input is the
+    caller's to fix), with the message ``what: <the library's message>``."""
+    try:
+        yield
+    except duckdb.IOException as e:
+        if "lock" in str(e).lower():
+            holder = re.search(r"PID (\d+)", str(e))
+            raise StoreLockedError(
+                f"{what}: it is open for writing by another process"
+                f"{f' (PID {holder.group(1)})' if holder else ''}; one writer at a time: stop "
+                "that process, or send your requests to it (e.g. the kinsight server that has "
+                "it open)") from e
+        raise caller(f"{what}: {e}") from e
+    except duckdb.Error as e:
+        raise caller(f"{what}: {e}") from e
+    except RuntimeError as e:
+        if "faiss" not in str(e).lower():  # FAISS's C++ exceptions name their source file
+            raise
+        raise caller(f"{what}: {e}") from e

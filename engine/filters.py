@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import FilterError
+from .errors import FilterError, translated
 from .schema import quote
 
 __all__ = [
@@ -170,10 +170,8 @@ def _check_raw(where: SqlWhere) -> CompiledFilter:
     sql = where.sql.strip()
     if not sql:
         raise FilterError("empty SQL filter; pass None for no filter")
-    try:
+    with translated(f"SQL filter {sql!r} does not parse", caller=FilterError):
         statements = duckdb.extract_statements(f"SELECT 1 FROM (SELECT 1) AS t WHERE ({sql})")
-    except duckdb.Error as e:
-        raise FilterError(f"SQL filter {sql!r} does not parse: {e}") from e
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise FilterError(
             f"SQL filter {sql!r} must be one WHERE condition (no ';', no other statements)")

@@ -18,7 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .errors import DimensionMismatchError, InvalidInputError
+from .errors import DimensionMismatchError, InvalidInputError, translated
 from .index_policy import IndexSpec
 from .kernels import search_threads
 
@@ -68,7 +68,9 @@ class VectorIndex:
         self.fingerprint = fingerprint
         self.collection_uid = collection_uid
         factory = "IDMap2,Flat" if spec.is_exact else spec.factory
-        self.index = faiss.index_factory(dim, factory, _METRICS[metric])
+        self._what = f"FAISS index {factory} (dim {dim}, {metric})"
+        with translated(self._what):
+            self.index = faiss.index_factory(dim, factory, _METRICS[metric])
         self.generation = 0
         self.max_seq = 0
         self._gpu_index: faiss.Index | None = None
@@ -84,12 +86,15 @@ class VectorIndex:
 
     def train(self, sample: np.ndarray) -> None:
         """Train the coarse quantizer (IVF) on a sample of vectors."""
-        self.index.train(self._check(sample))
+        with translated(self._what):
+            self.index.train(self._check(sample))
 
     def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
         if len(seqs) == 0:
             return
-        self.index.add_with_ids(self._check(vectors), np.ascontiguousarray(seqs, dtype=np.int64))
+        with translated(self._what):
+            self.index.add_with_ids(self._check(vectors),
+                                    np.ascontiguousarray(seqs, dtype=np.int64))
         self.max_seq = max(self.max_seq, int(np.max(seqs)))
         self._gpu_index = None
 
@@ -97,7 +102,8 @@ class VectorIndex:
         """Remove vectors by seq; returns how many were present."""
         if len(seqs) == 0:
             return 0
-        removed = self.index.remove_ids(np.ascontiguousarray(seqs, dtype=np.int64))
+        with translated(self._what):
+            removed = self.index.remove_ids(np.ascontiguousarray(seqs, dtype=np.int64))
         self._gpu_index = None
         return int(removed)
 
@@ -112,14 +118,15 @@ class VectorIndex:
             nq = len(queries)
             return np.full((nq, 1), -np.inf, dtype=np.float32), np.full((nq, 1), -1, np.int64)
         k = max(1, min(k, self.ntotal))
-        gpu = self._gpu_searcher() if allowed is None and not probe_all else None
-        if gpu is not None:  # its nprobe was set when it was made
-            distances, seqs = gpu.search(queries, k)
-        else:
-            params = self._search_params(allowed,
-                                         self.spec.nlist if probe_all else self.spec.nprobe)
-            search_threads(len(queries))
-            distances, seqs = self.index.search(queries, k, params=params)
+        with translated(self._what):
+            gpu = self._gpu_searcher() if allowed is None and not probe_all else None
+            if gpu is not None:  # its nprobe was set when it was made
+                distances, seqs = gpu.search(queries, k)
+            else:
+                params = self._search_params(allowed,
+                                             self.spec.nlist if probe_all else self.spec.nprobe)
+                search_threads(len(queries))
+                distances, seqs = self.index.search(queries, k, params=params)
         scores = -distances if self.metric == "l2" else distances
         scores = np.where(seqs < 0, -np.inf, scores).astype(np.float32)
         return scores, seqs

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from kinsight.engine.errors import ImageFileError
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "THUMBNAIL_MIME",
     "THUMBNAIL_SIDE",
-    "ImageFileError",
     "open_image",
     "thumbnail_bytes",
 ]
@@ -37,15 +38,6 @@ THUMBNAIL_SIDE = 128
 THUMBNAIL_MIME = "image/webp"
 _THUMBNAIL_QUALITY = 80
 _WHITE = (255, 255, 255)
-
-
-class ImageFileError(Exception):
-    """Why an image could not be opened (``reason``) and what to do about it (``fix``)."""
-
-    def __init__(self, reason: str, fix: str) -> None:
-        super().__init__(f"{reason} — {fix}")
-        self.reason = reason
-        self.fix = fix
 
 
 def open_image(source: str | Path | bytes, *, min_side: int | None = None,

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from kinsight.api.cli import app
 from kinsight.engine import ById, InvalidInputError, SearchOptions, Store, load_encoder
-from kinsight.engine.errors import EncoderMismatchError
-from kinsight.indexers.image_files import ImageFileError, open_image
+from kinsight.engine.errors import EncoderMismatchError, ImageFileError
+from kinsight.indexers.image_files import open_image
 from kinsight.indexers.image_query import search_by_image
 from kinsight.indexers.ingest import IngestOptions, SpaceSource, ingest_file
 from kinsight.indexers.open_clip_encoder import parse_spec

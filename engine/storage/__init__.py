@@ -6,7 +6,7 @@ these classes; no SQL on a collection's tables is written anywhere else.
 
 from __future__ import annotations
 
-from .database import DATABASE_FILE, Database, duckdb_errors
+from .database import DATABASE_FILE, Database
 from .side_tables import InteractionTable, RunTables
 from .tables import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
 
@@ -19,5 +19,4 @@ __all__ = [
     "NewItem",
     "RunTables",
     "VectorRows",
-    "duckdb_errors",
 ]

@@ -3,7 +3,7 @@
 The catalog (schema ``kinsight``) lists collections (name, uid, generation), their vector spaces,
 analysis runs and the vector sequence. Every SQL statement on the catalog lives here; every one on
 a collection's own tables lives in ``tables.py`` (and ``side_tables.py``). DuckDB errors become
-kinsight errors in ``duckdb_errors`` and nowhere else.
+kinsight errors in ``errors.translated`` and nowhere else.
 
 Durability: every write is one DuckDB transaction; DuckDB's write-ahead log makes a committed
 transaction survive a crash. One process may open a database for writing (DuckDB's file lock);
@@ -12,7 +12,6 @@ any number of threads in it may read, each through its own cursor.
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -27,10 +26,10 @@ from ..errors import (
     KinsightError,
     NotFoundError,
     ReadOnlyStoreError,
-    StoreLockedError,
+    translated,
 )
 
-__all__ = ["DATABASE_FILE", "Database", "duckdb_errors"]
+__all__ = ["DATABASE_FILE", "Database"]
 
 # Not "kinsight.duckdb": DuckDB names the catalog after the file, which would shadow the schema.
 DATABASE_FILE = "store.duckdb"
@@ -96,7 +95,7 @@ class Database:
             if self.read_only and not database.exists():
                 raise NotFoundError(f"no kinsight store at {self.path} (no {DATABASE_FILE})")
             self.path.mkdir(parents=True, exist_ok=True)
-            with duckdb_errors(f"store {self.path}"):
+            with translated(f"store {self.path} cannot be used"):
                 con = duckdb.connect(str(database), read_only=self.read_only,
                                      config=dict(_LOCKED_DOWN))
         if not self.read_only:
@@ -284,24 +283,6 @@ class Database:
         if not self._closed:
             self._closed = True
             self._con.close()
-
-
-@contextmanager
-def duckdb_errors(what: str) -> Iterator[None]:
-    """Turn DuckDB's errors inside the block into kinsight errors that start with ``what``."""
-    try:
-        yield
-    except duckdb.IOException as e:
-        if "lock" in str(e).lower():
-            holder = re.search(r"PID (\d+)", str(e))
-            raise StoreLockedError(
-                f"{what}: it is open for writing by another process"
-                f"{f' (PID {holder.group(1)})' if holder else ''}; one writer at a time: stop "
-                "that process, or send your requests to it (e.g. the kinsight server that has "
-                "it open)") from e
-        raise KinsightError(f"{what} cannot be used: {e}") from e
-    except duckdb.Error as e:
-        raise KinsightError(f"{what} cannot be used: {e}") from e
 
 
 def _new_uid() -> str:

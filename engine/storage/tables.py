@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..encoders import EncoderInfo
-from ..errors import FilterError, InvalidInputError, NotFoundError
+from ..errors import FilterError, InvalidInputError, NotFoundError, translated
 from ..filters import FilterInput, compile_filter
 from ..schema import RESERVED_FIELDS, arrow_column, infer_field_type, quote, validate_field_name
 from ..spaces import VectorSpace
@@ -339,10 +339,8 @@ class CollectionTables:
     def _filter_errors(where: FilterInput) -> Iterator[None]:
         """A filter that fails in DuckDB (an unknown column in raw SQL, a file access) is the
         caller's to fix."""
-        try:
+        with translated(f"filter {where!r} cannot be applied", caller=FilterError):
             yield
-        except duckdb.Error as e:
-            raise FilterError(f"filter {where!r} cannot be applied: {e}") from e
 
     def chunk_rows(self, space: str, after_seq: int) -> pa.Table:
         """``seq, id, chunk, start_char, end_char`` of the vector rows past ``after_seq``."""
