@@ -6,6 +6,7 @@ the ``kinsight.encoders`` entry-point group (see ``encoders``).
 
 from __future__ import annotations
 
+from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
 from .encoders import (
     DEFAULT_TEXT_ENCODER,
@@ -27,23 +28,38 @@ from .errors import (
     ReadOnlyStoreError,
     StoreLockedError,
 )
-from .filters import And, Condition, Not, Or, SqlWhere
+from .evaluation import evaluate_search, load_qrels, load_queries
+from .filters import And, Condition, Filter, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import IndexedCollection, Item
-from .interactions import Interaction, ProfilePolicy, add_interactions, user_profiles
-from .options import Progress
-from .recommend import RecommendOptions, recommend, recommend_users
+from .interactions import (
+    Interaction,
+    ProfilePolicy,
+    add_interactions,
+    count_interactions,
+    count_users,
+    user_profiles,
+)
+from .options import Progress, option_default
+from .recommend import STRATEGIES, RecommendOptions, WeightedExample, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
-from .search import ById, ChunkMatch, Fusion, Hit, SearchOptions
+from .schema import validate_collection_name, validate_space_name
+from .search import ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOptions, search, search_many
 from .spaces import VectorSpace
+from .storage import DATABASE_FILE
 from .store import Store
 
 __all__ = [
+    "DATABASE_FILE",
     "DEFAULT_TEXT_ENCODER",
+    "NOISE",
+    "STRATEGIES",
     "AlreadyExistsError",
     "And",
     "ById",
     "ChunkMatch",
+    "ClusterOptions",
+    "ClusterResult",
     "Collection",
     "Condition",
     "DimensionMismatchError",
@@ -51,6 +67,7 @@ __all__ = [
     "EncoderError",
     "EncoderInfo",
     "EncoderMismatchError",
+    "Filter",
     "FilterError",
     "Fusion",
     "Hit",
@@ -66,23 +83,38 @@ __all__ = [
     "Or",
     "ProfilePolicy",
     "Progress",
+    "Query",
     "ReadOnlyStoreError",
     "RecommendOptions",
     "RunInfo",
+    "SearchMode",
     "SearchOptions",
     "SqlWhere",
     "Store",
     "StoreLockedError",
     "VectorSpace",
+    "WeightedExample",
     "add_interactions",
     "available_encoders",
     "choose_index",
+    "cluster",
+    "count_interactions",
+    "count_users",
+    "evaluate_search",
     "get_run",
     "list_runs",
     "load_encoder",
+    "load_qrels",
+    "load_queries",
+    "option_default",
+    "read_cluster_run",
     "read_run_table",
     "recommend",
     "recommend_users",
     "save_run",
+    "search",
+    "search_many",
     "user_profiles",
+    "validate_collection_name",
+    "validate_space_name",
 ]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from kinsight.engine.clustering import ClusterOptions, ClusterResult, cluster
+from kinsight.engine import ClusterOptions, ClusterResult, cluster
 
 from .common import (
     DEFAULT_STORE,

@@ -13,8 +13,7 @@ import typer
 from rich.console import Console
 from tqdm import tqdm
 
-from kinsight.engine import Progress, Store
-from kinsight.engine.store import DATABASE_FILE
+from kinsight.engine import DATABASE_FILE, Progress, Store
 
 from .errors import KinsightGroup, print_error
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from kinsight.engine.options import option_default
+from kinsight.engine import option_default
 
 __all__ = ["options_command"]
 

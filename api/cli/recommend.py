@@ -17,14 +17,15 @@ from rich.markup import escape
 from tqdm import tqdm
 
 from kinsight.engine import (
+    STRATEGIES,
     Collection,
     ProfilePolicy,
     RecommendOptions,
+    count_interactions,
+    count_users,
     recommend,
     recommend_users,
 )
-from kinsight.engine.interactions import count_interactions, count_users
-from kinsight.engine.recommend import STRATEGIES
 
 from ..reporting import hit_to_dict, print_hits
 from .common import (

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kinsight.engine.errors import (
+from kinsight.engine import (
     AlreadyExistsError,
     EncoderError,
     InvalidInputError,

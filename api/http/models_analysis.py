@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kinsight.engine.clustering import ClusterOptions
+from kinsight.engine import ClusterOptions
 
 from .option_models import OptionsRequest, from_options
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kinsight.engine.filters import Filter
+from kinsight.engine import Filter
 
 from .models import FieldName, HitOut, ItemId, Vector, _no_sql, _Request
 

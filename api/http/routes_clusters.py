@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter
 
-from kinsight.engine.clustering import ClusterOptions, cluster
+from kinsight.engine import ClusterOptions, cluster
 
 from .deps import CollectionDep
 from .models import ErrorOut

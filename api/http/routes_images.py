@@ -8,9 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import TypeAdapter, ValidationError
 
-from kinsight.engine import InvalidInputError
-from kinsight.engine.filters import Filter
-from kinsight.engine.search import SearchOptions
+from kinsight.engine import Filter, InvalidInputError, SearchOptions
 
 from .deps import CollectionDep
 from .models import ErrorOut, SearchResponse

@@ -7,9 +7,14 @@ import time
 import numpy as np
 from fastapi import APIRouter
 
-from kinsight.engine import InvalidInputError, ProfilePolicy, RecommendOptions, recommend
-from kinsight.engine.interactions import Interaction
-from kinsight.engine.recommend import WeightedExample
+from kinsight.engine import (
+    Interaction,
+    InvalidInputError,
+    ProfilePolicy,
+    RecommendOptions,
+    WeightedExample,
+    recommend,
+)
 
 from .deps import CollectionDep, SettingsDep, WriteLockDep
 from .models import ErrorOut

@@ -7,8 +7,7 @@ import time
 import numpy as np
 from fastapi import APIRouter
 
-from kinsight.engine import ById, Fusion, Hit, InvalidInputError
-from kinsight.engine.search import Query, SearchOptions, search
+from kinsight.engine import ById, Fusion, Hit, InvalidInputError, Query, SearchOptions, search
 
 from ..reporting import json_ready
 from .deps import CollectionDep

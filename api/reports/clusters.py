@@ -10,8 +10,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from kinsight.engine import Collection, get_run
-from kinsight.engine.clustering import NOISE, ClusterResult, read_cluster_run
+from kinsight.engine import NOISE, ClusterResult, Collection, get_run, read_cluster_run
 
 from .page import Section, bar_svg, render_report, scatter_svg, table_html
 
