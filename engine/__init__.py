@@ -44,7 +44,7 @@ from .options import Progress, option_default
 from .recommend import STRATEGIES, RecommendOptions, WeightedExample, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .schema import validate_collection_name, validate_space_name
-from .search import ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOptions, search, search_many
+from .search import ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOptions
 from .spaces import VectorSpace
 from .storage import DATABASE_FILE
 from .store import Store
@@ -112,8 +112,6 @@ __all__ = [
     "recommend",
     "recommend_users",
     "save_run",
-    "search",
-    "search_many",
     "user_profiles",
     "validate_collection_name",
     "validate_space_name",

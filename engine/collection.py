@@ -7,16 +7,15 @@ the engine imports this module but ``store``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .clustering import ClusterOptions, ClusterResult, cluster
-from .filters import FilterInput
 from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, add_interactions
 from .options import Progress, options_with, quiet
-from .recommend import RecommendOptions, Strategy, WeightedExample, recommend
-from .search import Fusion, Hit, Query, SearchMode, SearchOptions, search
+from .recommend import RecommendOptions, WeightedExample, recommend
+from .search import Hit, Query, SearchOptions, search, search_many
 from .storage import CollectionTables
 
 if TYPE_CHECKING:
@@ -32,28 +31,29 @@ class Collection(IndexedCollection):
         super().__init__(tables, store.index_folder(tables.name, tables.uid), store.memory_budget)
         self.store = store
 
-    def search(
-        self, query: Query, *, k: int = 10, space: str | None = None,
-        mode: SearchMode = "auto", where: FilterInput = None, exact: bool = False,
-        aggregate: Literal["max", "mean"] = "max", fusion: Fusion | None = None,
-    ) -> list[Hit]:
+    def search(self, query: Query, options: SearchOptions | None = None, /,
+               **changes: Any) -> list[Hit]:
         """Search by text, vector or ``ById``: ``mode`` auto (hybrid for text, dense for vectors),
-        dense, bm25 or hybrid; see ``engine.search``."""
-        return search(self, query, SearchOptions(
-            k=k, space=space, mode=mode, where=where, exact=exact, aggregate=aggregate,
-            fusion=fusion or Fusion()))
+        dense, bm25 or hybrid; options as a ``SearchOptions`` or as its fields (``k=5``,
+        ``mode="bm25"``); see ``engine.search``."""
+        return search(self, query, options_with(SearchOptions, options, changes))
+
+    def search_many(self, queries: Sequence[Query], options: SearchOptions | None = None, /, *,
+                    exclude: Sequence[Iterable[str]] | None = None, **changes: Any
+                    ) -> list[list[Hit]]:
+        """Many queries in one encoder batch and one index call: one hit list per query."""
+        return search_many(self, queries, options_with(SearchOptions, options, changes),
+                           exclude=exclude)
 
     def recommend(
         self, positive: Sequence[WeightedExample] = (), negative: Sequence[WeightedExample] = (),
-        *, user: str | None = None, k: int = 10, strategy: Strategy = "average_vector",
-        space: str | Mapping[str, float] | None = None, where: FilterInput = None,
-        diversity: float = 0.0, exclude: Sequence[str] = (), include_seen: bool = False,
+        options: RecommendOptions | None = None, /, *, user: str | None = None, **changes: Any,
     ) -> list[Hit]:
         """Items like the ``positive`` examples (ids, vectors, or ``(example, weight)``) and
-        unlike the ``negative`` ones, and/or for ``user``; see ``engine.recommend``."""
-        return recommend(self, positive, negative, user=user, options=RecommendOptions(
-            k=k, strategy=strategy, space=space, where=where, diversity=diversity,
-            exclude=exclude, include_seen=include_seen))
+        unlike the ``negative`` ones, and/or for ``user``; options as a ``RecommendOptions`` or
+        as its fields (``k=5``, ``strategy="best_score"``); see ``engine.recommend``."""
+        return recommend(self, positive, negative, user=user,
+                         options=options_with(RecommendOptions, options, changes))
 
     def add_interactions(self, interactions: Iterable[Interaction]) -> int:
         """Store user interactions (views, likes, ...) for ``recommend(user=...)``."""

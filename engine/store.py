@@ -102,6 +102,8 @@ class Store:
         crash after the commit leaves only a folder of no collection, removed on the next open.
         """
         with self.db.write_lock:
+            if name in self._collections:  # a copy of its items under way reads its tables
+                self._collections[name].tables.join_background()
             with self.db.writing() as con:
                 # Checked inside the transaction: a concurrent drop must get NotFound.
                 uid = self.db.remove_collection(con, name)
@@ -144,6 +146,8 @@ class Store:
                 for collection in self._collections.values():
                     collection.save_indexes()
         finally:
+            for collection in self._collections.values():
+                collection.tables.join_background()
             self.db.close()
 
     def __enter__(self) -> Store:

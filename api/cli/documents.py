@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 from rich.markup import escape
@@ -16,13 +16,13 @@ from rich.table import Table
 from kinsight.engine import (
     DEFAULT_TEXT_ENCODER,
     ById,
+    Collection,
     Fusion,
     SearchMode,
     SearchOptions,
     evaluate_search,
     load_qrels,
     load_queries,
-    search_many,
     validate_collection_name,
     validate_space_name,
 )
@@ -192,7 +192,7 @@ def search(
         else:
             searched = coll.space(space)
             query = ById(like, space=like_space) if like else text
-            hits = search_many(coll, [query], options)[0]  # type: ignore[list-item]
+            hits = coll.search_many([query], options)[0]  # type: ignore[list-item]
     print_warnings(err, searched.encoder.warnings())  # on stderr, so --json stays parseable
     if as_json:
         console.print_json(data=[hit_to_dict(h) for h in hits])
@@ -200,13 +200,13 @@ def search(
     print_hits(console, hits, title=f"{'dense' if image else mode} search: {like or image or text}")
 
 
-def _batch_search(coll: Any, queries: Path, options: SearchOptions, out: Path | None) -> None:
+def _batch_search(coll: Collection, queries: Path, options: SearchOptions, out: Path | None) -> None:
     loaded = load_queries(queries)
     stream = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
     try:
         for start in range(0, len(loaded), 256):
             block = loaded[start:start + 256]
-            for query, hits in zip(block, search_many(coll, [q.text for q in block], options),
+            for query, hits in zip(block, coll.search_many([q.text for q in block], options),
                                    strict=True):
                 stream.write(json.dumps({"qid": query.qid, "ids": [h.id for h in hits],
                                          "scores": [round(h.score, 6) for h in hits]}) + "\n")

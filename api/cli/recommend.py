@@ -23,7 +23,6 @@ from kinsight.engine import (
     RecommendOptions,
     count_interactions,
     count_users,
-    recommend,
     recommend_users,
 )
 
@@ -103,8 +102,9 @@ def recommend_command(
     if not like and user is None:
         fail("give --like ID (repeat for several), --user ID, or --users all --out FILE")
     with open_store(store, read_only=True) as opened:
-        hits = recommend(opened.collection(collection), [_weighted(x) for x in like or ()],
-                         [_weighted(x) for x in unlike or ()], user=user, options=options)
+        hits = opened.collection(collection).recommend(
+            [_weighted(x) for x in like or ()], [_weighted(x) for x in unlike or ()], options,
+            user=user)
     if as_json:
         console.print_json(data=[hit_to_dict(h) for h in hits])
     else:

@@ -13,7 +13,6 @@ from kinsight.engine import (
     ProfilePolicy,
     RecommendOptions,
     WeightedExample,
-    recommend,
 )
 
 from .deps import CollectionDep, SettingsDep, WriteLockDep
@@ -47,8 +46,8 @@ def recommend_items(body: RecommendRequest, collection: CollectionDep) -> Recomm
         space=body.spaces if body.spaces is not None else body.space, where=body.filter,
         exclude=body.exclude, include_seen=body.include_seen, return_fields=body.fields,
         profile=ProfilePolicy(half_life_days=body.half_life_days))
-    hits = recommend(collection, [_example(e) for e in body.positive],
-                     [_example(e) for e in body.negative], user=body.user, options=options)
+    hits = collection.recommend([_example(e) for e in body.positive],
+                                [_example(e) for e in body.negative], options, user=body.user)
     return RecommendResponse(hits=[hit_out(h) for h in hits],
                              took_ms=(time.perf_counter() - started) * 1000)
 

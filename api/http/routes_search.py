@@ -7,7 +7,7 @@ import time
 import numpy as np
 from fastapi import APIRouter
 
-from kinsight.engine import ById, Fusion, Hit, InvalidInputError, Query, SearchOptions, search
+from kinsight.engine import ById, Fusion, Hit, InvalidInputError, Query, SearchOptions
 
 from ..reporting import json_ready
 from .deps import CollectionDep
@@ -31,7 +31,7 @@ def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchR
         fusion=Fusion(method=body.fusion, dense_weight=body.dense_weight),
         aggregate=body.aggregate,
         return_fields=body.fields)
-    hits = search(collection, _query(body), options)
+    hits = collection.search(_query(body), options)
     took_ms = (time.perf_counter() - started) * 1000
     return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
                           warnings=collection.space(body.space).encoder.warnings())

@@ -52,6 +52,7 @@ class ItemCache:
         self._copy: _Copy | None = None
         self._reads = (-1, 0)  # (generation, reads served from DuckDB at it)
         self._loading = False
+        self._thread: threading.Thread | None = None
         self._refused_at = -1  # generation at which the items could not be copied (too large)
         self._lock = threading.Lock()
 
@@ -82,7 +83,15 @@ class ItemCache:
                     or not set(field_types.values()) <= COPYABLE_TYPES):
                 return
             self._loading = True
-        threading.Thread(target=self._make_copy, name="kinsight-item-cache", daemon=True).start()
+            self._thread = threading.Thread(target=self._make_copy, name="kinsight-item-cache",
+                                            daemon=True)
+            self._thread.start()
+
+    def join(self) -> None:
+        """Wait for a copy under way (before the database closes under it)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join()
 
     def _make_copy(self) -> None:
         try:

@@ -242,6 +242,10 @@ class CollectionTables:
         names = [d[0] for d in cur.description]
         return {row[0]: dict(zip(names[1:], row[1:], strict=True)) for row in cur.fetchall()}
 
+    def join_background(self) -> None:
+        """Wait for background reads of these tables (the item copy) to finish."""
+        self._item_cache.join()
+
     def _items_copy(self, max_items: int) -> tuple[int, pa.Table | None]:
         """``(generation, every item's fields)`` as one snapshot sees them; no table past
         ``max_items`` items."""
