@@ -6,6 +6,7 @@ the ``kinsight.encoders`` entry-point group (see ``encoders``).
 
 from __future__ import annotations
 
+from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, fit_reference
 from .collection import Collection
 from .encoders import (
     DEFAULT_TEXT_ENCODER,
@@ -41,6 +42,8 @@ __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "AlreadyExistsError",
     "And",
+    "AnomalyOptions",
+    "AnomalyResult",
     "ById",
     "ChunkMatch",
     "Collection",
@@ -59,6 +62,7 @@ __all__ = [
     "InvalidInputError",
     "Item",
     "KinsightError",
+    "NewVectors",
     "Not",
     "NotFoundError",
     "Or",
@@ -66,6 +70,7 @@ __all__ = [
     "Progress",
     "ReadOnlyStoreError",
     "RecommendOptions",
+    "ReferenceModel",
     "RunInfo",
     "SearchOptions",
     "SqlWhere",
@@ -75,6 +80,7 @@ __all__ = [
     "add_interactions",
     "available_encoders",
     "choose_index",
+    "fit_reference",
     "get_run",
     "list_runs",
     "load_encoder",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, anomalies
 from .clustering import ClusterOptions, ClusterResult, cluster
 from .filters import FilterInput
 from .indexed_collection import IndexedCollection, Item
@@ -64,3 +65,15 @@ class Collection(IndexedCollection):
         """Cluster the items and name the clusters; options as a ``ClusterOptions`` or as its
         fields (``k=8, method="hdbscan"``); see ``engine.clustering``."""
         return cluster(self, options_with(ClusterOptions, options, changes), progress=progress)
+
+    def anomalies(
+        self, options: AnomalyOptions | None = None, /, *,
+        reference: FilterInput | IndexedCollection = None,
+        targets: FilterInput | NewVectors = None, model: ReferenceModel | None = None,
+        **changes: Any,
+    ) -> AnomalyResult:
+        """Score ``targets`` against ``reference`` (or a fitted ``model``) and flag the outliers;
+        options as an ``AnomalyOptions`` or its fields (``method="lof", n_neighbors=10``); see
+        ``engine.anomalies``."""
+        return anomalies(self, options_with(AnomalyOptions, options, changes),
+                         reference=reference, targets=targets, model=model)
