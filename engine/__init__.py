@@ -31,6 +31,14 @@ from .filters import And, Condition, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, ProfilePolicy, add_interactions, user_profiles
+from .mismatch import (
+    DuplicateOptions,
+    DuplicatesResult,
+    LabelMismatchOptions,
+    LabelMismatchResult,
+    PairMismatchOptions,
+    PairMismatchResult,
+)
 from .options import Progress
 from .recommend import RecommendOptions, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
@@ -49,6 +57,8 @@ __all__ = [
     "Collection",
     "Condition",
     "DimensionMismatchError",
+    "DuplicateOptions",
+    "DuplicatesResult",
     "Encoder",
     "EncoderError",
     "EncoderInfo",
@@ -62,10 +72,14 @@ __all__ = [
     "InvalidInputError",
     "Item",
     "KinsightError",
+    "LabelMismatchOptions",
+    "LabelMismatchResult",
     "NewVectors",
     "Not",
     "NotFoundError",
     "Or",
+    "PairMismatchOptions",
+    "PairMismatchResult",
     "ProfilePolicy",
     "Progress",
     "ReadOnlyStoreError",

@@ -15,6 +15,17 @@ from .clustering import ClusterOptions, ClusterResult, cluster
 from .filters import FilterInput
 from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, add_interactions
+from .mismatch import (
+    DuplicateOptions,
+    DuplicatesResult,
+    LabelMismatchOptions,
+    LabelMismatchResult,
+    PairMismatchOptions,
+    PairMismatchResult,
+    label_mismatch,
+    near_duplicates,
+    pair_mismatch,
+)
 from .options import Progress, options_with, quiet
 from .recommend import RecommendOptions, Strategy, WeightedExample, recommend
 from .search import Fusion, Hit, Query, SearchMode, SearchOptions, search
@@ -77,3 +88,22 @@ class Collection(IndexedCollection):
         ``engine.anomalies``."""
         return anomalies(self, options_with(AnomalyOptions, options, changes),
                          reference=reference, targets=targets, model=model)
+
+    def pair_mismatch(self, a: str, b: str, options: PairMismatchOptions | None = None, /,
+                      **changes: Any) -> PairMismatchResult:
+        """How badly each item's space ``a`` fits its space ``b``, against impostor pairs;
+        options as a ``PairMismatchOptions`` or its fields; see ``engine.mismatch.pairs``."""
+        return pair_mismatch(self, a, b, options_with(PairMismatchOptions, options, changes))
+
+    def label_mismatch(self, label_field: str, options: LabelMismatchOptions | None = None, /,
+                       **changes: Any) -> LabelMismatchResult:
+        """Items whose ``label_field`` disagrees with their neighbours' (and a probe's);
+        options as a ``LabelMismatchOptions`` or its fields; see ``engine.mismatch.labels``."""
+        return label_mismatch(self, label_field,
+                              options_with(LabelMismatchOptions, options, changes))
+
+    def near_duplicates(self, options: DuplicateOptions | None = None, /,
+                        **changes: Any) -> DuplicatesResult:
+        """Groups of exact and near copies, each with a representative; options as a
+        ``DuplicateOptions`` or its fields; see ``engine.mismatch.duplicates``."""
+        return near_duplicates(self, options_with(DuplicateOptions, options, changes))
