@@ -40,11 +40,13 @@ from .mismatch import (
     PairMismatchResult,
 )
 from .options import Progress
+from .probes import ProbeOptions, ProbeResult
 from .recommend import RecommendOptions, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .search import ById, ChunkMatch, Fusion, Hit, SearchOptions
 from .spaces import VectorSpace
 from .store import Store
+from .zero_shot import ZeroShotOptions, ZeroShotResult
 
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
@@ -80,6 +82,8 @@ __all__ = [
     "Or",
     "PairMismatchOptions",
     "PairMismatchResult",
+    "ProbeOptions",
+    "ProbeResult",
     "ProfilePolicy",
     "Progress",
     "ReadOnlyStoreError",
@@ -91,6 +95,8 @@ __all__ = [
     "Store",
     "StoreLockedError",
     "VectorSpace",
+    "ZeroShotOptions",
+    "ZeroShotResult",
     "add_interactions",
     "available_encoders",
     "choose_index",

@@ -27,9 +27,11 @@ from .mismatch import (
     pair_mismatch,
 )
 from .options import Progress, options_with, quiet
+from .probes import ProbeOptions, ProbeResult, train_probe
 from .recommend import RecommendOptions, Strategy, WeightedExample, recommend
 from .search import Fusion, Hit, Query, SearchMode, SearchOptions, search
 from .storage import CollectionTables
+from .zero_shot import ZeroShotOptions, ZeroShotResult, zero_shot
 
 if TYPE_CHECKING:
     from .store import Store
@@ -107,3 +109,15 @@ class Collection(IndexedCollection):
         """Groups of exact and near copies, each with a representative; options as a
         ``DuplicateOptions`` or its fields; see ``engine.mismatch.duplicates``."""
         return near_duplicates(self, options_with(DuplicateOptions, options, changes))
+
+    def train_probe(self, label_field: str, options: ProbeOptions | None = None, /,
+                    **changes: Any) -> ProbeResult:
+        """A linear probe on ``label_field``: cross-validated report, predictions, doubts;
+        options as a ``ProbeOptions`` or its fields; see ``engine.probes``."""
+        return train_probe(self, label_field, options_with(ProbeOptions, options, changes))
+
+    def zero_shot(self, labels: Sequence[str], options: ZeroShotOptions | None = None, /,
+                  **changes: Any) -> ZeroShotResult:
+        """Each item labelled with the closest of ``labels`` as prompts; options as a
+        ``ZeroShotOptions`` or its fields; see ``engine.zero_shot``."""
+        return zero_shot(self, labels, options_with(ZeroShotOptions, options, changes))
