@@ -27,7 +27,8 @@ from .errors import (
     ReadOnlyStoreError,
     StoreLockedError,
 )
-from .filters import And, Condition, Not, Or, SqlWhere
+from .evaluation import EvaluationOptions, load_qrels, load_queries
+from .filters import And, Condition, Filter, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, ProfilePolicy, add_interactions, user_profiles
@@ -39,16 +40,18 @@ from .mismatch import (
     PairMismatchOptions,
     PairMismatchResult,
 )
-from .options import Progress
+from .options import Progress, option_default, within_bounds
 from .probes import ProbeOptions, ProbeResult
 from .recommend import RecommendOptions, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
-from .search import ById, ChunkMatch, Fusion, Hit, SearchOptions
+from .schema import validate_collection_name, validate_space_name
+from .search import ById, ChunkMatch, Fusion, Hit, SearchMode, SearchOptions, search_many
 from .spaces import VectorSpace
-from .store import Store
+from .store import DATABASE_FILE, Store
 from .zero_shot import ZeroShotOptions, ZeroShotResult
 
 __all__ = [
+    "DATABASE_FILE",
     "DEFAULT_TEXT_ENCODER",
     "AlreadyExistsError",
     "And",
@@ -65,6 +68,8 @@ __all__ = [
     "EncoderError",
     "EncoderInfo",
     "EncoderMismatchError",
+    "EvaluationOptions",
+    "Filter",
     "FilterError",
     "Fusion",
     "Hit",
@@ -90,6 +95,7 @@ __all__ = [
     "RecommendOptions",
     "ReferenceModel",
     "RunInfo",
+    "SearchMode",
     "SearchOptions",
     "SqlWhere",
     "Store",
@@ -104,9 +110,16 @@ __all__ = [
     "get_run",
     "list_runs",
     "load_encoder",
+    "load_qrels",
+    "load_queries",
+    "option_default",
     "read_run_table",
     "recommend",
     "recommend_users",
     "save_run",
+    "search_many",
     "user_profiles",
+    "validate_collection_name",
+    "validate_space_name",
+    "within_bounds",
 ]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, anomalies
 from .clustering import ClusterOptions, ClusterResult, cluster
+from .evaluation import EvaluationOptions, evaluate_search
+from .evaluation import Query as JudgedQuery
 from .filters import FilterInput
 from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, add_interactions
@@ -121,3 +123,13 @@ class Collection(IndexedCollection):
         """Each item labelled with the closest of ``labels`` as prompts; options as a
         ``ZeroShotOptions`` or its fields; see ``engine.zero_shot``."""
         return zero_shot(self, labels, options_with(ZeroShotOptions, options, changes))
+
+    def evaluate_search(
+        self, queries: Sequence[JudgedQuery], qrels: Mapping[str, Mapping[str, int]],
+        options: EvaluationOptions | None = None, /, *, progress: Progress = quiet,
+        **changes: Any,
+    ) -> dict[str, dict[str, float]]:
+        """nDCG, recall and MRR of each search mode on judged ``queries``; options as an
+        ``EvaluationOptions`` or its fields (``modes=("dense",)``); see ``engine.evaluation``."""
+        return evaluate_search(self, queries, qrels,
+                               options_with(EvaluationOptions, options, changes), progress=progress)

@@ -13,9 +13,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kinsight.engine import DEFAULT_TEXT_ENCODER, ById, Fusion
-from kinsight.engine.schema import validate_collection_name, validate_space_name
-from kinsight.engine.search import SearchMode, SearchOptions, search_many
+from kinsight.engine import (
+    DEFAULT_TEXT_ENCODER,
+    ById,
+    EvaluationOptions,
+    Fusion,
+    SearchMode,
+    SearchOptions,
+    load_qrels,
+    load_queries,
+    search_many,
+    validate_collection_name,
+    validate_space_name,
+)
 from kinsight.indexers.chunking import DEFAULT_MAX_CHUNKS
 
 from ..reporting import hit_to_dict, print_hits, print_warnings
@@ -32,6 +42,7 @@ from .common import (
     fail,
     one_of,
     open_store,
+    progress_bar,
 )
 
 if TYPE_CHECKING:
@@ -191,8 +202,6 @@ def search(
 
 
 def _batch_search(coll: Any, queries: Path, options: SearchOptions, out: Path | None) -> None:
-    from kinsight.engine.evaluation import load_queries
-
     loaded = load_queries(queries)
     stream = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
     try:
@@ -218,12 +227,11 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of each search mode against relevance judgments."""
-    from kinsight.engine.evaluation import evaluate_search, load_qrels, load_queries
-
-    with open_store(store, read_only=True) as opened:
-        results = evaluate_search(opened.collection(collection), load_queries(queries)[:limit],
-                                  load_qrels(qrels), [_mode(m) for m in modes.split(",")],
-                                  progress=not as_json)
+    chosen = EvaluationOptions(modes=[_mode(m) for m in modes.split(",")])
+    with open_store(store, read_only=True) as opened, \
+            progress_bar("evaluate", enabled=not as_json, unit="queries") as progress:
+        results = opened.collection(collection).evaluate_search(
+            load_queries(queries)[:limit], load_qrels(qrels), chosen, progress=progress)
     if as_json:
         console.print_json(data=results)
         return
