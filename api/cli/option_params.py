@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from kinsight.engine.options import option_default, within_bounds
+from kinsight.engine import option_default, within_bounds
 
 __all__ = ["options_command"]
 

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from kinsight.engine.filters import Filter
+from kinsight.engine import Filter
 
 __all__ = [
     "ChunkOut",

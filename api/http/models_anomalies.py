@@ -11,8 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kinsight.engine import AnomalyOptions
-from kinsight.engine.filters import Filter
+from kinsight.engine import AnomalyOptions, Filter
 
 from .models import ItemId, Vector, _no_sql
 from .option_models import OptionsRequest, from_options

@@ -15,9 +15,7 @@ from typing import Annotated, Any, ClassVar, TypeVar, get_type_hints
 
 from pydantic import BeforeValidator, Field, create_model, model_validator
 
-from kinsight.engine import InvalidInputError
-from kinsight.engine.filters import Filter
-from kinsight.engine.options import option_default
+from kinsight.engine import Filter, InvalidInputError, option_default
 
 from .models import _no_sql, _Request
 
