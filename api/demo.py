@@ -13,9 +13,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kinsight.engine import ById, Collection, Store
-from kinsight.engine.evaluation import evaluate_search, load_qrels, load_queries
+from kinsight.engine import ById, Collection, Store, load_qrels, load_queries
 
+from .cli.common import progress_bar
 from .reporting import print_hits
 
 __all__ = ["DEMO_QUERIES", "demo_data", "run_demo"]
@@ -72,7 +72,8 @@ def _evaluate(console: Console, collection: Collection, data: Path, limit: int |
     if not queries:
         return
     start = time.perf_counter()
-    results = evaluate_search(collection, queries, qrels, progress=True)
+    with progress_bar("evaluate", unit="queries") as progress:
+        results = collection.evaluate_search(queries, qrels, progress=progress)
     table = Table("mode", "nDCG@10", "Recall@10", "MRR@10",
                   title=f"quality on {len(queries)} sample queries "
                         f"({time.perf_counter() - start:.0f}s)", title_justify="left")

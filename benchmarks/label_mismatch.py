@@ -32,7 +32,7 @@ import numpy as np
 from _common import debian_store, git_state, item_vectors, print_table, save
 
 from kinsight.engine import EncoderInfo, Item, Store
-from kinsight.engine.mismatch import label_mismatch
+from kinsight.engine.mismatch import LabelMismatchOptions, label_mismatch
 from kinsight.engine.mismatch.labels import probe_probabilities
 
 FLIP_SHARE = 0.05
@@ -86,7 +86,7 @@ def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.nd
         position = {item_id: n for n, item_id in enumerate(ids)}
         for probe in (False, True):
             started = time.perf_counter()
-            result = label_mismatch(coll, "label", probe=probe, seed=seed)
+            result = label_mismatch(coll, "label", LabelMismatchOptions(probe=probe, seed=seed))
             flagged = np.zeros(len(ids), dtype=bool)
             suggested = {position[i.id]: i.suggested for i in result.items if i.flagged}
             flagged[list(suggested)] = True

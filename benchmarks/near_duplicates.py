@@ -34,7 +34,12 @@ from _common import corpus_records, debian_store, git_state, item_vectors, print
 from PIL import Image
 
 from kinsight.engine import EncoderInfo, Item, Store
-from kinsight.engine.mismatch import DEFAULT_THRESHOLD, DuplicateGroup, near_duplicates
+from kinsight.engine.mismatch import (
+    DEFAULT_THRESHOLD,
+    DuplicateGroup,
+    DuplicateOptions,
+    near_duplicates,
+)
 
 THRESHOLDS = (0.85, 0.9, DEFAULT_THRESHOLD, 0.98)
 SAMPLE = 300
@@ -80,7 +85,7 @@ def evaluate(ids: list[str], spaces: dict[str, np.ndarray], truth: np.ndarray, c
         position = {item_id: n for n, item_id in enumerate(ids)}
         for name in spaces:
             for threshold in THRESHOLDS:
-                result = near_duplicates(coll, space=name, threshold=threshold)
+                result = near_duplicates(coll, DuplicateOptions(space=name, threshold=threshold))
                 predicted = _labels(result.groups, position, len(ids))
                 # Pairs of uncounted items only (two originals) are left out of the prediction.
                 made = _pairs(predicted) - _pairs(predicted[~counted])

@@ -17,7 +17,8 @@ import time
 
 from _common import DATA, corpus_records, debian_store, print_table, save
 
-from kinsight.engine.evaluation import evaluate_search, load_qrels, load_queries
+from kinsight.api.cli.common import progress_bar
+from kinsight.engine import load_qrels, load_queries
 
 
 def main() -> None:
@@ -36,7 +37,9 @@ def main() -> None:
         queries = [q for q in load_queries(DATA / "debian" / "queries.jsonl")
                    if any(d in indexed for d in qrels.get(q.qid, {}))][: args.queries]
         start = time.perf_counter()
-        results = evaluate_search(collection, queries, qrels, ("bm25", "dense", "hybrid"))
+        with progress_bar("evaluate", unit="queries") as progress:
+            results = collection.evaluate_search(queries, qrels, modes=("bm25", "dense", "hybrid"),
+                                                 progress=progress)
         search_seconds = time.perf_counter() - start
     rows = [(mode, r["ndcg@10"], r["recall@10"], r["recall@100"], r["mrr@10"])
             for mode, r in results.items()]

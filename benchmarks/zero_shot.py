@@ -20,7 +20,7 @@ from image_features import DEFAULT_IMAGE_ENCODER, features
 from sklearn.linear_model import LogisticRegression
 
 from kinsight.engine import Item, Store, load_encoder
-from kinsight.engine.zero_shot import zero_shot
+from kinsight.engine.zero_shot import ZeroShotOptions, zero_shot
 from kinsight.indexers.adapters import load_adapter
 
 ADAPTER = "adapter:default:image"
@@ -58,7 +58,7 @@ def main() -> None:
             coll.ensure_space("image", info)
             coll.upsert(Item(i.id, {"category": y}, {"image": v}) for i, y, v in
                         zip(test, test_y, mapped_test, strict=True))
-            result = zero_shot(coll, labels, space="image", label_field="category")
+            result = zero_shot(coll, labels, ZeroShotOptions(space="image", label_field="category"))
         results = {"zero-shot (adapter space, template ensemble)": result.accuracy}
         for name, (tx, vx) in {"adapter space": (mapped_train, mapped_test),
                                "EfficientNet features": (base_train, base_test)}.items():

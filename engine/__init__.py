@@ -6,6 +6,7 @@ the ``kinsight.encoders`` entry-point group (see ``encoders``).
 
 from __future__ import annotations
 
+from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, fit_reference
 from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
 from .encoders import (
@@ -28,7 +29,7 @@ from .errors import (
     ReadOnlyStoreError,
     StoreLockedError,
 )
-from .evaluation import evaluate_search, load_qrels, load_queries
+from .evaluation import EvaluationOptions, load_qrels, load_queries
 from .filters import And, Condition, Filter, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import IndexedCollection, Item
@@ -40,7 +41,16 @@ from .interactions import (
     count_users,
     user_profiles,
 )
-from .options import Progress, option_default
+from .mismatch import (
+    DuplicateOptions,
+    DuplicatesResult,
+    LabelMismatchOptions,
+    LabelMismatchResult,
+    PairMismatchOptions,
+    PairMismatchResult,
+)
+from .options import Progress, option_default, within_bounds
+from .probes import ProbeOptions, ProbeResult
 from .recommend import STRATEGIES, RecommendOptions, WeightedExample, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .schema import validate_collection_name, validate_space_name
@@ -48,6 +58,7 @@ from .search import ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOpti
 from .spaces import VectorSpace
 from .storage import DATABASE_FILE
 from .store import Store
+from .zero_shot import ZeroShotOptions, ZeroShotResult
 
 __all__ = [
     "DATABASE_FILE",
@@ -56,6 +67,8 @@ __all__ = [
     "STRATEGIES",
     "AlreadyExistsError",
     "And",
+    "AnomalyOptions",
+    "AnomalyResult",
     "ById",
     "ChunkMatch",
     "ClusterOptions",
@@ -63,10 +76,13 @@ __all__ = [
     "Collection",
     "Condition",
     "DimensionMismatchError",
+    "DuplicateOptions",
+    "DuplicatesResult",
     "Encoder",
     "EncoderError",
     "EncoderInfo",
     "EncoderMismatchError",
+    "EvaluationOptions",
     "Filter",
     "FilterError",
     "Fusion",
@@ -78,14 +94,22 @@ __all__ = [
     "InvalidInputError",
     "Item",
     "KinsightError",
+    "LabelMismatchOptions",
+    "LabelMismatchResult",
+    "NewVectors",
     "Not",
     "NotFoundError",
     "Or",
+    "PairMismatchOptions",
+    "PairMismatchResult",
+    "ProbeOptions",
+    "ProbeResult",
     "ProfilePolicy",
     "Progress",
     "Query",
     "ReadOnlyStoreError",
     "RecommendOptions",
+    "ReferenceModel",
     "RunInfo",
     "SearchMode",
     "SearchOptions",
@@ -94,13 +118,15 @@ __all__ = [
     "StoreLockedError",
     "VectorSpace",
     "WeightedExample",
+    "ZeroShotOptions",
+    "ZeroShotResult",
     "add_interactions",
     "available_encoders",
     "choose_index",
     "cluster",
     "count_interactions",
     "count_users",
-    "evaluate_search",
+    "fit_reference",
     "get_run",
     "list_runs",
     "load_encoder",
@@ -115,4 +141,5 @@ __all__ = [
     "user_profiles",
     "validate_collection_name",
     "validate_space_name",
+    "within_bounds",
 ]

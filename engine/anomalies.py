@@ -1,10 +1,11 @@
 """Anomalies: which items do not look like a reference set? Fit a detector, score, keep the run.
 
-``anomalies(collection, reference=..., targets=...)`` fits a detector (see ``detectors``) on the
-reference items' vectors — a filter on the collection, or another collection built by the same
-encoder — and scores the targets: a filter on the collection (every item when None) or new
-vectors (``NewVectors``: a file of new items or a request body, encoded by the caller). Targets
-that are reference items get their out-of-sample score, so no item scores against itself.
+``anomalies(collection, AnomalyOptions(...), reference=..., targets=...)`` fits a detector (see
+``detectors``; the options choose it and its parameters) on the reference items' vectors — a
+filter on the collection, or another collection built by the same encoder — and scores the
+targets: a filter on the collection (every item when None) or new vectors (``NewVectors``: a file
+of new items or a request body, encoded by the caller). Targets that are reference items get
+their out-of-sample score, so no item scores against itself.
 
 Each score comes with its percentile among the reference (comparable across methods and runs),
 whether it passes the threshold, and the nearest reference items, which show why it stands out.
@@ -20,25 +21,34 @@ loading checks that the space was built by the same encoder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from .detectors import Detector, load_detector_arrays, make_detector
+from .detectors import (
+    METHODS,
+    AnomalyMethod,
+    Detector,
+    detector_parameters,
+    load_detector_arrays,
+    make_detector,
+)
 from .encoders import EncoderInfo
 from .errors import EncoderMismatchError, InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .indexed_collection import IndexedCollection
 from .kernels import normalise_for
+from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .spaces import VectorSpace
 from .vectors import item_matrix
 
 __all__ = [
+    "AnomalyOptions",
     "AnomalyResult",
     "AnomalyScore",
     "Neighbour",
@@ -126,14 +136,53 @@ class ReferenceModel:
                    {"detector_file": str(path), **(meta.get("selection") or {})})
 
 
+@dataclass(frozen=True)
+class AnomalyOptions:
+    """What ``anomalies`` (and ``fit_reference``) do. A detector parameter left None takes its
+    method's default (``detectors``); each belongs to the methods named in its help."""
+
+    space: str | None = option(help="Vector space (default: the only one).")
+    method: AnomalyMethod = option("knn", help=f"Detector: {' | '.join(METHODS)}.")
+    threshold_percentile: float = option(95.0, gt=0, lt=100, help=(
+        "Items beyond this percentile of the reference's out-of-sample scores are anomalies."))
+    n_neighbors: int | None = option(
+        ge=1, help="knn and lof: neighbours the detector looks at (default 10 and 20).")
+    aggregate: Literal["mean", "kth"] | None = option(
+        help="knn: the neighbours' mean similarity, or the k-th one's alone (default mean).")
+    n_estimators: int | None = option(ge=1, help="iforest: trees in the forest (default 200).")
+    seed: int | None = option(ge=0, le=SEED_MAX, help="iforest: seed of the forest (default 0).")
+    n_components: int | None = option(
+        ge=1, help="mahalanobis: principal components kept (default 50).")
+    neighbours: int = option(
+        5, ge=1, le=100, help="Nearest reference items listed with each scored item.")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.method not in METHODS:
+            raise InvalidInputError(f"unknown anomaly method {self.method!r}; use one of "
+                                    f"{', '.join(METHODS)}")
+        own = detector_parameters(self.method)
+        for name in sorted({p for m in METHODS for p in detector_parameters(m)} - set(own)):
+            if getattr(self, name) is not None:
+                takers = [m for m in METHODS if name in detector_parameters(m)]
+                raise InvalidInputError(f"method {self.method!r} does not take {name}; it "
+                                        f"applies to {' and '.join(takers)}")
+
+    def detector_params(self) -> dict[str, Any]:
+        """The method's own parameters that were given (the detector's defaults fill the rest)."""
+        return {name: getattr(self, name) for name in detector_parameters(self.method)
+                if getattr(self, name) is not None}
+
+
 def fit_reference(
-    collection: IndexedCollection, *, space: str | None = None,
-    reference: FilterInput | IndexedCollection = None, method: str = "knn",
-    threshold_percentile: float = 95.0, params: Mapping[str, Any] | None = None,
+    collection: IndexedCollection, options: AnomalyOptions | None = None, *,
+    reference: FilterInput | IndexedCollection = None,
 ) -> ReferenceModel:
-    """Fit a detector on the reference: items of ``collection`` matching a filter (all when None),
-    or every item of another collection whose space was built by the same encoder."""
-    target_space = collection.space(space)
+    """Fit the detector ``options`` describe on the reference: items of ``collection`` matching
+    a filter (all when None), or every item of another collection whose space was built by the
+    same encoder."""
+    o = options or AnomalyOptions()
+    target_space = collection.space(o.space)
     if isinstance(reference, IndexedCollection):
         source, where = reference, None
         reference_space = reference.space(target_space.name)
@@ -145,30 +194,26 @@ def fit_reference(
         raise InvalidInputError(f"the reference ({_describe(reference)}) matches no item with a "
                                 f"vector in space {reference_space.name!r}; widen the filter")
     metric = "l2" if target_space.metric == "l2" else "ip"
-    detector = make_detector(method, threshold_percentile=threshold_percentile, metric=metric,
-                             **dict(params or {}))
+    detector = make_detector(o.method, threshold_percentile=o.threshold_percentile, metric=metric,
+                             **o.detector_params())
     return ReferenceModel(detector.fit(vectors), target_space.encoder, source.name, tuple(ref_ids),
                           _describe(reference))
 
 
 def anomalies(
-    collection: IndexedCollection, *, space: str | None = None,
+    collection: IndexedCollection, options: AnomalyOptions | None = None, *,
     reference: FilterInput | IndexedCollection = None, targets: FilterInput | NewVectors = None,
-    method: str = "knn", threshold_percentile: float = 95.0,
-    params: Mapping[str, Any] | None = None, model: ReferenceModel | None = None,
-    neighbours: int = 5,
+    model: ReferenceModel | None = None,
 ) -> AnomalyResult:
     """Score ``targets`` against the reference and save the run; see the module docstring.
 
-    Pass a fitted ``model`` (e.g. ``ReferenceModel.load``) to reuse it instead of fitting on
-    ``reference`` (``method``, ``threshold_percentile`` and ``params`` then come from it)."""
-    if not 1 <= neighbours <= 100:
-        raise InvalidInputError(f"neighbours must be between 1 and 100, got {neighbours}")
-    target_space = collection.space(space)
+    The reference and the targets are what is compared, the options how. Pass a fitted
+    ``model`` (e.g. ``ReferenceModel.load``) to reuse it instead of fitting on ``reference``
+    (the method, its parameters and the threshold then come from it)."""
+    o = options or AnomalyOptions()
+    target_space = collection.space(o.space)
     if model is None:
-        model = fit_reference(collection, space=target_space.name, reference=reference,
-                              method=method, threshold_percentile=threshold_percentile,
-                              params=params)
+        model = fit_reference(collection, o, reference=reference)
     else:
         target_space.check_encoder(model.encoder)
     ids, vectors = _targets(collection, target_space, targets)
@@ -181,7 +226,7 @@ def anomalies(
     in_reference = own_rows >= 0
     scores[in_reference] = detector.reference_scores_[own_rows[in_reference]]
     percentiles = detector.percentiles(scores)
-    near = _neighbours(model, vectors, own_rows, neighbours)
+    near = _neighbours(model, vectors, own_rows, o.neighbours)
     order = np.argsort(scores, kind="stable")  # worst (least normal) first
     results = [AnomalyScore(ids[i], float(scores[i]), float(percentiles[i]),
                             bool(scores[i] < detector.threshold_), bool(in_reference[i]), near[i])
@@ -190,7 +235,7 @@ def anomalies(
         "method": detector.method, "detector": detector.get_params(),
         "threshold_percentile": detector.threshold_percentile, "space": target_space.name,
         "reference": model.selection,
-        "targets": _describe(targets), "neighbours": neighbours}
+        "targets": _describe(targets), "neighbours": o.neighbours}
     summary = {"targets": len(ids), "anomalies": sum(r.is_anomaly for r in results),
                "reference": len(model.reference_ids), "threshold": detector.threshold_}
     reference_xy, target_xy = _map(detector.reference_, vectors)

@@ -41,7 +41,7 @@ from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput, filter_to_json
 from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
-from .options import Progress, check_bounds, option, quiet
+from .options import SEED_MAX, Progress, check_bounds, option, quiet
 from .runs import get_run, list_runs, read_run_table, save_run
 from .spaces import VectorSpace
 from .vectors import mean_item_vectors
@@ -72,7 +72,6 @@ KMEANS_RESTARTS = 3  # FAISS keeps the best of this many seeded starts (k-means 
 KMEANS_TRAIN_POINTS = 100_000  # FAISS trains on a sample of this many points beyond it
 HDBSCAN_DIMS = 16
 SILHOUETTE_CRITERION = "silhouette"
-SEED_MAX = 2**31 - 1  # FAISS takes a C int, scikit-learn 0..2**32-1
 
 
 @dataclass(frozen=True)

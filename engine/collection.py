@@ -7,16 +7,33 @@ the engine imports this module but ``store``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, anomalies
 from .clustering import ClusterOptions, ClusterResult, cluster
+from .evaluation import EvaluationOptions, evaluate_search
+from .evaluation import Query as JudgedQuery
+from .filters import FilterInput
 from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, add_interactions
+from .mismatch import (
+    DuplicateOptions,
+    DuplicatesResult,
+    LabelMismatchOptions,
+    LabelMismatchResult,
+    PairMismatchOptions,
+    PairMismatchResult,
+    label_mismatch,
+    near_duplicates,
+    pair_mismatch,
+)
 from .options import Progress, options_with, quiet
+from .probes import ProbeOptions, ProbeResult, train_probe
 from .recommend import RecommendOptions, WeightedExample, recommend
 from .search import Hit, Query, SearchOptions, search, search_many
 from .storage import CollectionTables
+from .zero_shot import ZeroShotOptions, ZeroShotResult, zero_shot
 
 if TYPE_CHECKING:
     from .store import Store
@@ -64,3 +81,56 @@ class Collection(IndexedCollection):
         """Cluster the items and name the clusters; options as a ``ClusterOptions`` or as its
         fields (``k=8, method="hdbscan"``); see ``engine.clustering``."""
         return cluster(self, options_with(ClusterOptions, options, changes), progress=progress)
+
+    def anomalies(
+        self, options: AnomalyOptions | None = None, /, *,
+        reference: FilterInput | IndexedCollection = None,
+        targets: FilterInput | NewVectors = None, model: ReferenceModel | None = None,
+        **changes: Any,
+    ) -> AnomalyResult:
+        """Score ``targets`` against ``reference`` (or a fitted ``model``) and flag the outliers;
+        options as an ``AnomalyOptions`` or its fields (``method="lof", n_neighbors=10``); see
+        ``engine.anomalies``."""
+        return anomalies(self, options_with(AnomalyOptions, options, changes),
+                         reference=reference, targets=targets, model=model)
+
+    def pair_mismatch(self, a: str, b: str, options: PairMismatchOptions | None = None, /,
+                      **changes: Any) -> PairMismatchResult:
+        """How badly each item's space ``a`` fits its space ``b``, against impostor pairs;
+        options as a ``PairMismatchOptions`` or its fields; see ``engine.mismatch.pairs``."""
+        return pair_mismatch(self, a, b, options_with(PairMismatchOptions, options, changes))
+
+    def label_mismatch(self, label_field: str, options: LabelMismatchOptions | None = None, /,
+                       **changes: Any) -> LabelMismatchResult:
+        """Items whose ``label_field`` disagrees with their neighbours' (and a probe's);
+        options as a ``LabelMismatchOptions`` or its fields; see ``engine.mismatch.labels``."""
+        return label_mismatch(self, label_field,
+                              options_with(LabelMismatchOptions, options, changes))
+
+    def near_duplicates(self, options: DuplicateOptions | None = None, /,
+                        **changes: Any) -> DuplicatesResult:
+        """Groups of exact and near copies, each with a representative; options as a
+        ``DuplicateOptions`` or its fields; see ``engine.mismatch.duplicates``."""
+        return near_duplicates(self, options_with(DuplicateOptions, options, changes))
+
+    def train_probe(self, label_field: str, options: ProbeOptions | None = None, /,
+                    **changes: Any) -> ProbeResult:
+        """A linear probe on ``label_field``: cross-validated report, predictions, doubts;
+        options as a ``ProbeOptions`` or its fields; see ``engine.probes``."""
+        return train_probe(self, label_field, options_with(ProbeOptions, options, changes))
+
+    def zero_shot(self, labels: Sequence[str], options: ZeroShotOptions | None = None, /,
+                  **changes: Any) -> ZeroShotResult:
+        """Each item labelled with the closest of ``labels`` as prompts; options as a
+        ``ZeroShotOptions`` or its fields; see ``engine.zero_shot``."""
+        return zero_shot(self, labels, options_with(ZeroShotOptions, options, changes))
+
+    def evaluate_search(
+        self, queries: Sequence[JudgedQuery], qrels: Mapping[str, Mapping[str, int]],
+        options: EvaluationOptions | None = None, /, *, progress: Progress = quiet,
+        **changes: Any,
+    ) -> dict[str, dict[str, float]]:
+        """nDCG, recall and MRR of each search mode on judged ``queries``; options as an
+        ``EvaluationOptions`` or its fields (``modes=("dense",)``); see ``engine.evaluation``."""
+        return evaluate_search(self, queries, qrels,
+                               options_with(EvaluationOptions, options, changes), progress=progress)

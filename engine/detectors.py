@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, clone
@@ -42,14 +42,19 @@ from .kernels import knn, leave_one_out
 __all__ = [
     "METHODS",
     "MIN_REFERENCE",
+    "AnomalyMethod",
     "Detector",
     "IsolationForestDetector",
     "KNNDetector",
     "LOFDetector",
     "MahalanobisDetector",
+    "detector_parameters",
     "load_detector_arrays",
     "make_detector",
 ]
+
+AnomalyMethod = Literal["knn", "lof", "iforest", "mahalanobis"]
+METHODS: tuple[str, ...] = get_args(AnomalyMethod)
 
 MIN_REFERENCE = 20  # below this, a 95th percentile of the reference is not a number to trust
 FORMAT_VERSION = 1
@@ -275,7 +280,12 @@ class MahalanobisDetector(Detector):
 
 _DETECTORS: dict[str, type[Detector]] = {cls.method: cls for cls in (
     KNNDetector, LOFDetector, IsolationForestDetector, MahalanobisDetector)}
-METHODS = tuple(_DETECTORS)
+_SHARED = ("threshold_percentile", "metric")  # every method's; the rest are its own
+
+
+def detector_parameters(method: str) -> tuple[str, ...]:
+    """The parameters of a method's own (``n_neighbors`` for knn and lof...), by name."""
+    return tuple(p for p in _DETECTORS[method]._get_param_names() if p not in _SHARED)
 
 
 def make_detector(method: str, *, threshold_percentile: float = 95.0, metric: str = "ip",

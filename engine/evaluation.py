@@ -24,18 +24,16 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from tqdm import tqdm
+from typing import get_args
 
 from .errors import InvalidInputError, NotFoundError
 from .indexed_collection import IndexedCollection
-
-if TYPE_CHECKING:
-    from .search import SearchMode
+from .options import Progress, check_bounds, option, quiet
+from .search import SearchMode, SearchOptions, search_many
 
 __all__ = [
     "QRELS_HEADER",
+    "EvaluationOptions",
     "Query",
     "evaluate_run",
     "evaluate_search",
@@ -49,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 QRELS_HEADER = ("qid", "doc_id", "rel")
+SEARCH_BLOCK = 256  # queries encoded and searched together
 
 
 @dataclass(frozen=True)
@@ -281,33 +280,46 @@ def evaluate_run(
     return result
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """What ``evaluate_search`` runs: each of ``modes``, ranking ``depth`` items per query (the
+    cut-off of the second recall, beside @10)."""
+
+    modes: Sequence[SearchMode] = option(("bm25", "dense", "hybrid"), help="Search modes scored.")
+    depth: int = option(100, ge=1, help="Items ranked per query: the second recall's cut-off.")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        unknown = [m for m in self.modes if m not in get_args(SearchMode)]
+        if not self.modes or unknown:
+            raise InvalidInputError(f"modes must name search modes among "
+                                    f"{', '.join(get_args(SearchMode))}; got {list(self.modes)!r}")
+
+
 def evaluate_search(
     collection: IndexedCollection,
     queries: Sequence[Query],
     qrels: Mapping[str, Mapping[str, int]],
-    modes: Sequence[SearchMode] = ("bm25", "dense", "hybrid"),
+    options: EvaluationOptions | None = None,
     *,
-    depth: int = 100,
-    block: int = 256,
-    progress: bool = True,
+    progress: Progress = quiet,
 ) -> dict[str, dict[str, float]]:
-    """Run every query in each search mode and score the rankings (see ``evaluate_run``)."""
-    from .search import SearchOptions, search_many
-
+    """Run every query in each search mode and score the rankings (see ``evaluate_run``);
+    ``progress`` is told of the queries done, over all the modes, the mode under way as stage."""
+    o = options or EvaluationOptions()
     results: dict[str, dict[str, float]] = {}
-    for mode in modes:
-        options = SearchOptions(k=depth, mode=mode, return_fields=())
+    total, done = len(queries) * len(o.modes), 0
+    for mode in o.modes:
+        search_options = SearchOptions(k=o.depth, mode=mode, return_fields=())
         run: dict[str, list[str]] = {}
-        bar = tqdm(total=len(queries), desc=f"evaluate {mode}", unit=" queries",
-                   disable=not progress)
-        for start in range(0, len(queries), block):
-            chunk = queries[start:start + block]
-            for query, hits in zip(chunk, search_many(collection, [q.text for q in chunk], options),
-                                   strict=True):
+        for start in range(0, len(queries), SEARCH_BLOCK):
+            chunk = queries[start:start + SEARCH_BLOCK]
+            for query, hits in zip(chunk, search_many(collection, [q.text for q in chunk],
+                                                      search_options), strict=True):
                 run[query.qid] = [h.id for h in hits]
-            bar.update(len(chunk))
-        bar.close()
+            done += len(chunk)
+            progress(done, total, mode)
         asked = {q.qid for q in queries}
         results[mode] = evaluate_run(run, {q: r for q, r in qrels.items() if q in asked},
-                                     ks=(10, depth))
+                                     ks=(10, o.depth))
     return results

@@ -16,15 +16,20 @@ from typing import Any, Protocol, TypeVar
 
 from .errors import InvalidInputError
 
-__all__ = ["Progress", "check_bounds", "option", "option_default", "options_with", "quiet"]
+__all__ = ["SEED_MAX", "Progress", "check_bounds", "option", "option_default", "options_with",
+           "quiet", "within_bounds"]
 
 Options = TypeVar("Options")
 
+SEED_MAX = 2**31 - 1  # the largest seed every library takes: FAISS a C int, scikit-learn 0..2**32-1
+_BOUNDS = (("ge", "at least"), ("gt", "more than"), ("le", "at most"), ("lt", "less than"))
+
 
 def option(default: Any = None, *, help: str, ge: float | None = None, le: float | None = None,
-           factory: Any = None) -> Any:
-    """A field of an options dataclass with its help text and optional bounds (inclusive)."""
-    metadata = {"help": help, "ge": ge, "le": le}
+           gt: float | None = None, lt: float | None = None, factory: Any = None) -> Any:
+    """A field of an options dataclass with its help text and optional bounds: ``ge``/``le``
+    inclusive, ``gt``/``lt`` exclusive (a percentile strictly between 0 and 100)."""
+    metadata = {"help": help, "ge": ge, "le": le, "gt": gt, "lt": lt}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -37,17 +42,27 @@ def option_default(f: dataclasses.Field[Any]) -> Any:
     return f.default
 
 
+def within_bounds(f: dataclasses.Field[Any], value: float) -> bool:
+    """Whether ``value`` keeps to the bounds of the options field ``f``. Written so that NaN,
+    which compares false with everything, is outside any bound."""
+    ge, gt, le, lt = (f.metadata.get(key) for key in ("ge", "gt", "le", "lt"))
+    return ((ge is None or value >= ge) and (gt is None or value > gt)
+            and (le is None or value <= le) and (lt is None or value < lt))
+
+
 def check_bounds(options: Any) -> None:
     """Refuse a number outside its option's bounds, naming the option and the bounds."""
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or within_bounds(f, value):
             continue
-        low, high = f.metadata.get("ge"), f.metadata.get("le")
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = (f"between {low} and {high}" if low is not None and high is not None
-                      else f"at least {low}" if low is not None else f"at most {high}")
-            raise InvalidInputError(f"{f.name} must be {bounds}, not {value}")
+        bounds = {key: f.metadata.get(key) for key, _ in _BOUNDS}
+        ge, le = bounds["ge"], bounds["le"]
+        wanted = (f"between {ge} and {le}" if ge is not None and le is not None else
+                  " and ".join(f"{words} {bounds[key]}" for key, words in _BOUNDS
+                               if bounds[key] is not None))
+        raise InvalidInputError(f"{f.name} must be {wanted}, not {value}")
 
 
 def options_with(options: type[Options], given: Options | None, changes: dict[str, Any]) -> Options:

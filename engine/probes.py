@@ -1,7 +1,7 @@
 """Linear probes: a small classifier head trained on frozen embeddings and a label field.
 
-``train_probe(collection, label_field)`` fits a logistic regression (scikit-learn, on standardised
-item vectors) on the items whose label is set, and reports:
+``train_probe(collection, label_field, ProbeOptions(...))`` fits a logistic regression
+(scikit-learn, on standardised item vectors) on the items whose label is set, and reports:
 
 - cross-validated accuracy (stratified k-fold) and the per-class report of the out-of-fold
   predictions (precision, recall, F1, support) — an honest estimate, no item predicts itself;
@@ -27,10 +27,11 @@ from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .indexed_collection import IndexedCollection
 from .kernels import cross_validated_probe, probe_head
+from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .vectors import item_matrix
 
-__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeResult", "train_probe"]
+__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeOptions", "ProbeResult", "train_probe"]
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,31 @@ class ProbeResult:
     skipped_classes: dict[str, int]
 
 
-def train_probe(
-    collection: IndexedCollection, label_field: str, *, space: str | None = None,
-    where: FilterInput = None, folds: int = 5, regularization: float = 1.0,
-    doubt_below: float = 0.1, seed: int = 0,
-) -> ProbeResult:
-    """Train and evaluate a linear probe; see the module docstring.
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How ``train_probe`` trains and judges its head (see the module docstring)."""
 
-    ``regularization`` is scikit-learn's ``C`` (smaller: stronger); a labelled item is listed as
-    a disagreement when its stored label's out-of-fold probability is below ``doubt_below``."""
+    space: str | None = option(help="Vector space (default: the only one, or 'text').")
+    where: FilterInput = option(help="Items to train on and predict (default: all).")
+    folds: int = option(5, ge=2, le=20, help="Cross-validation folds.")
+    regularization: float = option(
+        1.0, gt=0, help="scikit-learn's C of the logistic regression (smaller: stronger).")
+    doubt_below: float = option(0.1, gt=0, lt=1, help=(
+        "List labelled items whose stored label gets a probability below this out of fold."))
+    seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of the cross-validation folds.")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+def train_probe(collection: IndexedCollection, label_field: str,
+                options: ProbeOptions | None = None) -> ProbeResult:
+    """Train and evaluate a linear probe on ``label_field``; see the module docstring."""
     from sklearn.metrics import classification_report
 
-    if not 2 <= folds <= 20:
-        raise InvalidInputError(f"folds must be between 2 and 20, got {folds}")
-    if not 0 < doubt_below < 1:
-        raise InvalidInputError(f"doubt_below must be between 0 and 1, got {doubt_below}")
+    o = options or ProbeOptions()
+    space, where, folds, regularization, doubt_below, seed = (
+        o.space, o.where, o.folds, o.regularization, o.doubt_below, o.seed)
     chosen_space = collection.space(space)
     labels = _labels(collection, label_field, where)
     ids, vectors = item_matrix(collection, chosen_space, list(labels))

@@ -20,6 +20,7 @@ from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
+from .options import check_bounds, option
 from .runs import save_run
 from .spaces import encoder_for
 from .vectors import item_matrix
@@ -27,6 +28,7 @@ from .vectors import item_matrix
 __all__ = [
     "IMAGE_TEMPLATES",
     "TEXT_TEMPLATES",
+    "ZeroShotOptions",
     "ZeroShotPrediction",
     "ZeroShotResult",
     "zero_shot",
@@ -39,6 +41,9 @@ IMAGE_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "a drawing of a {}.
 TEXT_TEMPLATES = ("{}", "about {}.")
 # CLIP's learned logit scale is 100 (temperature 0.01); used when the encoder states none.
 DEFAULT_TEMPERATURE = 0.01
+# A logit scale of 10,000, far past any model's (CLIP caps its own at 100); below it cosines
+# divided by the temperature leave float range and the probabilities come out NaN.
+MIN_TEMPERATURE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -63,19 +68,31 @@ class ZeroShotResult:
     accuracy: float | None = None
 
 
-def zero_shot(
-    collection: IndexedCollection,
-    labels: Sequence[str],
-    *,
-    space: str | None = None,
-    templates: Sequence[str] | None = None,
-    where: FilterInput = None,
-    temperature: float | None = None,
-    label_field: str | None = None,
-) -> ZeroShotResult:
-    """Label every item (of ``where``) with the closest of ``labels``; saved as a
+@dataclass(frozen=True)
+class ZeroShotOptions:
+    """How ``zero_shot`` prompts and scores (see the module docstring)."""
+
+    space: str | None = option(help="Vector space (default: the only one, or 'text').")
+    templates: Sequence[str] | None = option(help=(
+        "Prompt templates with {} for the label (default: an ensemble suited to the space: "
+        "photo/drawing/icon prompts for pictures, the label for text)."))
+    where: FilterInput = option(help="Items to label (default: all).")
+    temperature: float | None = option(ge=MIN_TEMPERATURE, help=(
+        f"Softmax temperature, {MIN_TEMPERATURE:g} or more (default: the space's own, else "
+        f"{DEFAULT_TEMPERATURE:g})."))
+    label_field: str | None = option(help="Score the labels against this field.")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+def zero_shot(collection: IndexedCollection, labels: Sequence[str],
+              options: ZeroShotOptions | None = None) -> ZeroShotResult:
+    """Label every item (of ``options.where``) with the closest of ``labels``; saved as a
     ``zero_shot`` run with a ``predictions`` table (id, label, probability, probabilities in
     the order of the run's ``labels`` parameter)."""
+    o = options or ZeroShotOptions()
+    space, templates, where, label_field = o.space, o.templates, o.where, o.label_field
     names = [str(label).strip() for label in labels]
     if len(names) < 2 or any(not n for n in names) or len(set(names)) != len(names):
         raise InvalidInputError(f"zero-shot needs at least two different, non-empty labels; "
@@ -87,9 +104,10 @@ def zero_shot(
     if bad:
         raise InvalidInputError(f"each template needs exactly one {{}} for the label; fix {bad!r}")
     encoder = encoder_for(vs, "text")
-    temp = float(temperature or encoder.info.temperature or DEFAULT_TEMPERATURE)
-    if not temp > 0:
-        raise InvalidInputError(f"temperature must be positive, got {temperature!r}")
+    # An encoder's own temperature is held to the option's bound too (a learned one never is
+    # that small, and one that were would overflow just the same).
+    temp = max(float(o.temperature if o.temperature is not None
+                     else encoder.info.temperature or DEFAULT_TEMPERATURE), MIN_TEMPERATURE)
 
     prompts = encoder.encode([t.format(n) for n in names for t in chosen], role="query")
     label_vectors = unit_rows(prompts.reshape(len(names), len(chosen), -1).mean(axis=1))
@@ -97,7 +115,9 @@ def zero_shot(
     if not ids:
         raise InvalidInputError(f"no item of collection {collection.name!r} has a vector in "
                                 f"space {vs.name!r}{' and matches the filter' if where else ''}")
-    logits = vectors @ label_vectors.T / temp
+    # In float64, and shifted by each row's largest before exp: every exponent is <= 0, so no
+    # temperature the bound admits can overflow (vectors of an l2 space need not be unit).
+    logits = vectors.astype(np.float64) @ label_vectors.T.astype(np.float64) / temp
     probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     best = probabilities.argmax(axis=1)

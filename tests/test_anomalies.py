@@ -13,7 +13,7 @@ from kinsight.engine import (
     Item,
     read_run_table,
 )
-from kinsight.engine.anomalies import NewVectors, ReferenceModel, anomalies, fit_reference
+from kinsight.engine.anomalies import AnomalyOptions, NewVectors, ReferenceModel, fit_reference
 from kinsight.engine.detectors import METHODS, KNNDetector, make_detector
 
 from .conftest import VECTOR_ENCODER, normalized
@@ -84,8 +84,8 @@ def test_reference_scores_are_out_of_sample(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_saved_detector_scores_identically(method, tmp_path, store):
     docs = _collection(store)
-    model = fit_reference(docs, reference={"field": "kind", "op": "eq", "value": "normal"},
-                          method=method)
+    model = fit_reference(docs, AnomalyOptions(method=method),
+                          reference={"field": "kind", "op": "eq", "value": "normal"})
     path = model.save(tmp_path / "detector.npz")
     loaded = ReferenceModel.load(path, docs.space("text"))
     batch = np.concatenate([cloud(20, seed=8), outliers(3, seed=9)])
@@ -126,8 +126,8 @@ def _collection(store, normal: int = 120, odd: int = 6):
 
 def test_anomalies_run_flags_outliers_and_explains_them(store):
     docs = _collection(store)
-    result = anomalies(docs, reference={"field": "split", "op": "eq", "value": "reference"},
-                       targets={"field": "split", "op": "eq", "value": "new"}, neighbours=3)
+    result = docs.anomalies(reference={"field": "split", "op": "eq", "value": "reference"},
+                            targets={"field": "split", "op": "eq", "value": "new"}, neighbours=3)
     assert {s.id for s in result.scores[:6]} == {f"odd{i}" for i in range(120, 126)}
     assert all(s.is_anomaly and s.percentile == 100.0 for s in result.scores[:6])
     assert [s.score for s in result.scores] == sorted(s.score for s in result.scores)
@@ -143,7 +143,7 @@ def test_anomalies_run_flags_outliers_and_explains_them(store):
 def test_reference_targets_get_their_out_of_sample_score(store):
     docs = _collection(store)
     normal = {"field": "kind", "op": "eq", "value": "normal"}
-    result = anomalies(docs, reference=normal, targets=normal, neighbours=2)
+    result = docs.anomalies(reference=normal, targets=normal, neighbours=2)
     model = fit_reference(docs, reference=normal)
     by_id = {s.id: s for s in result.scores}
     for row, item_id in enumerate(model.reference_ids):
@@ -161,8 +161,7 @@ def test_new_vectors_and_a_reference_collection(store):
     reference.upsert(Item(id=f"r{i}", vectors={"text": v}) for i, v in enumerate(cloud(60, 12)))
     new = NewVectors(np.concatenate([cloud(5, seed=13), outliers(2, seed=14)]),
                      ids=[f"batch-{i}" for i in range(7)])
-    result = anomalies(docs, reference=reference, targets=new, method="lof",
-                       params={"n_neighbors": 10})
+    result = docs.anomalies(reference=reference, targets=new, method="lof", n_neighbors=10)
     assert {s.id for s in result.scores[:2]} == {"batch-5", "batch-6"}
     assert all(n.id.startswith("r") for s in result.scores for n in s.neighbours)
     assert not any(s.in_reference for s in result.scores)
@@ -171,17 +170,17 @@ def test_new_vectors_and_a_reference_collection(store):
 def test_errors_name_the_problem(store):
     docs = _collection(store)
     with pytest.raises(InvalidInputError, match="matches no item"):
-        anomalies(docs, reference={"field": "kind", "op": "eq", "value": "missing"})
+        docs.anomalies(reference={"field": "kind", "op": "eq", "value": "missing"})
     with pytest.raises(InvalidInputError, match="at least 20"):
-        anomalies(docs, reference={"field": "kind", "op": "eq", "value": "odd"})
+        docs.anomalies(reference={"field": "kind", "op": "eq", "value": "odd"})
     with pytest.raises(InvalidInputError, match="unknown anomaly method"):
-        anomalies(docs, method="svm")
+        docs.anomalies(method="svm")
     with pytest.raises(InvalidInputError, match="does not take"):
-        anomalies(docs, params={"n_components": 3})
+        docs.anomalies(n_components=3)
     with pytest.raises(InvalidInputError, match="dimensions"):
-        anomalies(docs, targets=NewVectors(np.ones((2, 3))))
+        docs.anomalies(targets=NewVectors(np.ones((2, 3))))
     other = store.create_collection("other")
     other.ensure_space("text", EncoderInfo(spec="vectors:other", modality="text", dim=DIM,
                                            fingerprint="other-16"))
     with pytest.raises(EncoderMismatchError):
-        anomalies(docs, reference=other)
+        docs.anomalies(reference=other)

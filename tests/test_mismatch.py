@@ -70,7 +70,7 @@ def paired(store):
 # -- pair mismatch --------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["zscore", "rank"])
 def test_swapped_pairs_rank_first_where_the_raw_cosine_misses_them(paired, method):
-    result = pair_mismatch(paired, "caption", "image", method=method)
+    result = paired.pair_mismatch("caption", "image", method=method)
     assert {p.id for p in result.pairs[:4]} == set(SWAPPED)
     truth = [p.id in SWAPPED for p in result.pairs]
     assert roc_auc_score(truth, [p.score for p in result.pairs]) == 1.0
@@ -87,7 +87,7 @@ def test_swapped_pairs_rank_first_where_the_raw_cosine_misses_them(paired, metho
 
 
 def test_nearest_impostors_and_the_saved_run(paired):
-    result = pair_mismatch(paired, "caption", "image", impostors="nearest", k=10, method="rank")
+    result = paired.pair_mismatch("caption", "image", impostors="nearest", k=10, method="rank")
     assert {p.id for p in result.pairs[:4]} == set(SWAPPED)
     table = read_run_table(paired, result.run_id, "scores")
     assert table.column("id").to_pylist() == [p.id for p in result.pairs]
@@ -98,9 +98,9 @@ def test_nearest_impostors_and_the_saved_run(paired):
 
 
 def test_random_impostors_are_seeded_and_all_are_used_when_few(paired):
-    first = pair_mismatch(paired, "caption", "image", k=5, seed=1)
-    again = pair_mismatch(paired, "caption", "image", k=5, seed=1)
-    other = pair_mismatch(paired, "caption", "image", k=5, seed=2)
+    first = paired.pair_mismatch("caption", "image", k=5, seed=1)
+    again = paired.pair_mismatch("caption", "image", k=5, seed=1)
+    other = paired.pair_mismatch("caption", "image", k=5, seed=2)
     assert [p.score for p in first.pairs] == [p.score for p in again.pairs]
     assert [p.score for p in first.pairs] != [p.score for p in other.pairs]
     # With k above the number of other items every other item is an impostor, whatever the seed.
@@ -122,11 +122,11 @@ def test_random_impostors_are_seeded_and_all_are_used_when_few(paired):
 
 
 def test_filters_choose_the_items_and_their_impostors(paired):
-    result = pair_mismatch(paired, "caption", "image", where={"field": "kind", "op": "eq", "value": "hub"})
+    result = paired.pair_mismatch("caption", "image", where={"field": "kind", "op": "eq", "value": "hub"})
     assert len(result.pairs) == 60 and all(p.id.startswith("hub") for p in result.pairs)
     assert {p.id for p in result.pairs[:4]} == set(SWAPPED)
     with pytest.raises(InvalidInputError, match="at least 3 items"):
-        pair_mismatch(paired, "caption", "image", where="id IN ('hub001', 'hub002')")
+        paired.pair_mismatch("caption", "image", where="id IN ('hub001', 'hub002')")
 
 
 def test_multi_chunk_items_are_scored_by_their_mean_vector(store):
@@ -156,7 +156,7 @@ def test_spaces_of_different_encoders_are_refused_naming_both(store):
     with pytest.raises(NotFoundError, match="no vector space 'nope'"):
         pair_mismatch(coll, "caption", "nope")
     with pytest.raises(InvalidInputError, match="unknown impostors"):
-        pair_mismatch(coll, "caption", "image", impostors="close")  # type: ignore[arg-type]
+        coll.pair_mismatch("caption", "image", impostors="close")
 
 
 # -- label mismatch -------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def labelled(store):
 
 @pytest.mark.parametrize("probe", [False, True])
 def test_flipped_labels_are_found_with_the_true_label_suggested(labelled, probe):
-    result = label_mismatch(labelled, "category", probe=probe)
+    result = labelled.label_mismatch("category", probe=probe)
     assert result.method == ("knn+probe" if probe else "knn")
     assert result.flagged == len(FLIPPED)
     worst = result.items[:len(FLIPPED)]
@@ -200,14 +200,14 @@ def test_flipped_labels_are_found_with_the_true_label_suggested(labelled, probe)
 
 
 def test_label_mismatch_filters_and_errors(labelled):
-    half = label_mismatch(labelled, "category", where={"field": "half", "op": "eq", "value": 0}, k=5)
+    half = labelled.label_mismatch("category", where={"field": "half", "op": "eq", "value": 0}, k=5)
     assert len(half.items) == 80 and {i.id for i in half.items if i.flagged} == {"x090"}
     with pytest.raises(NotFoundError, match=r"no field 'nope'.*category"):
         label_mismatch(labelled, "nope")
     with pytest.raises(InvalidInputError, match="two different values of 'one'"):
         label_mismatch(labelled, "one")
     with pytest.raises(InvalidInputError, match="lower k"):
-        label_mismatch(labelled, "category", k=500)
+        labelled.label_mismatch("category", k=500)
 
 
 # -- near-duplicates ------------------------------------------------------------------------------
@@ -257,13 +257,13 @@ def test_duplicate_groups_by_hash_vector_and_similarity(with_copies):
 
 
 def test_duplicates_threshold_and_filter(with_copies):
-    strict = near_duplicates(with_copies, threshold=0.9999)
+    strict = with_copies.near_duplicates(threshold=0.9999)
     assert {frozenset(g.members) for g in strict.groups} == {
         frozenset({"twin-a", "twin-b"}), frozenset({"u07", "same"})}
-    only_chain = near_duplicates(with_copies, where={"field": "n", "op": "eq", "value": 200})
+    only_chain = with_copies.near_duplicates(where={"field": "n", "op": "eq", "value": 200})
     assert only_chain.items == 3 and [g.size for g in only_chain.groups] == [3]
     with pytest.raises(InvalidInputError, match="threshold must be a cosine"):
-        near_duplicates(with_copies, threshold=1.5)
+        with_copies.near_duplicates(threshold=1.5)
 
 
 # -- CLI and HTTP ---------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_probe_lists_flipped_labels_with_the_right_suggestion(labelled):
 
 
 def test_probe_run_tables(labelled):
-    result = train_probe(labelled, "kind", where={"field": "legs", "op": "lt", "value": 4})
+    result = labelled.train_probe("kind", where={"field": "legs", "op": "lt", "value": 4})
     predictions = read_run_table(labelled, result.run_id, "predictions")
     assert predictions.num_rows == 195
     unlabelled = [row["id"] for row in predictions.to_pylist() if not row["labelled"]]
@@ -78,11 +78,11 @@ def test_probe_errors_name_the_problem(labelled, store):
     with pytest.raises(InvalidInputError, match="no field 'species'"):
         train_probe(labelled, "species")
     with pytest.raises(InvalidInputError, match="1 class"):
-        train_probe(labelled, "kind", where={"field": "legs", "op": "eq", "value": 0})
+        labelled.train_probe("kind", where={"field": "legs", "op": "eq", "value": 0})
     with pytest.raises(InvalidInputError, match="0 class"):
-        train_probe(labelled, "kind", where={"field": "kind", "op": "is_null"})
+        labelled.train_probe("kind", where={"field": "kind", "op": "is_null"})
     with pytest.raises(InvalidInputError, match="folds"):
-        train_probe(labelled, "kind", folds=1)
+        labelled.train_probe("kind", folds=1)
 
 
 # -- CLI and HTTP (texts embedded by the fake encoder) ----------------------------------------------

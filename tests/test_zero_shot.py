@@ -35,7 +35,7 @@ def docs():
 
 
 def test_text_items_take_the_label_their_words_share(docs):
-    result = zero_shot(docs, ["editor", "audio"], label_field="kind")
+    result = docs.zero_shot(["editor", "audio"], label_field="kind")
     assert {p.id: p.label for p in result.predictions} == {i: k for i, _, k in DOCS}
     assert result.accuracy == 1.0 and result.templates == list(TEXT_TEMPLATES)
     for p in result.predictions:
@@ -48,13 +48,13 @@ def test_text_items_take_the_label_their_words_share(docs):
 
 
 def test_temperature_sharpens_and_filters_select(docs):
-    soft = zero_shot(docs, ["editor", "audio"], temperature=1.0)
-    sharp = zero_shot(docs, ["editor", "audio"], temperature=0.01)
+    soft = docs.zero_shot(["editor", "audio"], temperature=1.0)
+    sharp = docs.zero_shot(["editor", "audio"], temperature=0.01)
     assert max(p.probability for p in soft.predictions) < min(
         p.probability for p in sharp.predictions)
-    only = zero_shot(docs, ["editor", "audio"], where="kind = 'audio'")
+    only = docs.zero_shot(["editor", "audio"], where="kind = 'audio'")
     assert {p.id for p in only.predictions} == {"sox", "mpg123", "ogg"}
-    custom = zero_shot(docs, ["editor", "audio"], templates=["software for {}"])
+    custom = docs.zero_shot(["editor", "audio"], templates=["software for {}"])
     assert custom.templates == ["software for {}"]
 
 
@@ -62,11 +62,11 @@ def test_bad_input_is_named(docs):
     with pytest.raises(InvalidInputError, match="at least two different"):
         zero_shot(docs, ["editor"])
     with pytest.raises(InvalidInputError, match="exactly one"):
-        zero_shot(docs, ["a", "b"], templates=["no placeholder"])
+        docs.zero_shot(["a", "b"], templates=["no placeholder"])
     with pytest.raises(NotFoundError, match="no field 'genre'"):
-        zero_shot(docs, ["a", "b"], label_field="genre")
+        docs.zero_shot(["a", "b"], label_field="genre")
     with pytest.raises(InvalidInputError, match="matches the filter"):
-        zero_shot(docs, ["a", "b"], where="kind = 'video'")
+        docs.zero_shot(["a", "b"], where="kind = 'video'")
 
 
 def test_picture_space_is_labelled_through_its_text_tower(tmp_path):

@@ -10,15 +10,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kinsight.engine import Collection, SqlWhere, read_run_table
-from kinsight.engine.anomalies import (
+from kinsight.engine import (
+    AnomalyOptions,
     AnomalyResult,
+    Collection,
     NewVectors,
     ReferenceModel,
-    anomalies,
+    SqlWhere,
     fit_reference,
+    read_run_table,
 )
-from kinsight.engine.detectors import METHODS
 
 from .common import (
     DEFAULT_STORE,
@@ -29,16 +30,22 @@ from .common import (
     console,
     err,
     fail,
-    one_of,
     open_store,
 )
+from .option_params import options_command
 from .results import busy, check_export_path, export_table
 
 __all__ = ["anomalies_command"]
 
 
 @app.command("anomalies")
+# Of the detectors' own parameters the terminal has the one it always had; the rest are Python's.
+@options_command(AnomalyOptions, omit=("aggregate", "n_estimators", "seed", "n_components"),
+                 rename={"threshold_percentile": "--threshold", "n_neighbors": "--neighbors",
+                         "neighbours": "--explain"},
+                 defaults={"neighbours": 3})
 def anomalies_command(
+    options: dict[str, Any],
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
     reference_where: Annotated[str | None, typer.Option(
@@ -55,15 +62,6 @@ def anomalies_command(
     text_field: Annotated[list[str] | None, typer.Option(
         help="With --targets: field(s) holding the text (default: text).")] = None,
     id_field: Annotated[str, typer.Option(help="With --targets: field holding ids.")] = "id",
-    method: Annotated[str, typer.Option(help=f"Detector: {' | '.join(METHODS)}.")] = "knn",
-    threshold: Annotated[float, typer.Option(
-        min=0.1, max=99.9, help="Flag items beyond this percentile of the reference's scores.")
-                         ] = 95.0,
-    neighbors: Annotated[int | None, typer.Option(
-        min=1, help="Neighbours the knn and lof detectors look at (default 10 and 20).")] = None,
-    explain: Annotated[int, typer.Option(
-        min=1, max=100, help="Nearest reference items listed with each scored item.")] = 3,
-    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
     detector: Annotated[Path | None, typer.Option(
         help="Reuse a detector saved with --save-detector instead of fitting one.")] = None,
     save_detector: Annotated[Path | None, typer.Option(
@@ -80,20 +78,17 @@ def anomalies_command(
     itself), so --threshold 95 flags about 5% of items that look like the reference, whatever
     the method. The run is saved in the store: `kinsight report anomalies` turns it into HTML.
     """
-    one_of("method", method, METHODS)
+    chosen = AnomalyOptions(**options)
     if reference_where is not None and reference_collection is not None:
         fail("give --reference-where or --reference-collection, not both")
     if targets is not None and target_where is not None:
         fail("give --target-where or --targets, not both")
     if detector is not None and (reference_where or reference_collection):
         fail("--detector brings its own reference; leave out --reference-where/-collection")
-    params = {} if neighbors is None else {"n_neighbors": neighbors}
-    if neighbors is not None and method not in ("knn", "lof"):
-        fail(f"--neighbors applies to knn and lof, not {method}")
     check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
-        chosen_space = coll.space(space)
+        chosen_space = coll.space(chosen.space)
         reference: Any = SqlWhere(reference_where) if reference_where else None
         if reference_collection is not None:
             reference = opened.collection(reference_collection)
@@ -101,16 +96,14 @@ def anomalies_command(
             model = ReferenceModel.load(detector, chosen_space)
         else:
             with busy("fitting the detector", as_json):
-                model = fit_reference(coll, space=chosen_space.name, reference=reference,
-                                      method=method, threshold_percentile=threshold, params=params)
+                model = fit_reference(coll, chosen, reference=reference)
         if save_detector is not None:
             model.save(save_detector)
         target_set: Any = SqlWhere(target_where) if target_where else None
         if targets is not None:
             target_set = _new_items(chosen_space, targets, tuple(text_field or ["text"]), id_field)
         with busy("scoring", as_json):
-            result = anomalies(coll, space=chosen_space.name, targets=target_set, model=model,
-                               neighbours=explain)
+            result = coll.anomalies(chosen, targets=target_set, model=model)
         if out is not None:
             export_table(read_run_table(coll, result.run_id, "scores"), out)
         shown = result.scores if top == 0 else result.scores[:top]

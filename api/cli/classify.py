@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from kinsight.engine import SqlWhere, read_run_table
-from kinsight.engine.probes import ProbeResult, train_probe
+from kinsight.engine import ProbeOptions, ProbeResult, SqlWhere, ZeroShotOptions, read_run_table
 
 from .common import (
     DEFAULT_STORE,
@@ -27,13 +26,17 @@ from .common import (
     fail,
     open_store,
 )
+from .option_params import options_command
 from .results import busy, check_export_path, export_table
 
 __all__ = ["classify"]
 
 
 @app.command()
+# The probe's options (--zero-shot's are the command's own); regularization and seed stay Python's.
+@options_command(ProbeOptions, omit=("regularization", "seed"))
 def classify(
+    options: dict[str, Any],
     label_field: Annotated[str | None, typer.Option(
         help="Field holding each item's label (null: unlabelled, to be predicted). Needed by "
              "--train; with --zero-shot, scores the labels against it.")] = None,
@@ -50,10 +53,6 @@ def classify(
     store: StoreOpt = DEFAULT_STORE,
     where: WhereOpt = None,
     space: SpaceOpt = None,
-    folds: Annotated[int, typer.Option(min=2, max=20, help="Cross-validation folds.")] = 5,
-    doubt_below: Annotated[float, typer.Option(
-        min=0.001, max=0.999, help="List labelled items whose stored label gets a probability "
-                                   "below this out of fold.")] = 0.1,
     out: Annotated[Path | None, typer.Option(
         help="Write every item's prediction to a .csv or .parquet file.")] = None,
     top: Annotated[int, typer.Option(min=0, help="Disagreements or predictions shown "
@@ -71,18 +70,19 @@ def classify(
     if train == (zero_shot_labels is not None):
         fail("pass --train (a probe on --label-field) or --zero-shot LABELS, one of the two")
     check_export_path(out)
+    selected = SqlWhere(where) if where else None
     if zero_shot_labels is not None:
-        _zero_shot(collection, store, zero_shot_labels.split(","), template, where, space,
-                   label_field, out, top, as_json)
+        _zero_shot(collection, store, zero_shot_labels.split(","), ZeroShotOptions(
+            space=space, templates=template, where=selected, label_field=label_field), out, top,
+            as_json)
         return
     if label_field is None:
         fail("--train needs --label-field: the field holding each item's label")
+    chosen = ProbeOptions(**options, space=space, where=selected)
     with open_store(store) as opened:
         coll = opened.collection(collection)
         with busy("training the probe", as_json):
-            result = train_probe(coll, label_field, space=space,
-                                 where=SqlWhere(where) if where else None, folds=folds,
-                                 doubt_below=doubt_below)
+            result = coll.train_probe(label_field, chosen)
         if out is not None:
             export_table(read_run_table(coll, result.run_id, "predictions"), out)
     if as_json:
@@ -96,16 +96,12 @@ def classify(
         err.print(f"wrote predictions to {out}")
 
 
-def _zero_shot(collection: str, store: Path, labels: list[str], templates: list[str] | None,
-               where: str | None, space: str | None, label_field: str | None,
+def _zero_shot(collection: str, store: Path, labels: list[str], options: ZeroShotOptions,
                out: Path | None, top: int, as_json: bool) -> None:
-    from kinsight.engine.zero_shot import zero_shot
-
     with open_store(store) as opened:
         coll = opened.collection(collection)
         with busy("labelling by prompts", as_json):
-            result = zero_shot(coll, labels, space=space, templates=templates,
-                               where=SqlWhere(where) if where else None, label_field=label_field)
+            result = coll.zero_shot(labels, options)
         if out is not None:
             export_table(read_run_table(coll, result.run_id, "predictions"), out)
     if as_json:
@@ -118,7 +114,7 @@ def _zero_shot(collection: str, store: Path, labels: list[str], templates: list[
     console.print(f"zero-shot over {len(result.predictions)} items of space {result.space} "
                   f"({len(result.templates)} templates, temperature {result.temperature:g}; "
                   f"run {result.run_id})"
-                  + (f": accuracy {result.accuracy:.3f} against {label_field}"
+                  + (f": accuracy {result.accuracy:.3f} against {options.label_field}"
                      if result.accuracy is not None else ""))
     table = Table("label", "items")
     for label in result.labels:

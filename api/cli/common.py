@@ -72,17 +72,18 @@ def open_store(path: Path, *, read_only: bool = False, create: bool = False) -> 
 
 
 @contextmanager
-def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress]:
+def progress_bar(description: str, *, enabled: bool = True, unit: str = "steps"
+                 ) -> Iterator[Progress]:
     """A bar on stderr that an engine operation's ``progress`` callback moves (none when not
-    ``enabled``, e.g. under ``--json``). It appears with the first step, so an operation that
-    fails before it starts leaves only its error on the terminal."""
+    ``enabled``, e.g. under ``--json``), counting ``unit``. It appears with the first step, so an
+    operation that fails before it starts leaves only its error on the terminal."""
     bars: list[tqdm] = []
 
     def advance(done: int, total: int, stage: str) -> None:
         if not enabled:
             return
         if not bars:
-            bars.append(tqdm(desc=description, total=total, unit=" steps", leave=False))
+            bars.append(tqdm(desc=description, total=total, unit=f" {unit}", leave=False))
         bar = bars[0]
         bar.total = total
         bar.set_postfix_str(stage, refresh=False)

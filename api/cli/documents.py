@@ -17,10 +17,10 @@ from kinsight.engine import (
     DEFAULT_TEXT_ENCODER,
     ById,
     Collection,
+    EvaluationOptions,
     Fusion,
     SearchMode,
     SearchOptions,
-    evaluate_search,
     load_qrels,
     load_queries,
     validate_collection_name,
@@ -42,6 +42,7 @@ from .common import (
     fail,
     one_of,
     open_store,
+    progress_bar,
 )
 
 if TYPE_CHECKING:
@@ -226,10 +227,11 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of each search mode against relevance judgments."""
-    with open_store(store, read_only=True) as opened:
-        results = evaluate_search(opened.collection(collection), load_queries(queries)[:limit],
-                                  load_qrels(qrels), [_mode(m) for m in modes.split(",")],
-                                  progress=not as_json)
+    chosen = EvaluationOptions(modes=[_mode(m) for m in modes.split(",")])
+    with open_store(store, read_only=True) as opened, \
+            progress_bar("evaluate", enabled=not as_json, unit="queries") as progress:
+        results = opened.collection(collection).evaluate_search(
+            load_queries(queries)[:limit], load_qrels(qrels), chosen, progress=progress)
     if as_json:
         console.print_json(data=results)
         return

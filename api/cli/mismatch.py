@@ -10,17 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kinsight.engine import read_run_table
-from kinsight.engine.mismatch import (
-    DEFAULT_IMPOSTORS,
-    DEFAULT_NEIGHBOURS,
-    DEFAULT_THRESHOLD,
+from kinsight.engine import (
+    DuplicateOptions,
     DuplicatesResult,
+    LabelMismatchOptions,
     LabelMismatchResult,
+    PairMismatchOptions,
     PairMismatchResult,
-    label_mismatch,
-    near_duplicates,
-    pair_mismatch,
+    read_run_table,
 )
 
 from ..reporting import print_warnings
@@ -32,9 +29,9 @@ from .common import (
     app,
     console,
     err,
-    one_of,
     open_store,
 )
+from .option_params import options_command
 from .results import check_export_path, export_table
 
 __all__ = ["duplicates_to_dict", "label_mismatch_to_dict", "mismatch_app", "pair_mismatch_to_dict"]
@@ -50,24 +47,14 @@ OutOpt = Annotated[Path | None, typer.Option(help="Also write the whole result t
 
 
 @mismatch_app.command("pairs")
+@options_command(PairMismatchOptions, rename={"k": "-k"})
 def pairs_command(
+    options: dict[str, Any],
     a: Annotated[str, typer.Option("--a", help="One space of each item, e.g. caption.")],
     b: Annotated[str, typer.Option("--b", help="Its partner space, e.g. image (same embedding space).")],
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
-    method: Annotated[str, typer.Option(
-        help="zscore (against the impostors' mean and spread) | rank (share of impostors that "
-             "beat the true pair).")] = "zscore",
-    impostors: Annotated[str, typer.Option(
-        help="random (other items drawn with --seed) | nearest (the most similar other partners).")
-    ] = "random",
-    k: Annotated[int, typer.Option(
-        "-k", min=2, help="Impostors per item and direction.")] = DEFAULT_IMPOSTORS,
     where: WhereOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random impostors.")] = 0,
-    neighbours: Annotated[int, typer.Option(
-        min=0, help="Also check each b against the b of the N items with the nearest a (a caption "
-                    "against the captions of the most similar pictures); 0: off.")] = 0,
     limit: LimitOpt = 20,
     out: OutOpt = None,
     as_json: JsonOpt = False,
@@ -79,12 +66,11 @@ def pairs_command(
     than the true partner: 0 fits far better than any impostor, 0.5 no better than a typical one, 1
     worse than all. The raw cosine is shown too; it is not comparable across items.
     """
+    chosen = PairMismatchOptions(**options, where=where)
     check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
-        result = pair_mismatch(coll, a, b, method=one_of("method", method, ("zscore", "rank")),
-                               impostors=one_of("impostors", impostors, ("random", "nearest")),
-                               k=k, where=where, seed=seed, neighbours=neighbours)
+        result = coll.pair_mismatch(a, b, chosen)
         _write(out, coll, result.run_id, "pair_mismatch", "scores")
     if as_json:
         console.print_json(data=pair_mismatch_to_dict(result, limit))
@@ -97,16 +83,13 @@ def pairs_command(
 
 
 @mismatch_app.command("labels")
+@options_command(LabelMismatchOptions, rename={"k": "-k"})
 def labels_command(
+    options: dict[str, Any],
     label_field: Annotated[str, typer.Option(help="The field holding each item's label.")],
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
-    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="Neighbours that vote.")] = DEFAULT_NEIGHBOURS,
-    probe: Annotated[bool, typer.Option(
-        help="Also ask a cross-validated logistic-regression probe (slower).")] = False,
     where: WhereOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the probe's folds.")] = 0,
     limit: LimitOpt = 20,
     out: OutOpt = None,
     as_json: JsonOpt = False,
@@ -117,10 +100,11 @@ def labels_command(
     support is the share of the vote the item's own label gets; flagged items have a suggestion
     other than their label.
     """
+    chosen = LabelMismatchOptions(**options, where=where)
     check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
-        result = label_mismatch(coll, label_field, space=space, k=k, probe=probe, where=where, seed=seed)
+        result = coll.label_mismatch(label_field, chosen)
         _write(out, coll, result.run_id, "label_mismatch", "items")
     if as_json:
         console.print_json(data=label_mismatch_to_dict(result, limit))
@@ -135,13 +119,11 @@ def labels_command(
 
 
 @mismatch_app.command("duplicates")
+@options_command(DuplicateOptions)
 def duplicates_command(
+    options: dict[str, Any],
     collection: CollectionOpt = "docs",
     store: StoreOpt = DEFAULT_STORE,
-    space: Annotated[str | None, typer.Option(help="Vector space (default: the only one).")] = None,
-    threshold: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Cosine at or above which two items are near-duplicates.")
-    ] = DEFAULT_THRESHOLD,
     where: WhereOpt = None,
     limit: LimitOpt = 20,
     out: OutOpt = None,
@@ -152,10 +134,11 @@ def duplicates_command(
 
     --out writes one row per member (group, id, similarity to the representative).
     """
+    chosen = DuplicateOptions(**options, where=where)
     check_export_path(out)
     with open_store(store) as opened:
         coll = opened.collection(collection)
-        result = near_duplicates(coll, space=space, threshold=threshold, where=where)
+        result = coll.near_duplicates(chosen)
         _write(out, coll, result.run_id, "duplicates", "members")
     if as_json:
         console.print_json(data=duplicates_to_dict(result, limit))

@@ -50,8 +50,6 @@ FieldName = Annotated[str, StringConstraints(min_length=1)]
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 VectorComponent = Annotated[float, Field(ge=-_FLOAT32_MAX, le=_FLOAT32_MAX)]
 Vector = Annotated[list[VectorComponent], Field(min_length=1)]
-# The range every library a seed goes to accepts: FAISS takes a C int, scikit-learn 0..2**32-1.
-Seed = Annotated[int, Field(ge=0, le=2**31 - 1, description="Random seed, 0 to 2**31-1.")]
 
 _FILTER_EXAMPLE: dict[str, Any] = {"and": [{"field": "section", "op": "eq", "value": "python"},
                            {"field": "year", "op": "ge", "value": 2020}]}

@@ -1,23 +1,28 @@
 """Request and response bodies of ``POST /collections/{name}/anomalies``.
 
 Reference and targets are structured filters (never SQL), another collection, or new items sent
-in the body as texts (encoded by the space's model) or vectors.
+in the body as texts (encoded by the space's model) or vectors. How they are compared (method,
+threshold, neighbours...) is ``AnomalyOptions``, derived by ``from_options``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kinsight.engine.filters import Filter
+from kinsight.engine import AnomalyOptions, Filter
 
-from .models import ItemId, Vector, _no_sql, _Request
+from .models import ItemId, Vector, _no_sql
+from .option_models import OptionsRequest, from_options
 
 __all__ = ["AnomaliesRequest", "AnomaliesResponse", "AnomalyOut", "NeighbourOut"]
 
 
-class AnomaliesRequest(_Request):
+# Of the detectors' own parameters the wire has the one it always had; the rest are Python's.
+@from_options(AnomalyOptions, omit=("aggregate", "n_estimators", "seed", "n_components"),
+              types={"n_neighbors": Annotated[int | None, Field(le=1000)]})
+class AnomaliesRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"reference": {"field": "section", "op": "eq", "value": "python"},
          "targets": {"field": "section", "op": "ne", "value": "python"}, "method": "knn"},
@@ -36,14 +41,6 @@ class AnomaliesRequest(_Request):
     vectors: list[Vector] | None = Field(None, min_length=1,
                                          description="New items as vectors, all of one length.")
     ids: list[ItemId] | None = Field(None, description="Names of the new items, one each.")
-    space: str | None = None
-    method: Literal["knn", "lof", "iforest", "mahalanobis"] = "knn"
-    threshold_percentile: float = Field(95.0, gt=0, lt=100, description=(
-        "Items beyond this percentile of the reference's out-of-sample scores are anomalies."))
-    n_neighbors: int | None = Field(None, ge=1, le=1000,
-                                    description="Neighbours of the knn and lof methods.")
-    neighbours: int = Field(5, ge=1, le=100,
-                            description="Nearest reference items returned with each score.")
     limit: int = Field(100, ge=1, le=10_000,
                        description="Scores returned, worst first (every score is kept in the run).")
 
@@ -61,8 +58,6 @@ class AnomaliesRequest(_Request):
         new = self.texts or self.vectors
         if self.ids is not None and (new is None or len(self.ids) != len(new)):
             raise ValueError("'ids' names new items: give one per text or vector")
-        if self.n_neighbors is not None and self.method not in ("knn", "lof"):
-            raise ValueError(f"'n_neighbors' applies to knn and lof, not {self.method}")
         return self
 
 

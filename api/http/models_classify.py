@@ -1,33 +1,29 @@
 """Request and response bodies of ``POST /collections/{name}/classify`` (train a linear probe)
-and ``POST /collections/{name}/classify/zero-shot`` (labels from prompts)."""
+and ``POST /collections/{name}/classify/zero-shot`` (labels from prompts); the fields that tune
+each derive from ``ProbeOptions`` and ``ZeroShotOptions`` by ``from_options``."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from kinsight.engine.filters import Filter
+from kinsight.engine import ProbeOptions, ZeroShotOptions
 
-from .models import _no_sql, _Request
+from .option_models import OptionsRequest, from_options
 
 __all__ = ["ClassReportOut", "ClassifyRequest", "ClassifyResponse", "DisagreementOut",
            "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest", "ZeroShotResponse"]
 
 
-class ClassifyRequest(_Request):
+# The head's regularization and the folds' seed are Python's for now, as they always were.
+@from_options(ProbeOptions, omit=("regularization", "seed"))
+class ClassifyRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"label_field": "section", "filter": {"field": "n_words", "op": "gt", "value": 20}}]})
 
     label_field: str = Field(min_length=1, description="Field holding each item's label; items "
                                                        "where it is null are predicted.")
-    filter: Filter | None = Field(None, description="Items to train on and predict (default all).")
-    space: str | None = None
-    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds.")
-    doubt_below: float = Field(0.1, gt=0, lt=1, description=(
-        "List labelled items whose stored label gets a lower out-of-fold probability."))
     limit: int = Field(100, ge=0, le=10_000, description=(
         "Predictions and disagreements returned (every one is kept in the run)."))
-
-    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 
 
 class ClassReportOut(BaseModel):
@@ -67,26 +63,15 @@ class ClassifyResponse(BaseModel):
     took_ms: float
 
 
-class ZeroShotRequest(_Request):
+@from_options(ZeroShotOptions, types={"templates": list[str] | None})
+class ZeroShotRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"labels": ["a cat", "a dog", "a car"], "space": "image", "limit": 20},
         {"labels": ["games", "sound", "editors"], "label_field": "section"}]})
 
     labels: list[str] = Field(min_length=2, description="The labels to choose from.")
-    templates: list[str] | None = Field(
-        None, description="Prompt templates with {} for the label; left out: an ensemble "
-                          "suited to the space (pictures or text).")
-    space: str | None = None
-    filter: Filter | None = Field(None, description="Items to label (default all).")
-    # Similarities are divided by it in float32: below ~1e-38 they overflow and the
-    # probabilities come out NaN. 1e-4 is a logit scale of 10,000, far past any model's.
-    temperature: float | None = Field(None, ge=1e-4, description="Softmax temperature, 1e-4 or "
-                                      "more; left out: the space's own, else 0.01.")
-    label_field: str | None = Field(None, description="Score the labels against this field.")
     limit: int = Field(100, ge=0, le=10_000, description="Predictions returned (all are kept "
                                                          "in the run).")
-
-    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 
 
 class ZeroShotPredictionOut(BaseModel):

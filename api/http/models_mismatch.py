@@ -2,19 +2,19 @@
 
 Like ``models``: requests forbid unknown keys and take structured filters only (no SQL over the
 network); responses carry the worst ``limit`` rows, and the whole result stays in the run's tables
-(``GET /collections/{name}/runs/{run_id}/...``).
+(``GET /collections/{name}/runs/{run_id}/...``). The fields that tune each operation derive from its
+options (``PairMismatchOptions``...) by ``from_options``; the server caps a few of them lower.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from kinsight.engine.filters import Filter
-from kinsight.engine.mismatch import DEFAULT_IMPOSTORS, DEFAULT_NEIGHBOURS, DEFAULT_THRESHOLD
+from kinsight.engine import DuplicateOptions, LabelMismatchOptions, PairMismatchOptions
 
-from .models import Seed, _no_sql, _Request
+from .option_models import OptionsRequest, from_options
 
 __all__ = [
     "DuplicateGroupOut",
@@ -31,7 +31,10 @@ __all__ = [
 Limit = Field(100, ge=1, le=10_000, description="Rows returned, worst first; all are in the run.")
 
 
-class PairMismatchRequest(_Request):
+# Bounds of the server's own, on what one request may cost.
+@from_options(PairMismatchOptions, types={"k": Annotated[int, Field(le=10_000)],
+                                          "neighbours": Annotated[int, Field(le=1000)]})
+class PairMismatchRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"a": "caption", "b": "image"},
         {"a": "title", "b": "text", "method": "rank", "impostors": "nearest", "k": 20},
@@ -39,16 +42,7 @@ class PairMismatchRequest(_Request):
 
     a: str = Field(description="One space of each item, e.g. 'caption'.")
     b: str = Field(description="Its partner space; both must share one embedding space.")
-    method: Literal["zscore", "rank"] = "zscore"
-    impostors: Literal["random", "nearest"] = "random"
-    k: int = Field(DEFAULT_IMPOSTORS, ge=2, le=10_000, description="Impostors per item and direction.")
-    filter: Filter | None = None
-    seed: Seed = 0
-    neighbours: int = Field(0, ge=0, le=1000, description=(
-        "Also check each b against the b of the N items with the nearest a; 0: off."))
     limit: int = Limit
-
-    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 
 
 class PairMismatchOut(BaseModel):
@@ -74,20 +68,14 @@ class PairMismatchResponse(BaseModel):
     took_ms: float
 
 
-class LabelMismatchRequest(_Request):
+@from_options(LabelMismatchOptions, types={"k": Annotated[int, Field(le=1000)]})
+class LabelMismatchRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"label_field": "section"}, {"label_field": "category", "space": "image", "probe": True},
     ]})
 
     label_field: str
-    space: str | None = Field(None, description="Vector space; left out: the only one, or 'text'.")
-    k: int = Field(DEFAULT_NEIGHBOURS, ge=1, le=1_000, description="Neighbours that vote.")
-    probe: bool = Field(False, description="Also ask a cross-validated logistic-regression probe.")
-    filter: Filter | None = None
-    seed: Seed = 0
     limit: int = Limit
-
-    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 
 
 class LabelMismatchOut(BaseModel):
@@ -116,19 +104,14 @@ class LabelMismatchResponse(BaseModel):
     took_ms: float
 
 
-class DuplicatesRequest(_Request):
+@from_options(DuplicateOptions)
+class DuplicatesRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"threshold": 0.95}, {"space": "image", "filter": {"field": "category", "op": "eq",
                                                            "value": "animals"}},
     ]})
 
-    space: str | None = Field(None, description="Vector space; left out: the only one, or 'text'.")
-    threshold: float = Field(DEFAULT_THRESHOLD, gt=0, le=1,
-                             description="Cosine at or above which two items are near-duplicates.")
-    filter: Filter | None = None
     limit: int = Limit
-
-    _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 
 
 class DuplicateGroupOut(BaseModel):

@@ -2,7 +2,9 @@
 default, bounds and help are written once (in the engine) for Python, HTTP and the CLI.
 
 The one rule that differs on the wire: an option ``where`` (a filter) is posted as ``filter`` and
-takes the structured form only; raw SQL text is refused (see ``models._no_sql``).
+takes the structured form only; raw SQL text is refused (see ``models._no_sql``). The options are
+built once while the request is validated, so what their own checks refuse (a parameter the
+chosen method does not take) is a validation error like a number out of bounds.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, ClassVar, TypeVar, get_type_hints
 
-from pydantic import BeforeValidator, Field, create_model
+from pydantic import BeforeValidator, Field, create_model, model_validator
 
-from kinsight.engine import Filter, option_default
+from kinsight.engine import Filter, InvalidInputError, option_default
 
 from .models import _no_sql, _Request
 
@@ -40,6 +42,16 @@ class OptionsRequest(_Request):
         values = {name: getattr(self, wire) for name, wire in self.__renamed__.items()}
         return options(**values, **extra)
 
+    @model_validator(mode="after")
+    def _options_accept(self) -> OptionsRequest:
+        options = getattr(type(self), "__options__", None)  # None: not yet derived
+        if options is not None:
+            try:
+                self.to_options(options)
+            except InvalidInputError as e:
+                raise ValueError(str(e)) from e
+        return self
+
 
 def from_options(
     options: type, *, rename: Mapping[str, str] | None = None, omit: Collection[str] = (),
@@ -60,8 +72,10 @@ def from_options(
                 continue
             wire = {**_WIRE_NAMES, **(rename or {})}.get(f.name, f.name)
             kind = (types or {}).get(f.name, HttpFilter if f.name == "where" else hints[f.name])
-            fields[wire] = (kind, Field(option_default(f), description=f.metadata.get("help"),
-                                        ge=f.metadata.get("ge"), le=f.metadata.get("le")))
+            meta = f.metadata
+            fields[wire] = (kind, Field(option_default(f), description=meta.get("help"),
+                                        ge=meta.get("ge"), gt=meta.get("gt"), le=meta.get("le"),
+                                        lt=meta.get("lt")))
             renamed[f.name] = wire
         model = create_model(base.__name__, __base__=base, __module__=base.__module__, **fields)
         model.__doc__ = base.__doc__ or options.__doc__

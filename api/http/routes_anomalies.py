@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter
 
-from kinsight.engine.anomalies import NewVectors, anomalies
+from kinsight.engine import AnomalyOptions, InvalidInputError, NewVectors
 
 from .deps import CollectionDep, SettingsDep, StoreDep, WriteLockDep
 from .models import ErrorOut
@@ -26,14 +26,13 @@ def score_anomalies(body: AnomaliesRequest, collection: CollectionDep, store: St
     """Fits a detector on the reference, scores the targets (or the new texts / vectors), and
     saves the run. Percentiles are calibrated on the reference scored out of sample, so a
     threshold of 95 flags about 5% of items that look like the reference, for every method."""
-    from kinsight.engine import InvalidInputError
-
     started = time.perf_counter()
     new = body.texts or body.vectors
     if new is not None and len(new) > settings.max_batch_items:
         raise InvalidInputError(f"{len(new)} new items in one request; the most is "
                                 f"{settings.max_batch_items} (max_batch_items): split the batch")
-    space = collection.space(body.space)
+    options = body.to_options(AnomalyOptions)
+    space = collection.space(options.space)
     targets: Any = body.targets
     if body.texts is not None:
         from kinsight.indexers.embed import encode_items
@@ -45,10 +44,7 @@ def score_anomalies(body: AnomaliesRequest, collection: CollectionDep, store: St
     if body.reference_collection is not None:
         reference = store.collection(body.reference_collection)
     with write_lock:  # the first run of a collection creates its result tables
-        result = anomalies(collection, space=space.name, reference=reference, targets=targets,
-                           method=body.method, threshold_percentile=body.threshold_percentile,
-                           params={} if body.n_neighbors is None else {"n_neighbors": body.n_neighbors},
-                           neighbours=body.neighbours)
+        result = collection.anomalies(options, reference=reference, targets=targets)
     return AnomaliesResponse(
         run_id=result.run_id, method=result.method,
         threshold_percentile=result.threshold_percentile, threshold=result.threshold,

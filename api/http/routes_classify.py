@@ -8,8 +8,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from kinsight.engine.probes import train_probe
-from kinsight.engine.zero_shot import zero_shot
+from kinsight.engine import ProbeOptions, ZeroShotOptions
 
 from .deps import CollectionDep, WriteLockDep
 from .models import ErrorOut
@@ -38,8 +37,7 @@ def classify(body: ClassifyRequest, collection: CollectionDep,
     head strongly doubts. The run is saved (tables classify_predictions, _classes, _disagreements)."""
     started = time.perf_counter()
     with write_lock:  # the first run of a collection creates its result tables
-        result = train_probe(collection, body.label_field, space=body.space, where=body.filter,
-                             folds=body.folds, doubt_below=body.doubt_below)
+        result = collection.train_probe(body.label_field, body.to_options(ProbeOptions))
     return ClassifyResponse(
         run_id=result.run_id, label_field=result.label_field, accuracy=result.accuracy,
         fold_accuracies=result.fold_accuracies, labelled=result.labelled,
@@ -58,9 +56,7 @@ def classify_zero_shot(body: ZeroShotRequest, collection: CollectionDep,
     of its similarities. The run is saved (table zero_shot_predictions)."""
     started = time.perf_counter()
     with write_lock:  # the first run of a collection creates its result table
-        result = zero_shot(collection, body.labels, space=body.space, templates=body.templates,
-                           where=body.filter, temperature=body.temperature,
-                           label_field=body.label_field)
+        result = collection.zero_shot(body.labels, body.to_options(ZeroShotOptions))
     return ZeroShotResponse(
         run_id=result.run_id, space=result.space, labels=result.labels,
         templates=result.templates, temperature=result.temperature, accuracy=result.accuracy,

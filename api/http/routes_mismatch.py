@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from kinsight.engine.mismatch import label_mismatch, near_duplicates, pair_mismatch
+from kinsight.engine import DuplicateOptions, LabelMismatchOptions, PairMismatchOptions
 
 from .deps import CollectionDep
 from .models import ErrorOut
@@ -35,9 +35,7 @@ def pairs(body: PairMismatchRequest, collection: CollectionDep) -> PairMismatchR
     item with other items' partners). ``score`` is the share of impostors that fit better than the
     true partner: 0 fits, 0.5 no better than a typical impostor, 1 worse than every impostor."""
     started = time.perf_counter()
-    result = pair_mismatch(collection, body.a, body.b, method=body.method, impostors=body.impostors,
-                           k=body.k, where=body.filter, seed=body.seed,
-                           neighbours=body.neighbours)
+    result = collection.pair_mismatch(body.a, body.b, body.to_options(PairMismatchOptions))
     return PairMismatchResponse(
         run_id=result.run_id, a=result.a, b=result.b, method=result.method,
         impostors=result.impostors, k=result.k, items=len(result.pairs), skipped=result.skipped,
@@ -50,8 +48,7 @@ def labels(body: LabelMismatchRequest, collection: CollectionDep) -> LabelMismat
     """Each item's label against the labels of its ``k`` nearest other items (and a
     cross-validated linear probe with ``probe``), least supported first, with a suggested label."""
     started = time.perf_counter()
-    result = label_mismatch(collection, body.label_field, space=body.space, k=body.k,
-                            probe=body.probe, where=body.filter, seed=body.seed)
+    result = collection.label_mismatch(body.label_field, body.to_options(LabelMismatchOptions))
     return LabelMismatchResponse(
         run_id=result.run_id, label_field=result.label_field, space=result.space,
         method=result.method, k=result.k, items=len(result.items), flagged=result.flagged,
@@ -65,8 +62,7 @@ def duplicates(body: DuplicatesRequest, collection: CollectionDep) -> Duplicates
     """Items with the same content hash or vector, or whose cosine reaches ``threshold``, grouped
     (connected components), closest groups first."""
     started = time.perf_counter()
-    result = near_duplicates(collection, space=body.space, threshold=body.threshold,
-                             where=body.filter)
+    result = collection.near_duplicates(body.to_options(DuplicateOptions))
     return DuplicatesResponse(
         run_id=result.run_id, space=result.space, threshold=result.threshold, items=result.items,
         duplicates=result.duplicates,

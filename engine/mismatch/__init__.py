@@ -13,13 +13,19 @@ Each saves its run (``engine.runs``) as DuckDB tables: ``COLLECTION.pair_mismatc
 
 from __future__ import annotations
 
-from .duplicates import DEFAULT_THRESHOLD, DuplicateGroup, DuplicatesResult, near_duplicates
-from .labels import DEFAULT_NEIGHBOURS, LabelMismatch, LabelMismatchResult, label_mismatch
+from .duplicates import (
+    DEFAULT_THRESHOLD,
+    DuplicateGroup,
+    DuplicateOptions,
+    DuplicatesResult,
+    near_duplicates,
+)
+from .labels import LabelMismatch, LabelMismatchOptions, LabelMismatchResult, label_mismatch
 from .pairs import (
-    DEFAULT_IMPOSTORS,
     ImpostorKind,
     PairMethod,
     PairMismatch,
+    PairMismatchOptions,
     PairMismatchResult,
     PairScores,
     check_shared_space,
@@ -28,16 +34,17 @@ from .pairs import (
 )
 
 __all__ = [
-    "DEFAULT_IMPOSTORS",
-    "DEFAULT_NEIGHBOURS",
     "DEFAULT_THRESHOLD",
     "DuplicateGroup",
+    "DuplicateOptions",
     "DuplicatesResult",
     "ImpostorKind",
     "LabelMismatch",
+    "LabelMismatchOptions",
     "LabelMismatchResult",
     "PairMethod",
     "PairMismatch",
+    "PairMismatchOptions",
     "PairMismatchResult",
     "PairScores",
     "check_shared_space",

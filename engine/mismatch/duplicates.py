@@ -27,11 +27,12 @@ import pyarrow as pa
 from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
 from ..indexed_collection import IndexedCollection
+from ..options import check_bounds, option
 from ..runs import save_run
 from ._items import selected_unit_vectors
 
-__all__ = ["DEFAULT_THRESHOLD", "DuplicateGroup", "DuplicatesResult", "duplicate_groups",
-           "near_duplicates"]
+__all__ = ["DEFAULT_THRESHOLD", "DuplicateGroup", "DuplicateOptions", "DuplicatesResult",
+           "duplicate_groups", "near_duplicates"]
 
 DEFAULT_THRESHOLD = 0.95
 
@@ -71,19 +72,32 @@ class DuplicatesResult:
     seconds: float
 
 
-def near_duplicates(
-    collection: IndexedCollection,
-    *,
-    space: str | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
-    where: FilterInput = None,
-) -> DuplicatesResult:
-    """Group the items ``where`` selects (with vectors in ``space``) that duplicate one another;
-    saves the run (operation ``duplicates``, tables ``groups`` and ``members``)."""
+@dataclass(frozen=True)
+class DuplicateOptions:
+    """What ``near_duplicates`` links (see the module docstring for the threshold)."""
+
+    space: str | None = option(help="Vector space (default: the only one, or 'text').")
+    threshold: float = option(DEFAULT_THRESHOLD, gt=0, le=1, help=(
+        "Cosine at or above which two items are near-duplicates."))
+    where: FilterInput = option(help="Which items to group (default: all).")
+
+    def __post_init__(self) -> None:
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
+                or not 0 < threshold <= 1:
+            raise InvalidInputError(f"threshold must be a cosine in (0, 1], not {threshold!r}; "
+                                    f"{DEFAULT_THRESHOLD} means nearly identical")
+        check_bounds(self)
+
+
+def near_duplicates(collection: IndexedCollection,
+                    options: DuplicateOptions | None = None) -> DuplicatesResult:
+    """Group the items ``options.where`` selects (with vectors in ``options.space``) that
+    duplicate one another; saves the run (operation ``duplicates``, tables ``groups`` and
+    ``members``)."""
+    o = options or DuplicateOptions()
+    space, threshold, where = o.space, o.threshold, o.where
     started = time.perf_counter()
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
-        raise InvalidInputError(f"threshold must be a cosine in (0, 1], not {threshold!r}; "
-                                f"{DEFAULT_THRESHOLD} means nearly identical")
     vs = collection.space(space)
     ids, vectors = selected_unit_vectors(collection, vs.name, where, at_least=1,
                                          what="near-duplicate search")

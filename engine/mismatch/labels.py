@@ -30,13 +30,13 @@ from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
 from ..indexed_collection import IndexedCollection
 from ..kernels import cross_validated_probe, leave_one_out
+from ..options import SEED_MAX, check_bounds, option
 from ..runs import save_run
 from ._items import selected_unit_vectors
 
-__all__ = ["DEFAULT_NEIGHBOURS", "LabelMismatch", "LabelMismatchResult", "knn_label_votes",
+__all__ = ["LabelMismatch", "LabelMismatchOptions", "LabelMismatchResult", "knn_label_votes",
            "label_mismatch", "probe_probabilities"]
 
-DEFAULT_NEIGHBOURS = 10
 PROBE_FOLDS = 5
 PROBE_MAX_ITER = 1000
 
@@ -76,22 +76,31 @@ class LabelMismatchResult:
     seconds: float
 
 
-def label_mismatch(
-    collection: IndexedCollection,
-    label_field: str,
-    *,
-    space: str | None = None,
-    k: int = DEFAULT_NEIGHBOURS,
-    probe: bool = False,
-    where: FilterInput = None,
-    seed: int = 0,
-) -> LabelMismatchResult:
-    """Find the items whose ``label_field`` disagrees with their neighbours in ``space`` (and with a
-    cross-validated linear probe when ``probe``); saves the run (operation ``label_mismatch``,
-    table ``items``) and returns the items worst first."""
+@dataclass(frozen=True)
+class LabelMismatchOptions:
+    """Which witnesses ``label_mismatch`` asks (see the module docstring)."""
+
+    space: str | None = option(help="Vector space (default: the only one, or 'text').")
+    k: int = option(10, ge=1, help="Neighbours that vote.")
+    probe: bool = option(False, help="Also ask a cross-validated logistic-regression probe "
+                                     "(slower).")
+    where: FilterInput = option(help="Which items to judge (default: all).")
+    seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of the probe's folds.")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int):
+            raise InvalidInputError(f"k (neighbours) must be a positive whole number, not {self.k!r}")
+        check_bounds(self)
+
+
+def label_mismatch(collection: IndexedCollection, label_field: str,
+                   options: LabelMismatchOptions | None = None) -> LabelMismatchResult:
+    """Find the items whose ``label_field`` disagrees with their neighbours (and with a
+    cross-validated linear probe with ``options.probe``); saves the run (operation
+    ``label_mismatch``, table ``items``) and returns the items worst first."""
+    o = options or LabelMismatchOptions()
+    space, k, probe, where, seed = o.space, o.k, o.probe, o.where, o.seed
     started = time.perf_counter()
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InvalidInputError(f"k (neighbours) must be a positive whole number, not {k!r}")
     vs = collection.space(space)
     ids, vectors = selected_unit_vectors(collection, vs.name, where, at_least=0, what="label mismatch")
     raw = collection.field_values(label_field, ids)  # NotFoundError names the fields there are

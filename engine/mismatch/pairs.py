@@ -47,6 +47,7 @@ from ..errors import EncoderMismatchError, InvalidInputError
 from ..filters import FilterInput, filter_to_json
 from ..indexed_collection import IndexedCollection
 from ..kernels import knn_excluding
+from ..options import SEED_MAX, check_bounds, option
 from ..runs import save_run
 from ..spaces import VectorSpace
 from ._items import selected_unit_vectors
@@ -56,6 +57,7 @@ __all__ = [
     "ImpostorKind",
     "PairMethod",
     "PairMismatch",
+    "PairMismatchOptions",
     "PairMismatchResult",
     "PairScores",
     "check_shared_space",
@@ -113,23 +115,36 @@ class PairScores:
         return self.rank if method == "rank" else ndtr(-self.z)
 
 
-def pair_mismatch(
-    collection: IndexedCollection,
-    a: str,
-    b: str,
-    *,
-    method: PairMethod = "zscore",
-    impostors: ImpostorKind = "random",
-    k: int = DEFAULT_IMPOSTORS,
-    where: FilterInput = None,
-    seed: int = 0,
-    neighbours: int = 0,
-) -> PairMismatchResult:
+@dataclass(frozen=True)
+class PairMismatchOptions:
+    """How ``pair_mismatch`` calibrates each pair (see the module docstring)."""
+
+    method: PairMethod = option("zscore", help=(
+        "zscore (against the impostors' mean and spread) | rank (share of impostors that beat "
+        "the true pair)."))
+    impostors: ImpostorKind = option("random", help=(
+        "random (other items drawn with the seed) | nearest (the most similar other partners)."))
+    k: int = option(DEFAULT_IMPOSTORS, ge=2, help="Impostors per item and direction.")
+    where: FilterInput = option(help="Which items to score and draw impostors from (default: all).")
+    seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of the random impostors.")
+    neighbours: int = option(0, ge=0, help=(
+        "Also check each b against the b of the N items with the nearest a (a caption against "
+        "the captions of the most similar pictures); 0: off."))
+
+    def __post_init__(self) -> None:
+        _check_choices(self.method, self.impostors, self.k)  # names k's meaning, so it goes first
+        check_bounds(self)
+
+
+def pair_mismatch(collection: IndexedCollection, a: str, b: str,
+                  options: PairMismatchOptions | None = None) -> PairMismatchResult:
     """Score how badly each item's ``a`` vector fits its ``b`` vector, calibrated against impostor
-    pairs drawn among the items ``where`` selects; saves the run (operation ``pair_mismatch``,
-    table ``scores``) and returns the pairs worst first."""
+    pairs drawn among the items ``options.where`` selects; saves the run (operation
+    ``pair_mismatch``, table ``scores``) and returns the pairs worst first."""
+    o = options or PairMismatchOptions()
+    method, impostors, k, where, seed, neighbours = (o.method, o.impostors, o.k, o.where, o.seed,
+                                                     o.neighbours)
     started = time.perf_counter()
-    _check_choices(method, impostors, k)
     space_a, space_b = collection.space(a), collection.space(b)
     check_shared_space(space_a, space_b)
     ids_a, vectors_a = selected_unit_vectors(collection, a, where, at_least=0, what="pair mismatch")
