@@ -27,14 +27,13 @@ code when loaded and break across scikit-learn versions.
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
-from sklearn.base import BaseEstimator, OutlierMixin, clone
-from sklearn.model_selection import KFold
 
 from .errors import InvalidInputError
 from .kernels import knn, leave_one_out
@@ -61,7 +60,7 @@ FORMAT_VERSION = 1
 CROSS_FIT_FOLDS = 5  # folds of the out-of-sample reference scores of iforest and mahalanobis
 
 
-class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
+class Detector:
     """Shared by every method: reference index, out-of-sample calibration, thresholds, saving.
 
     ``metric`` is how vectors compare for neighbours: ``ip`` (inner product: cosine on unit
@@ -87,6 +86,21 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
             raise InvalidInputError(f"metric must be 'ip' or 'l2', got {self.metric!r}")
         self._restore(X, self._held_out_scores(X))
         return self
+
+    def __init__(self, *, threshold_percentile: float = 95.0, metric: str = "ip") -> None:
+        self.threshold_percentile = threshold_percentile
+        self.metric = metric
+
+    @classmethod
+    def parameter_names(cls) -> list[str]:
+        """The constructor's arguments, sorted (scikit-learn's ``_get_param_names``)."""
+        return sorted(n for n in inspect.signature(cls.__init__).parameters if n != "self")
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments by name, as scikit-learn's ``get_params`` gives them.
+        Written here rather than inherited from ``sklearn.base.BaseEstimator``: importing
+        scikit-learn costs ~3 s, and every command that imports the engine would pay it."""
+        return {name: getattr(self, name) for name in self.parameter_names()}
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Raw normality ``(n,)`` float64: higher is more normal; the scale depends on the method."""
@@ -138,9 +152,11 @@ class Detector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
     def _held_out_scores(self, X: np.ndarray) -> np.ndarray:
         """Out-of-sample score of each reference vector: k-fold cross-fitting (a model that never
         saw an item scores it). Neighbour methods override this with leave-one-out."""
+        from sklearn.model_selection import KFold
+
         scores = np.empty(len(X), dtype=np.float64)
         for train, held in KFold(CROSS_FIT_FOLDS, shuffle=True, random_state=0).split(X):
-            part = clone(self)
+            part = type(self)(**self.get_params())  # unfitted, same parameters
             part._fit_model(X[train])
             scores[held] = part._score(X[held])
         return scores
@@ -285,7 +301,7 @@ _SHARED = ("threshold_percentile", "metric")  # every method's; the rest are its
 
 def detector_parameters(method: str) -> tuple[str, ...]:
     """The parameters of a method's own (``n_neighbors`` for knn and lof...), by name."""
-    return tuple(p for p in _DETECTORS[method]._get_param_names() if p not in _SHARED)
+    return tuple(p for p in _DETECTORS[method].parameter_names() if p not in _SHARED)
 
 
 def make_detector(method: str, *, threshold_percentile: float = 95.0, metric: str = "ip",

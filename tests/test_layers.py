@@ -114,3 +114,13 @@ def test_an_engine_floor_imports_nothing_above_it(floor):
                  for path in FLOOR_MODULES[floor] for module in engine_imports(path)
                  if module not in FLOORS[floor]]
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_api_uses_only_the_engines_public_surface():
+    """The api layer imports engine names from ``kinsight.engine`` (its ``__all__``), never from
+    the engine's modules, so the engine can move code between its modules freely."""
+    offenders = [f"{path.relative_to(ROOT)} imports {module}"
+                 for path in sorted((ROOT / "api").rglob("*.py"))
+                 for module in imported_modules(path, "api")
+                 if module.startswith("kinsight.engine.")]
+    assert not offenders, "\n".join(offenders)

@@ -41,7 +41,6 @@ from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
-from scipy.special import ndtr
 
 from ..errors import EncoderMismatchError, InvalidInputError
 from ..filters import FilterInput, filter_to_json
@@ -112,6 +111,8 @@ class PairScores:
 
     def score(self, method: PairMethod) -> np.ndarray:
         """The mismatch score in [0, 1] (higher = worse) under ``method``."""
+        from scipy.special import ndtr  # imported when used: scipy.special costs ~0.25 s
+
         return self.rank if method == "rank" else ndtr(-self.z)
 
 
