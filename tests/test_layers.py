@@ -74,12 +74,13 @@ VOCABULARY = {"errors", "schema", "encoders", "spaces", "filters"}
 FLOORS = {
     "storage": VOCABULARY | {"storage"},
     "indexes": VOCABULARY | {"storage", "index_policy", "kernels", "vector_index", "index_sync",
-                             "lexical"},
+                             "lexical", "analysers"},
 }
 FLOOR_MODULES = {
     "storage": sorted((ROOT / "engine" / "storage").glob("*.py")),
     "indexes": [ROOT / "engine" / f"{m}.py" for m in
-                ("index_policy", "kernels", "vector_index", "index_sync", "lexical")],
+                ("index_policy", "kernels", "vector_index", "index_sync", "lexical",
+                 "analysers")],
 }
 
 

@@ -69,6 +69,11 @@ def ingest(
     max_chunks: Annotated[int, typer.Option(
         min=1, help="Encode at most N chunks of one item's text, its beginning; the whole text "
                     "stays in its fields for BM25, and items cut are listed.")] = DEFAULT_MAX_CHUNKS,
+    language: Annotated[str, typer.Option(
+        help="Language of the keyword (BM25) index of the text space(s): a code such as en, de, "
+             "ru, ja; multi for several languages; auto detects it from the texts (a new space) "
+             "or keeps the one an existing space has. A new code rebuilds the BM25 index.")
+    ] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Read records, embed their text (or pictures) and store them; re-running skips unchanged items.
@@ -90,7 +95,7 @@ def ingest(
     options = IngestOptions(collection=collection, text_fields=tuple(text_field or ["text"]),
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
-                            spaces=spaces, max_chunks=max_chunks)
+                            spaces=spaces, max_chunks=max_chunks, language=language)
     _check_before_loading_models(path, options)
     with open_store(store, create=True) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
