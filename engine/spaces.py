@@ -48,6 +48,23 @@ class VectorSpace:
             return None
         return self.language or "en"
 
+    def encoder_knows_language(self) -> bool:
+        """Whether the encoder was trained on the language of the space's texts; a space of
+        pictures, or one whose language is still to be detected (``auto``), counts as known."""
+        language = self.keyword_language
+        return language in (None, "auto") or self.encoder.knows_language(language)
+
+    def warnings(self) -> list[str]:
+        """What a result from this space must tell its reader: the encoder's warnings, and
+        that it does not know the language of the space's texts, where it does not."""
+        if self.encoder_knows_language():
+            return self.encoder.warnings()
+        return [*self.encoder.warnings(),
+                f"encoder {self.encoder.spec} was not trained on {self.keyword_language!r}, the "
+                f"language of space {self.name!r}: its dense similarities mean little here, so "
+                "mode auto weighs them 0.2 against keywords (BM25) 0.8; mode hybrid fuses as "
+                "asked (or build the space with a multilingual encoder)"]
+
     def check_encoder(self, other: EncoderInfo) -> None:
         """Refuse vectors or queries from another model than the one that built this space."""
         if other.fingerprint != self.encoder.fingerprint or other.dim != self.encoder.dim:

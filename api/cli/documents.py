@@ -188,7 +188,7 @@ def search(
             searched = coll.space(space)
             query = ById(like, space=like_space) if like else text
             hits = search_many(coll, [query], options)[0]  # type: ignore[list-item]
-    print_warnings(err, searched.encoder.warnings())  # on stderr, so --json stays parseable
+    print_warnings(err, searched.warnings())  # on stderr, so --json stays parseable
     if as_json:
         console.print_json(data=[hit_to_dict(h) for h in hits])
         return
