@@ -38,6 +38,12 @@ DEFAULT_TEXT_ENCODER = "sentence-transformers:all-MiniLM-L6-v2"
 # every space built on it, and every result read from such a space, can say so.
 RANDOM_WEIGHTS_MARK = "@random"
 
+# Models trained on English text only, matched in the spec wherever it loads them from (a Hub
+# name, the bundled alias, an export of the same weights): their vectors of texts in another
+# language say little about meaning, so search leans on keywords there (see search.py).
+_ENGLISH_ONLY_MODELS = ("all-minilm-", "all-mpnet-", "all-distilroberta-", "multi-qa-",
+                        "msmarco-", "bge-small-en", "bge-base-en", "bge-large-en")
+
 Modality = Literal["text", "image"]
 Role = Literal["document", "query"]
 
@@ -71,6 +77,15 @@ class EncoderInfo:
     def random_weights(self) -> bool:
         """True for a model on random weights: its vectors mean nothing beyond speed tests."""
         return RANDOM_WEIGHTS_MARK in self.spec
+
+    def knows_language(self, language: str) -> bool:
+        """Whether the model was trained on texts in ``language`` (an ISO 639-1 code, or
+        ``multi`` for several): False only for the English-only models kinsight knows of; an
+        unknown model is taken at its word."""
+        model = self.spec.partition(":")[2].lower()
+        if any(name in model for name in _ENGLISH_ONLY_MODELS):
+            return language == "en"
+        return True
 
     def warnings(self) -> list[str]:
         """What a result computed with this encoder must tell its reader."""

@@ -8,6 +8,7 @@ as their argument, and ``collection.Collection`` puts them on top as methods.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from .analysers import AUTO, check_language
 from .encoders import EncoderInfo
 from .errors import DimensionMismatchError, InvalidInputError, NotFoundError
 from .filters import FilterInput
@@ -27,6 +29,8 @@ from .spaces import METRICS, VectorSpace
 from .storage import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
 
 __all__ = ["IndexedCollection", "Item"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,16 +104,29 @@ class IndexedCollection:
         metric: str = "cosine",
         chunk_words: int | None = None,
         recall_target: float = 0.95,
+        language: str = AUTO,
     ) -> VectorSpace:
-        """The space ``name``, created on first use; an existing one must have the same encoder."""
+        """The space ``name``, created on first use; an existing one must have the same encoder.
+
+        ``language`` is that of a text space's keyword index (analysers.py): ``auto`` detects
+        it from the texts at its first BM25 build, and leaves an existing space's alone; a code
+        other than an existing space's records it, and its BM25 index is rebuilt."""
         validate_space_name(name)
         if metric not in METRICS:
             raise InvalidInputError(f"unknown metric {metric!r}; use one of {list(METRICS)}")
+        language = check_language(language)
         if name not in self.spaces():
             self.tables.create_space(name, encoder, source_fields, metric, chunk_words,
-                                     recall_target)
+                                     recall_target, language if encoder.modality == "text" else None)
         existing = self.space(name)
         existing.check_encoder(encoder)
+        if language != AUTO and existing.encoder.modality == "text" \
+                and language != (existing.language or "en"):
+            log.info("%s/%s: keyword language %s -> %s; its BM25 index will be rebuilt",
+                     self.name, name, existing.language or "en", language)
+            self.tables.db.set_language(self.name, name, language)
+            self.forget_schema()
+            existing = self.space(name)
         return existing
 
     # -- writing ----------------------------------------------------------------------------

@@ -1,32 +1,34 @@
-"""BM25 over a space's source fields, with bm25s (sparse-matrix BM25) and PyStemmer.
+"""BM25 over a space's source fields, with bm25s (sparse-matrix BM25), analysed in the space's
+language (see analysers.py: Snowball stemmers, CJK bigrams).
 
 DuckDB's fts extension would do this inside the database, but extensions cannot be installed
 offline; bm25s is a pip package, fast, and matches the reference BM25 figures of the eval data.
 bm25s cannot update an index in place, so the index is rebuilt when its collection changed (a few
-seconds for 30k documents) and saved beside the FAISS files with the generation it reflects.
+seconds for 30k documents) and saved beside the FAISS files with the generation it reflects and
+the analyser that built it; a space whose language changed is rebuilt.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import shutil
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .analysers import AUTO, Analyser, analyser_for, detect_language, load_bm25s
+from .errors import InvalidInputError
 from .spaces import VectorSpace
 from .storage import CollectionTables
 
 if TYPE_CHECKING:
     import bm25s
 
-__all__ = ["SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper", "tokenize"]
+__all__ = ["SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper"]
 
 log = logging.getLogger(__name__)
 
@@ -34,53 +36,33 @@ log = logging.getLogger(__name__)
 SYNC_REBUILD_LIMIT = 20_000
 
 
-@functools.cache
-def _bm25s() -> ModuleType:
-    """bm25s, imported on first use (it brings scipy: most commands never need it)."""
-    import bm25s
-
-    # bm25s sets its own logger to DEBUG on import, which prints a line on every index build.
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    return bm25s
-
-
-@functools.cache
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """Lower-cased words of two or more characters, English stop words removed, stemmed."""
-    return _bm25s().tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False,
-                             show_progress=False)
-
-
 class LexicalIndex:
-    """A BM25 index of documents identified by item id."""
+    """A BM25 index of documents identified by item id, and the analyser of its terms."""
 
-    def __init__(self, ids: list[str], bm25: bm25s.BM25, generation: int) -> None:
+    def __init__(self, ids: list[str], bm25: bm25s.BM25, generation: int,
+                 analyser: Analyser) -> None:
         self.ids = ids
         self.bm25 = bm25
         self.generation = generation
+        self.analyser = analyser
         self._position = {item_id: i for i, item_id in enumerate(ids)}
 
     @classmethod
-    def build(cls, ids: list[str], texts: Iterable[str], generation: int) -> LexicalIndex:
-        bm25 = _bm25s().BM25()
-        tokens = _bm25s().tokenize(list(texts), stopwords="en", stemmer=_stemmer(),
-                                   show_progress=False)
+    def build(cls, ids: list[str], texts: Iterable[str], generation: int,
+              analyser: Analyser) -> LexicalIndex:
+        bm25 = load_bm25s().BM25()
+        tokens = analyser.corpus(list(texts))
         if not tokens.vocab:  # no words at all (or no items): bm25s cannot index that
-            return cls([], bm25, generation)
+            return cls([], bm25, generation, analyser)
         bm25.index(tokens, show_progress=False)
-        return cls(ids, bm25, generation)
+        return cls(ids, bm25, generation, analyser)
 
     def search(
         self, query: str, k: int, allowed: set[str] | None = None
     ) -> list[tuple[str, float]]:
-        """Top ``k`` ``(id, score)`` with a positive BM25 score, best first."""
-        tokens = tokenize([query])
+        """Top ``k`` ``(id, score)`` with a positive BM25 score, best first; the query is
+        analysed like the documents."""
+        tokens = self.analyser.tokens([query])
         if not self.ids or not tokens[0]:
             return []
         mask = None
@@ -94,11 +76,14 @@ class LexicalIndex:
 
 
 class LexicalKeeper:
-    """Owns the BM25 index of one space; rebuilds it when the collection's generation moved.
+    """Owns the BM25 index of one space; rebuilds it when the collection's generation moved or
+    the space's language changed.
 
     Small indexes are rebuilt on the spot. A large one (a rebuild takes seconds: 2.6 s at 33k
     documents) is rebuilt in a background thread while searches keep using the previous one;
-    ``current`` says whether what it returns is stale, so callers can drop deleted items.
+    ``current`` says whether what it returns is stale, so callers can drop deleted items. A
+    space whose language is ``auto`` gets it detected from its texts at the first build that
+    has any, and recorded in the catalog (in memory only, in a read-only store).
     """
 
     def __init__(self, tables: CollectionTables, space: VectorSpace, folder: Path | None) -> None:
@@ -106,9 +91,21 @@ class LexicalKeeper:
         self.space = space
         self.folder = None if folder is None else folder / f"{space.name}.bm25"
         self._index: LexicalIndex | None = None
-        self._saved_generation = -1
+        self._saved: tuple[int, str] | None = None  # generation and analyser of the files
         self._lock = threading.Lock()
         self._rebuild: threading.Thread | None = None
+
+    def language(self) -> str | None:
+        """The space's language as the catalog has it now (it can change after this keeper was
+        made); None for a space made before languages were recorded (English)."""
+        space = self.tables.spaces().get(self.space.name, self.space)
+        return space.language
+
+    def _fits(self, generation: int, analyser: Analyser, now: int) -> bool:
+        """Whether an index of ``generation`` built by ``analyser`` serves the space ``now``
+        (``auto``: whichever analyser the detection chose)."""
+        language = self.language()
+        return generation == now and (language == AUTO or analyser == analyser_for(language))
 
     def current(self) -> tuple[LexicalIndex, bool]:
         """The index and whether it is fresh (False: a rebuild is under way in the background)."""
@@ -118,7 +115,7 @@ class LexicalKeeper:
                 self._index = self._load(generation)
             if self._index is None:
                 self._index = self._build(generation)
-            if self._index.generation == generation:
+            if self._fits(self._index.generation, self._index.analyser, generation):
                 return self._index, True
             if len(self._index.ids) < SYNC_REBUILD_LIMIT:
                 self._index = self._build(generation)
@@ -143,15 +140,24 @@ class LexicalKeeper:
             log.exception("background BM25 rebuild of %s/%s failed", self.tables.name,
                           self.space.name)
             return
-        with self._lock:
-            if self._index is None or rebuilt.generation > self._index.generation:
+        with self._lock:  # not older than the one in use (a language change keeps generation)
+            if self._index is None or rebuilt.generation >= self._index.generation:
                 self._index = rebuilt
 
     def _build(self, generation: int) -> LexicalIndex:
         rows = self.tables.texts(self.space.source_fields)
-        log.info("building BM25 index of %s/%s over %d items", self.tables.name,
-                 self.space.name, len(rows))
-        return LexicalIndex.build([r[0] for r in rows], (r[1] for r in rows), generation)
+        language = self.language()
+        if language == AUTO and rows:
+            language = detect_language([r[1] for r in rows])
+            log.info("%s/%s: texts detected as %r", self.tables.name, self.space.name, language)
+            if not self.tables.db.read_only:
+                self.tables.db.set_language(self.tables.name, self.space.name, language)
+                self.tables.forget_schema()
+        analyser = analyser_for(language)
+        log.info("building BM25 index of %s/%s over %d items (%s)", self.tables.name,
+                 self.space.name, len(rows), analyser.name)
+        return LexicalIndex.build([r[0] for r in rows], (r[1] for r in rows), generation,
+                                  analyser)
 
     def _load(self, generation: int) -> LexicalIndex | None:
         folder = self.folder
@@ -163,19 +169,24 @@ class LexicalKeeper:
                 log.warning("%s: built from another collection named %r (a dropped one); "
                             "rebuilding", folder, self.tables.name)
                 return None
-            if state["generation"] != generation:
-                return None
-            index = LexicalIndex(state["ids"], _bm25s().BM25.load(str(folder)), generation)
-        except (OSError, ValueError, KeyError) as e:
+            # Folders saved before analysers were recorded were all built by the English one.
+            analyser = analyser_for(state.get("language", "en"))
+            if state.get("analyser", analyser.name) != analyser.name \
+                    or not self._fits(state["generation"], analyser, generation):
+                return None  # stale, or built by another analyser (or by an older definition)
+            index = LexicalIndex(state["ids"], load_bm25s().BM25.load(str(folder)),
+                                 generation, analyser)
+        except (OSError, ValueError, KeyError, InvalidInputError) as e:
             log.warning("BM25 index at %s is unreadable (%s); rebuilding", folder, e)
             return None
-        self._saved_generation = generation
+        self._saved = (index.generation, analyser.name)
         return index
 
     def save(self) -> None:
         folder, index = self.folder, self._index
         if folder is None or index is None or not index.ids \
-                or index.generation == self._saved_generation or self.tables.db.read_only \
+                or (index.generation, index.analyser.name) == self._saved \
+                or self.tables.db.read_only \
                 or not self.tables.exists():  # a dropped collection's files: swept anyway
             return
         tmp = folder.with_name(folder.name + ".tmp")
@@ -184,7 +195,8 @@ class LexicalKeeper:
         # The state file goes last: a folder without it is ignored and rebuilt.
         (tmp / "kinsight.json").write_text(json.dumps(
             {"generation": index.generation, "collection_uid": self.tables.uid,
+             "language": index.analyser.language, "analyser": index.analyser.name,
              "ids": index.ids}))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
-        self._saved_generation = index.generation
+        self._saved = (index.generation, index.analyser.name)

@@ -20,7 +20,10 @@ class VectorSpace:
     ``metric`` is how vectors compare (cosine vectors are stored unit-length);
     ``chunk_words`` is the chunk size long texts were split into (None: never split);
     ``recall_target`` is what an approximate index must reach against exact search;
-    ``index_spec`` is the FAISS factory string of its current index (None until first built).
+    ``index_spec`` is the FAISS factory string of its current index (None until first built);
+    ``language`` is the language its keyword (BM25) index analyses texts in (see analysers.py):
+    a code, ``auto`` until detected from the texts, None in spaces made before it was recorded
+    (English, what they were analysed as).
     """
 
     collection: str
@@ -31,10 +34,36 @@ class VectorSpace:
     chunk_words: int | None
     recall_target: float
     index_spec: str | None = None
+    language: str | None = None
 
     @property
     def dim(self) -> int:
         return self.encoder.dim
+
+    @property
+    def keyword_language(self) -> str | None:
+        """The language its BM25 index analyses texts in, as shown to users: None for a space
+        of pictures (no keyword index), ``en`` for a space made before languages were recorded."""
+        if self.encoder.modality != "text":
+            return None
+        return self.language or "en"
+
+    def encoder_knows_language(self) -> bool:
+        """Whether the encoder was trained on the language of the space's texts; a space of
+        pictures, or one whose language is still to be detected (``auto``), counts as known."""
+        language = self.keyword_language
+        return language in (None, "auto") or self.encoder.knows_language(language)
+
+    def warnings(self) -> list[str]:
+        """What a result from this space must tell its reader: the encoder's warnings, and
+        that it does not know the language of the space's texts, where it does not."""
+        if self.encoder_knows_language():
+            return self.encoder.warnings()
+        return [*self.encoder.warnings(),
+                f"encoder {self.encoder.spec} was not trained on {self.keyword_language!r}, the "
+                f"language of space {self.name!r}: its dense similarities mean little here, so "
+                "mode auto weighs them 0.2 against keywords (BM25) 0.8; mode hybrid fuses as "
+                "asked (or build the space with a multilingual encoder)"]
 
     def check_encoder(self, other: EncoderInfo) -> None:
         """Refuse vectors or queries from another model than the one that built this space."""
@@ -53,7 +82,7 @@ class VectorSpace:
         return cls(collection=row["collection"], name=row["name"], encoder=info,
                    metric=row["metric"], source_fields=tuple(row["source_fields"]),
                    chunk_words=row["chunk_words"], recall_target=row["recall_target"],
-                   index_spec=row.get("index_spec"))
+                   index_spec=row.get("index_spec"), language=row.get("language"))
 
 
 def encoder_for(space: VectorSpace, modality: Modality) -> Encoder:

@@ -62,6 +62,9 @@ class IngestOptions:
     replaces that by any number of spaces (text and image) built in the same pass.
     ``batch_size`` is the number of records per write transaction. ``max_chunks`` is the most
     chunks of one item's text that are encoded (None: no cap); see ``chunking.DEFAULT_MAX_CHUNKS``.
+    ``language`` is that of the text spaces' keyword (BM25) index: a code (``kinsight.engine.
+    analysers``), ``multi`` for several, or ``auto``: detected from the texts for a new space,
+    unchanged for an existing one. A code that differs from an existing space's rebuilds its index.
     """
 
     collection: str
@@ -73,6 +76,7 @@ class IngestOptions:
     chunk_overlap: int = 32
     spaces: tuple[SpaceSource, ...] = ()
     max_chunks: int | None = DEFAULT_MAX_CHUNKS
+    language: str = "auto"
 
     def sources(self) -> tuple[SpaceSource, ...]:
         """The spaces this ingest builds."""
@@ -213,7 +217,8 @@ def text_chunker(collection: Collection, space: str, encoder: Encoder, fields: S
     max_words = words_per_chunk(encoder.info.max_tokens)
     chunker = Chunker(max_words, capped_overlap(max_words, options.chunk_overlap),
                       options.max_chunks)  # checked before the space is created
-    collection.ensure_space(space, encoder.info, source_fields=fields, chunk_words=max_words)
+    collection.ensure_space(space, encoder.info, source_fields=fields, chunk_words=max_words,
+                            language=options.language)
     return chunker
 
 

@@ -31,7 +31,8 @@ def collections(ctx: typer.Context, store: StoreOpt = DEFAULT_STORE, as_json: Js
     table = Table("collection", "items", "spaces", "fields")
     for row in rows:
         table.add_row(row["name"], str(row["count"]),
-                      ", ".join(f"{s['name']} ({s['encoder']}, {s['dim']}-d, {s['index']})"
+                      ", ".join(f"{s['name']} ({s['encoder']}, {s['dim']}-d, {s['index']}"
+                                f"{', ' + s['language'] if s['language'] else ''})"
                                 for s in row["spaces"]),
                       ", ".join(row["fields"]))
     console.print(table)
@@ -54,5 +55,5 @@ def _describe(store: Store, name: str) -> dict[str, Any]:
     return {"name": name, "count": coll.count(), "fields": coll.fields(),
             "spaces": [{"name": s.name, "encoder": s.encoder.spec, "dim": s.dim,
                         "metric": s.metric, "fingerprint": s.encoder.fingerprint,
-                        "index": s.index_spec,
+                        "index": s.index_spec, "language": s.keyword_language,
                         "source_fields": list(s.source_fields)} for s in coll.spaces().values()]}

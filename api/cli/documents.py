@@ -80,6 +80,11 @@ def ingest(
     max_chunks: Annotated[int, typer.Option(
         min=1, help="Encode at most N chunks of one item's text, its beginning; the whole text "
                     "stays in its fields for BM25, and items cut are listed.")] = DEFAULT_MAX_CHUNKS,
+    language: Annotated[str, typer.Option(
+        help="Language of the keyword (BM25) index of the text space(s): a code such as en, de, "
+             "ru, ja; multi for several languages; auto detects it from the texts (a new space) "
+             "or keeps the one an existing space has. A new code rebuilds the BM25 index.")
+    ] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Read records, embed their text (or pictures) and store them; re-running skips unchanged items.
@@ -101,7 +106,7 @@ def ingest(
     options = IngestOptions(collection=collection, text_fields=tuple(text_field or ["text"]),
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
-                            spaces=spaces, max_chunks=max_chunks)
+                            spaces=spaces, max_chunks=max_chunks, language=language)
     _check_before_loading_models(path, options)
     with open_store(store, create=True) as opened:
         report = ingest_file(opened, path, options, progress=not as_json)
@@ -194,7 +199,7 @@ def search(
             searched = coll.space(space)
             query = ById(like, space=like_space) if like else text
             hits = coll.search_many([query], options)[0]  # type: ignore[list-item]
-    print_warnings(err, searched.encoder.warnings())  # on stderr, so --json stays parseable
+    print_warnings(err, searched.warnings())  # on stderr, so --json stays parseable
     if as_json:
         console.print_json(data=[hit_to_dict(h) for h in hits])
         return

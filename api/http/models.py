@@ -95,6 +95,9 @@ class SpaceInfo(BaseModel):
     metric: str
     source_fields: list[str]
     chunk_words: int | None
+    language: str | None = Field(
+        description="Language of the keyword (BM25) index of a text space ('auto' until detected "
+                    "from its texts, 'multi' for several); null for other spaces.")
 
 
 class CollectionInfo(BaseModel):
@@ -147,6 +150,11 @@ class UpsertRequest(_Request):
         description="Fields joined into the text that is encoded. Left out, an existing space "
                     "keeps the fields it was built from.")
     space: str = "text"
+    language: str = Field(
+        default="auto",
+        description="Language of the space's keyword (BM25) index: a code such as en, de, ru, "
+                    "ja; 'multi' for several; 'auto' detects it for a new space and keeps an "
+                    "existing space's. A new code rebuilds the BM25 index.")
 
 
 class ProblemOut(BaseModel):

@@ -20,7 +20,7 @@ def collection_info(collection: Collection) -> CollectionInfo:
         SpaceInfo(name=space.name, encoder=space.encoder.spec,
                   fingerprint=space.encoder.fingerprint, modality=space.encoder.modality,
                   dim=space.dim, metric=space.metric, source_fields=list(space.source_fields),
-                  chunk_words=space.chunk_words)
+                  chunk_words=space.chunk_words, language=space.keyword_language)
         for space in collection.spaces().values()
     ]
     return CollectionInfo(name=collection.name, count=collection.count(),

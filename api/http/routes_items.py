@@ -60,7 +60,8 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
                 collection=name, text_fields=text_fields, space=body.space,
                 encoder=settings.encoder if space is None else space.encoder.spec,
                 # One transaction for all the items: they are written all or none.
-                batch_size=len(records), max_chunks=settings.max_chunks_per_item)
+                batch_size=len(records), max_chunks=settings.max_chunks_per_item,
+                language=body.language)
             report = ingest_records(store, records, options, progress=False)
             written, unchanged = report.written, report.unchanged
             problems += report.problems

@@ -34,7 +34,7 @@ def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchR
     hits = collection.search(_query(body), options)
     took_ms = (time.perf_counter() - started) * 1000
     return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
-                          warnings=collection.space(body.space).encoder.warnings())
+                          warnings=collection.space(body.space).warnings())
 
 
 def _query(body: SearchRequest) -> Query:

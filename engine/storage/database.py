@@ -52,10 +52,12 @@ CREATE TABLE IF NOT EXISTS kinsight.spaces (
     collection VARCHAR NOT NULL, name VARCHAR NOT NULL, encoder_spec VARCHAR NOT NULL,
     modality VARCHAR NOT NULL, dim INTEGER NOT NULL, fingerprint VARCHAR NOT NULL,
     max_tokens INTEGER, metric VARCHAR NOT NULL, source_fields VARCHAR[] NOT NULL,
-    chunk_words INTEGER, recall_target DOUBLE NOT NULL, index_spec VARCHAR
+    chunk_words INTEGER, recall_target DOUBLE NOT NULL, index_spec VARCHAR, language VARCHAR
 );
 -- Stores created before spaces recorded their index type.
 ALTER TABLE kinsight.spaces ADD COLUMN IF NOT EXISTS index_spec VARCHAR;
+-- Stores created before spaces recorded the language of their BM25 index (NULL: English).
+ALTER TABLE kinsight.spaces ADD COLUMN IF NOT EXISTS language VARCHAR;
 -- Analysis runs (see runs.py); their result tables live in the collection's schema.
 CREATE TABLE IF NOT EXISTS kinsight.runs (
     run_id VARCHAR NOT NULL, collection VARCHAR NOT NULL, operation VARCHAR NOT NULL,
@@ -245,15 +247,23 @@ class Database:
     @staticmethod
     def add_space(con: duckdb.DuckDBPyConnection, row: list[Any]) -> None:
         """Catalog a space: collection, name, encoder spec, modality, dim, fingerprint,
-        max_tokens, metric, source_fields, chunk_words, recall_target."""
-        con.execute("INSERT INTO kinsight.spaces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                    row)
+        max_tokens, metric, source_fields, chunk_words, recall_target, language."""
+        con.execute("INSERT INTO kinsight.spaces (collection, name, encoder_spec, modality, dim, "
+                    "fingerprint, max_tokens, metric, source_fields, chunk_words, recall_target, "
+                    "language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def set_index_spec(self, collection: str, space: str, factory: str) -> None:
         """Record which index type a space has (no generation bump: no item changed)."""
         with self.writing() as con:
             con.execute("UPDATE kinsight.spaces SET index_spec = ? WHERE collection = ? "
                         "AND name = ?", [factory, collection, space])
+
+    def set_language(self, collection: str, space: str, language: str) -> None:
+        """Record the language of a space's BM25 index (no generation bump: no item changed;
+        the BM25 folder records its analyser, so the index is rebuilt when that differs)."""
+        with self.writing() as con:
+            con.execute("UPDATE kinsight.spaces SET language = ? WHERE collection = ? "
+                        "AND name = ?", [language, collection, space])
 
     @staticmethod
     def add_run(con: duckdb.DuckDBPyConnection, row: list[Any]) -> None:

@@ -129,7 +129,8 @@ class CollectionTables:
             cur.execute(self._vectors_id_index(space.name))
 
     def create_space(self, name: str, encoder: EncoderInfo, source_fields: Sequence[str],
-                     metric: str, chunk_words: int | None, recall_target: float) -> None:
+                     metric: str, chunk_words: int | None, recall_target: float,
+                     language: str | None) -> None:
         """Add a vector space and its table (a new, empty space changes no item)."""
         try:
             with self.db.writing() as con:
@@ -142,7 +143,8 @@ class CollectionTables:
                 con.execute(self._vectors_id_index(name))
                 self.db.add_space(con, [self.name, name, encoder.spec, encoder.modality,
                                         encoder.dim, encoder.fingerprint, encoder.max_tokens,
-                                        metric, list(source_fields), chunk_words, recall_target])
+                                        metric, list(source_fields), chunk_words, recall_target,
+                                        language])
         finally:
             self.forget_schema()
 
