@@ -34,8 +34,9 @@ from .sentence_encoder import (
     weights_fingerprint,
 )
 
-__all__ = ["MIN_MEAN_COSINE", "REFERENCE", "SAMPLE_SIZE", "PrepareOptions", "fastest_passing",
-           "needs_prepare", "prepare_if_unrecorded", "prepare_text_encoder", "run_gate"]
+__all__ = ["MIN_MEAN_COSINE", "REFERENCE", "SAMPLE_SIZE", "PrepareOptions", "cpu_candidates",
+           "fastest_passing", "needs_prepare", "prepare_if_unrecorded", "prepare_text_encoder",
+           "run_gate"]
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,10 @@ def fastest_passing(results: Iterable[VariantResult]) -> str:
     return max(passed, key=lambda r: r.docs_per_second or 0.0).variant
 
 
-def _candidates(reference: SentenceEncoder, argument: str, fingerprint: str
+def cpu_candidates(reference: SentenceEncoder, argument: str, fingerprint: str
                 ) -> tuple[dict[str, Encoder], list[VariantResult]]:
-    """The variants that can run here, beside notes on those that cannot."""
+    """The variants that can run here (``reference`` among them, as ``REFERENCE``), beside notes
+    on those that cannot; exports the ONNX graphs of the model in ``argument`` when missing."""
     candidates: dict[str, Encoder] = {REFERENCE: reference}
     notes: list[VariantResult] = []
     if model_cache.has_amx():
@@ -186,7 +188,7 @@ def prepare_text_encoder(spec: str, texts: Iterable[str], options: PrepareOption
     reference = load_sentence_variant(argument, REFERENCE)
     if not isinstance(reference, SentenceEncoder):
         raise EncoderError(f"{spec} loaded as {reference!r}, not as torch float32")
-    candidates, notes = _candidates(reference, argument, fingerprint)
+    candidates, notes = cpu_candidates(reference, argument, fingerprint)
     results = run_gate(candidates, sample, options, progress=progress)
     choice = VariantChoice(
         variant=fastest_passing(results), spec=reference.info.spec, fingerprint=fingerprint,

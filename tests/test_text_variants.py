@@ -184,17 +184,16 @@ def test_no_bf16_variant_without_amx(minilm_export: Path, fp32: Encoder,
     assert isinstance(fp32, SentenceEncoder)
     monkeypatch.setattr(model_cache, "cpu_flags", lambda: frozenset({"avx2", "fma", "f16c"}))
     avx2_key = model_cache.machine_key()
-    candidates, notes = model_prepare._candidates(fp32, "", fp32.info.fingerprint)
+    candidates, notes = model_prepare.cpu_candidates(fp32, "", fp32.info.fingerprint)
     assert "torch-bf16" not in candidates and {"onnx-fp32", "onnx-int8"} <= set(candidates)
     assert [n.variant for n in notes] == ["torch-bf16"] and "AMX" in notes[0].note
     monkeypatch.setattr(model_cache, "cpu_flags",
                         lambda: frozenset({"avx2", "avx512f", "amx_tile", "amx_bf16"}))
-    candidates, notes = model_prepare._candidates(fp32, "", fp32.info.fingerprint)
+    candidates, notes = model_prepare.cpu_candidates(fp32, "", fp32.info.fingerprint)
     assert "torch-bf16" in candidates and not notes
     assert model_cache.machine_key() != avx2_key  # each kind of CPU keeps its own choice
 
 
-@pytest.mark.slow
 def test_ingest_prepares_when_nothing_is_recorded(fresh_cache: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encoders, "_cache", {})  # the variant ingest loads stays in this test
@@ -209,7 +208,6 @@ def test_ingest_prepares_when_nothing_is_recorded(fresh_cache: Path, tmp_path: P
     assert model_cache.read_choice(encoders.load_encoder(MINILM).info.fingerprint) is not None
 
 
-@pytest.mark.slow
 def test_search_encodes_the_query_without_torch(fresh_cache: Path, tmp_path: Path) -> None:
     """With an ONNX variant chosen, ``kinsight search`` in a fresh process never imports torch."""
     int8 = variant("onnx-int8")
@@ -246,3 +244,11 @@ def test_pinned_variant_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(model_cache.VARIANT_ENV, "ONNX-INT8")
     assert model_cache.pinned_variant() == "onnx-int8"
 
+
+
+def test_prepare_command_refuses_other_encoders(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "a text"}) + "\n")
+    result = CliRunner().invoke(app, ["model", "prepare", str(path), "--encoder", "fake:dim=8"])
+    assert result.exit_code == 2
+    assert "sentence-transformers" in result.output and "fake" in result.output
