@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -29,6 +30,7 @@ from kinsight.engine import Store, load_encoder
 from kinsight.indexers import IngestOptions, IngestReport, ingest_records
 from kinsight.indexers.chunking import chunk_text, words_per_chunk
 from kinsight.indexers.devices import configure_cpu_threads
+from kinsight.indexers.model_cache import VARIANT_ENV
 from kinsight.indexers.records import Record
 from kinsight.indexers.sentence_encoder import CPU_BATCH_SIZE
 
@@ -112,6 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    # kinsight's overhead over the same fp32 model; benchmarks/encoder_variants.py times the
+    # faster variants a machine may have recorded (kinsight model prepare).
+    os.environ.setdefault(VARIANT_ENV, "torch-fp32")
     threads = configure_cpu_threads()  # before any model runs: both sides get the same pool
     records = corpus_records(args.docs, args.seed)
     options = IngestOptions(collection="bench")

@@ -2,21 +2,22 @@
 
 Kept apart from the encoders so every model (text now, images later) picks devices and threads the
 same way, and so this is the one place in ``kinsight.indexers`` that asks torch about hardware.
+torch is imported only when a question needs it: the ONNX Runtime query path asks about threads
+and whether a GPU may be present without paying for torch.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
 import threading
 
-import torch
-
 from kinsight.engine.errors import InvalidInputError
 
-__all__ = ["DEVICE_ENV", "THREADS_ENV", "configure_cpu_threads", "model_device", "pick_device",
-           "usable_cores"]
+__all__ = ["DEVICE_ENV", "THREADS_ENV", "configure_cpu_threads", "cpu_threads", "gpu_may_be_present",
+           "model_device", "pick_device", "usable_cores"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def pick_device(requested: str | None = None) -> str:
 
     Raises ``InvalidInputError`` for an unknown device name, or for a GPU that is not there.
     """
+    import torch
+
     if requested is None or not requested.strip():
         return "cuda" if torch.cuda.is_available() else "cpu"
     device = requested.strip().lower()
@@ -100,6 +103,22 @@ def _threads_from_env() -> int | None:
     return None
 
 
+def cpu_threads() -> int:
+    """Threads a model may use on the CPU: ``KINSIGHT_THREADS``, else ``OMP_NUM_THREADS``, else one
+    per usable core."""
+    explicit = _threads_from_env()
+    return explicit if explicit is not None else usable_cores()
+
+
+def gpu_may_be_present() -> bool:
+    """False when no CUDA or ROCm device node exists, so the CPU is certainly where models run;
+    True when one might be usable (then only torch can tell). Costs a few file checks, not torch."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd") \
+        or not os.path.isdir("/dev")  # no /dev to look in (Windows): ask torch
+
+
 def configure_cpu_threads() -> int:
     """Give torch one intra-op thread per usable core (or the count set in the environment).
 
@@ -111,6 +130,8 @@ def configure_cpu_threads() -> int:
     with _threads_lock:
         if _configured_threads is not None:
             return _configured_threads
+        import torch
+
         explicit = _threads_from_env()
         threads = explicit if explicit is not None else usable_cores()
         torch.set_num_threads(threads)

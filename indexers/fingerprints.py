@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported only to hash weights in memory: file hashes need none
+    import torch
 
 __all__ = ["FINGERPRINT_CHARS", "hash_files", "hash_parameters"]
 
@@ -31,6 +33,8 @@ def hash_files(paths: Iterable[Path]) -> str:
 def hash_parameters(model: torch.nn.Module) -> str:
     """Fingerprint of the weights in memory (names and float32 values), for models whose files
     are not at hand: Hub models loaded by name, randomly initialised ones."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode("utf-8"))

