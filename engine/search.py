@@ -134,10 +134,7 @@ def search_many(
     if options.mode not in ("auto", "dense", "bm25", "hybrid"):
         raise InvalidInputError(f"unknown mode {options.mode!r}; use auto, dense, bm25 or hybrid")
     space = collection.space(options.space)
-    for warning in space.encoder.warnings():
-        log.warning("collection %r, space %r: %s", collection.name, space.name, warning)
-    if not space.encoder_knows_language():
-        _warn_language_once(collection.name, collection.uid, space)
+    _log_warnings_once(collection.name, collection.uid, space)
     mode = resolve_mode(options.mode, space, queries)
     fusion = options.fusion
     if options.mode == "auto" and mode == "hybrid" and not space.encoder_knows_language():
@@ -197,10 +194,12 @@ def resolve_mode(mode: SearchMode, space: VectorSpace, queries: Sequence[Query])
 
 
 @functools.lru_cache(maxsize=256)
-def _warn_language_once(name: str, uid: str, space: VectorSpace) -> None:
-    """Logged once per space and process: it holds for every search of the space, which a server
-    would log on every request (CLI and HTTP results carry it each time: ``space.warnings()``)."""
-    log.warning("collection %r, space %r: %s", name, space.name, space.warnings()[-1])
+def _log_warnings_once(name: str, uid: str, space: VectorSpace) -> None:
+    """Logged once per space and process: a space's warnings (random weights, an unknown
+    language) hold for every search of it, which a server would log on every request; CLI and
+    HTTP results carry them each time (``space.warnings()``)."""
+    for warning in space.warnings():
+        log.warning("collection %r, space %r: %s", name, space.name, warning)
 
 
 # -- dense ----------------------------------------------------------------------------------------
