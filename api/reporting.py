@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from kinsight.engine import Hit
 
-__all__ = ["hit_to_dict", "json_ready", "print_hits", "print_warnings", "snippet"]
+__all__ = ["hit_to_dict", "json_ready", "keep_whole", "print_hits", "print_warnings", "snippet"]
 
 SNIPPET_CHARS = 160
 
@@ -47,10 +48,20 @@ def snippet(hit: Hit, text_field: str = "text") -> str:
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS - 1] + "…"
 
 
+def keep_whole(table: Table, column: int, values: Iterable[Any]) -> None:
+    """Never cut or wrap the cells of ``column``: ids are copied from tables into ``--like``,
+    ``--run`` and SQL. The column gets the width of its longest value; the others give way."""
+    target = table.columns[column]
+    target.no_wrap = True
+    target.ratio = None  # a share of the width would override the minimum
+    target.min_width = max([len(str(v)) for v in values] + [len(str(target.header))])
+
+
 def print_hits(console: Console, hits: list[Hit], *, title: str) -> None:
     table = Table(title=title, title_justify="left", expand=True)
     table.add_column("#", justify="right", width=3)
-    table.add_column("id", overflow="fold", ratio=1)
+    table.add_column("id", ratio=1)
+    keep_whole(table, 1, [hit.id for hit in hits])
     table.add_column("score", justify="right", width=7)
     table.add_column("text", ratio=4)
     for rank, hit in enumerate(hits, start=1):

@@ -21,6 +21,7 @@ from kinsight.engine import (
     read_run_table,
 )
 
+from ..reporting import keep_whole
 from .common import (
     DEFAULT_STORE,
     CollectionOpt,
@@ -148,6 +149,7 @@ def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:
                           ("pct", {"justify": "right", "width": 6}), ("flag", {"width": 4}),
                           ("nearest reference items", {"ratio": 3}), ("text", {"ratio": 3})):
         table.add_column(name, overflow="fold", **options)  # type: ignore[arg-type]
+    keep_whole(table, 1, [score.id for score in shown])
     for rank, score in enumerate(shown, start=1):
         item = fields.get(score.id, {})
         text = " ".join(str(item.get("title") or item.get("text") or "").split())[:160]

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from kinsight.engine import ProbeOptions, ProbeResult, SqlWhere, ZeroShotOptions, read_run_table
 
+from ..reporting import keep_whole
 from .common import (
     DEFAULT_STORE,
     CollectionOpt,
@@ -122,6 +123,7 @@ def _zero_shot(collection: str, store: Path, labels: list[str], options: ZeroSho
     console.print(table)
     least = sorted(result.predictions, key=lambda p: p.probability)[: top or None]
     doubts = Table("id", "label", "probability", title="least certain", title_justify="left")
+    keep_whole(doubts, 0, [p.id for p in least])
     for p in least:
         doubts.add_row(p.id, p.label, f"{p.probability:.3f}")
     console.print(doubts)
@@ -146,6 +148,7 @@ def _print(result: ProbeResult, top: int) -> None:
                    title_justify="left")
     for column in ("id", "stored", "p(stored)", "suggested", "confidence"):
         doubts.add_column(column)
+    keep_whole(doubts, 0, [d.id for d in result.disagreements[: top or None]])
     for d in result.disagreements[: top or None]:
         doubts.add_row(d.id, d.stored_label, f"{d.stored_probability:.3f}", d.suggested_label,
                        f"{d.confidence:.3f}")

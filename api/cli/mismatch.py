@@ -20,7 +20,7 @@ from kinsight.engine import (
     read_run_table,
 )
 
-from ..reporting import print_warnings
+from ..reporting import keep_whole, print_warnings
 from .common import (
     DEFAULT_STORE,
     CollectionOpt,
@@ -77,6 +77,7 @@ def pairs_command(
         return
     table = Table("id", "score", "cosine", "z", "rank",
                   title=f"{result.a} vs {result.b}: {len(result.pairs)} pairs, worst first")
+    keep_whole(table, 0, [p.id for p in result.pairs[:limit]])
     for p in result.pairs[:limit]:
         table.add_row(p.id, f"{p.score:.3f}", f"{p.cosine:.3f}", f"{p.z:.2f}", f"{p.rank:.3f}")
     _finish(table, result.warnings, result.run_id, result.seconds)
@@ -112,6 +113,7 @@ def labels_command(
     table = Table("id", "label", "suggested", "confidence", "support", "flagged",
                   title=f"{result.label_field} ({result.method}): {result.flagged} of "
                         f"{len(result.items)} items flagged, worst first")
+    keep_whole(table, 0, [m.id for m in result.items[:limit]])
     for item in result.items[:limit]:
         table.add_row(item.id, item.label, item.suggested, f"{item.confidence:.2f}",
                       f"{item.support:.2f}", "yes" if item.flagged else "")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kinsight.engine import Collection, RunInfo, get_run, list_runs, read_run_table
 
+from ..reporting import keep_whole
 from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, fail, open_store
 from .results import check_export_path, export_table
 
@@ -42,6 +43,7 @@ def list_command(
         return
     table = Table("run id", "operation", "created (UTC)", "tables", "summary",
                   title=f"runs of {collection}")
+    keep_whole(table, 0, [run.run_id for run in runs])
     for run in runs:
         table.add_row(run.run_id, run.operation, f"{run.created_at:%Y-%m-%d %H:%M:%S}",
                       ", ".join(run.tables), _brief(run.summary))
