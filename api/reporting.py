@@ -60,7 +60,7 @@ def keep_whole(table: Table, column: int, values: Iterable[Any]) -> None:
 def print_hits(console: Console, hits: list[Hit], *, title: str) -> None:
     table = Table(title=title, title_justify="left", expand=True)
     table.add_column("#", justify="right", width=3)
-    table.add_column("id", ratio=1)
+    table.add_column("id")
     keep_whole(table, 1, [hit.id for hit in hits])
     table.add_column("score", justify="right", width=7)
     table.add_column("text", ratio=4)

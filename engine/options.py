@@ -2,8 +2,9 @@
 
 Each operation takes one frozen dataclass of options. Its fields are declared with ``option``,
 which records the help text and bounds beside the default: the HTTP request models and the CLI
-options are derived from these (``kinsight.api.options``), so a parameter's name, default, bounds
-and help are written once. ``check_bounds`` enforces the bounds for Python callers too.
+options are derived from these (``kinsight.api.http.option_models``,
+``kinsight.api.cli.option_params``), so a parameter's name, default, bounds and help are written
+once. ``check_bounds`` enforces the bounds for Python callers too.
 
 Long operations report how far they are through a ``Progress`` callback; the api layer renders it
 (a bar on the terminal) and the engine never prints.
