@@ -6,7 +6,9 @@ description ``text`` is embedded, so the searches below find packages by what th
 
 from __future__ import annotations
 
+import json
 import time
+from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
 
@@ -15,10 +17,12 @@ from rich.table import Table
 
 from kinsight.engine import ById, Collection, Store, load_qrels, load_queries
 
-from .cli.common import progress_bar
+from .cli.common import kinsight_command, progress_bar
 from .reporting import print_hits
 
-__all__ = ["DEMO_QUERIES", "demo_data", "run_demo"]
+__all__ = ["DEMO_QUERIES", "QUALITY_CACHE", "demo_data", "run_demo"]
+
+QUALITY_CACHE = "demo-quality.json"  # in the store's folder, beside the database
 
 DEMO_QUERIES = [
     "play music files from the command line",
@@ -55,15 +59,21 @@ def run_demo(store_path: Path, console: Console, *, limit: int | None = None) ->
         if first:
             print_hits(console, collection.search(ById(first[0].id), k=5),
                        title=f"more like {first[0].id!r}")
-        _evaluate(console, collection, data, limit)
-    console.print(f"\nTry it yourself:\n  kinsight search \"text editor for programmers\" "
-                  f"--store {store_path} --collection debian\n"
-                  f"  kinsight serve --store {store_path}   (search page: http://127.0.0.1:8000/)",
-                  highlight=False)
+        _evaluate(console, collection, data, limit, store_path / QUALITY_CACHE)
+    search = kinsight_command("search", "text editor for programmers", "--collection", "debian",
+                              "--store", store_path)
+    serve = kinsight_command("serve", "--store", store_path)
+    console.print(f"\nTry it yourself:\n  {search}\n  {serve}   (search page: "
+                  "http://127.0.0.1:8000/)", highlight=False, soft_wrap=True)
 
 
-def _evaluate(console: Console, collection: Collection, data: Path, limit: int | None) -> None:
-    """Score the three modes on the sample's own queries (each a package's short description)."""
+def _evaluate(console: Console, collection: Collection, data: Path, limit: int | None,
+              cache: Path) -> None:
+    """Score the three modes on the sample's own queries (each a package's short description).
+
+    The scores are kept in ``cache`` with what they were measured on (the collection's
+    generation, the queries, kinsight's version): a re-run over an unchanged collection prints
+    them again instead of spending a minute re-measuring them."""
     queries = load_queries(data / "queries.jsonl")
     qrels = load_qrels(data / "qrels.tsv")
     if limit is not None:
@@ -71,12 +81,20 @@ def _evaluate(console: Console, collection: Collection, data: Path, limit: int |
         queries = [q for q in queries if set(qrels[q.qid]) & indexed]
     if not queries:
         return
-    start = time.perf_counter()
-    with progress_bar("evaluate", unit="queries") as progress:
-        results = collection.evaluate_search(queries, qrels, progress=progress)
+    measured_on = {"generation": collection.generation(), "queries": [q.qid for q in queries],
+                   "version": version("kinsight")}
+    earlier = json.loads(cache.read_text()) if cache.is_file() else {}
+    if earlier.get("measured_on") == measured_on:
+        results, how = earlier["results"], "measured earlier, on this same collection"
+    else:
+        start = time.perf_counter()
+        with progress_bar("evaluate", unit="queries") as progress:
+            results = collection.evaluate_search(queries, qrels, progress=progress)
+        how = f"measured in {time.perf_counter() - start:.0f}s"
+        cache.write_text(json.dumps({"measured_on": measured_on, "results": results}))
     table = Table("mode", "nDCG@10", "Recall@10", "MRR@10",
-                  title=f"quality on {len(queries)} sample queries "
-                        f"({time.perf_counter() - start:.0f}s)", title_justify="left")
+                  title=f"quality on {len(queries)} sample queries", title_justify="left",
+                  caption=how, caption_justify="left")
     for mode, scores in results.items():
         table.add_row(mode, f"{scores['ndcg@10']:.3f}", f"{scores['recall@10']:.3f}",
                       f"{scores['mrr@10']:.3f}")

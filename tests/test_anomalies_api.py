@@ -65,7 +65,7 @@ def test_cli_flags_the_other_section_and_exports_every_score(store, tmp_path):
 def test_cli_saves_a_detector_and_scores_a_file_of_new_items(store, tmp_path):
     detector = tmp_path / "editors.npz"
     fitted = invoke("anomalies", "--reference-where", "section = 'editors'", "--method", "lof",
-                    "--neighbors", "5", "--save-detector", str(detector), "--json", store=store)
+                    "--neighbours", "5", "--save-detector", str(detector), "--json", store=store)
     assert fitted.exit_code == 0, fitted.output
     batch = tmp_path / "batch.jsonl"
     batch.write_text("\n".join(json.dumps(d) for d in NEW_ITEMS) + "\n")

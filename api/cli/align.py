@@ -21,6 +21,7 @@ from .common import (
     err,
     one_of,
     open_store,
+    pick_collection,
 )
 
 __all__ = ["align_command", "align_report_to_dict"]
@@ -32,7 +33,7 @@ def align_command(
     to_space: Annotated[str, typer.Option("--to", help="The other space, e.g. caption.")],
     name: Annotated[str, typer.Option(help="Adapter name: its spaces use adapter:NAME:image and "
                                            "adapter:NAME:text.")],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     method: Annotated[str, typer.Option(
         help="infonce (contrastive, learned temperature) | ridge (closed-form baseline) | "
@@ -68,7 +69,7 @@ def align_command(
     """
     chosen_method = one_of("method", method, ("infonce", "ridge", "random"))
     with open_store(store, read_only=True) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         image, text = sorted((from_space, to_space),
                              key=lambda s: coll.space(s).encoder.modality != "image")
         # These bring torch (seconds): imported once the store and the names are known good.

@@ -32,6 +32,7 @@ from .common import (
     err,
     fail,
     open_store,
+    pick_collection,
 )
 from .option_params import options_command
 from .results import busy, check_export_path, export_table
@@ -42,12 +43,12 @@ __all__ = ["anomalies_command"]
 @app.command("anomalies")
 # Of the detectors' own parameters the terminal has the one it always had; the rest are Python's.
 @options_command(AnomalyOptions, omit=("aggregate", "n_estimators", "seed", "n_components"),
-                 rename={"threshold_percentile": "--threshold", "n_neighbors": "--neighbors",
+                 rename={"threshold_percentile": "--threshold", "n_neighbors": "--neighbours",
                          "neighbours": "--explain"},
                  defaults={"neighbours": 3})
 def anomalies_command(
     options: dict[str, Any],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     reference_where: Annotated[str | None, typer.Option(
         help="SQL WHERE choosing the reference (normal) items, e.g. \"section = 'python'\". "
@@ -88,7 +89,7 @@ def anomalies_command(
         fail("--detector brings its own reference; leave out --reference-where/-collection")
     check_export_path(out)
     with open_store(store) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         chosen_space = coll.space(chosen.space)
         reference: Any = SqlWhere(reference_where) if reference_where else None
         if reference_collection is not None:

@@ -26,6 +26,7 @@ from .common import (
     err,
     fail,
     open_store,
+    pick_collection,
 )
 from .option_params import options_command
 from .results import busy, check_export_path, export_table
@@ -50,7 +51,7 @@ def classify(
         help="With --zero-shot: a prompt template with {} for the label; repeat for an "
              "ensemble (default: photo/drawing/icon prompts for pictures, the label for text).")
     ] = None,
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     where: WhereOpt = None,
     space: SpaceOpt = None,
@@ -81,7 +82,7 @@ def classify(
         fail("--train needs --label-field: the field holding each item's label")
     chosen = ProbeOptions(**options, space=space, where=selected)
     with open_store(store) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         with busy("training the probe", as_json):
             result = coll.train_probe(label_field, chosen)
         if out is not None:
@@ -97,10 +98,10 @@ def classify(
         err.print(f"wrote predictions to {out}")
 
 
-def _zero_shot(collection: str, store: Path, labels: list[str], options: ZeroShotOptions,
+def _zero_shot(collection: str | None, store: Path, labels: list[str], options: ZeroShotOptions,
                out: Path | None, top: int, as_json: bool) -> None:
     with open_store(store) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         with busy("labelling by prompts", as_json):
             result = coll.zero_shot(labels, options)
         if out is not None:

@@ -21,6 +21,8 @@ from .common import (
     console,
     fail,
     open_store,
+    pick_collection,
+    print_run_hint,
     progress_bar,
 )
 from .option_params import options_command
@@ -32,7 +34,7 @@ __all__ = ["cluster_command", "cluster_result_to_dict"]
 @options_command(ClusterOptions, omit=("k_range", "label_prompts"))
 def cluster_command(
     options: dict[str, Any],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     k: Annotated[str, typer.Option(
         "-k", help="Number of clusters for k-means, or 'auto' to pick it by silhouette.")] = "auto",
@@ -62,11 +64,13 @@ def cluster_command(
     chosen = ClusterOptions(**options, k=_k(k), k_range=(k_min, k_max), space=space, where=where,
                             label_prompts=prompts or None)
     with open_store(store) as opened, progress_bar("cluster", enabled=not as_json) as progress:
-        result = cluster(opened.collection(collection), chosen, progress=progress)
+        coll = pick_collection(opened, collection)
+        result = cluster(coll, chosen, progress=progress)
     if as_json:
         console.print_json(data=cluster_result_to_dict(result))
         return
     _print_clusters(result)
+    print_run_hint(result.run_id, result.seconds, coll.name, store)
 
 
 def cluster_result_to_dict(result: ClusterResult) -> dict[str, Any]:
@@ -97,8 +101,6 @@ def _print_clusters(result: ClusterResult) -> None:
     if result.noise:
         console.print(f"{result.noise} of {len(result.assignments)} items are noise (in no cluster)",
                       highlight=False)
-    console.print(f"run {result.run_id} ({result.seconds:.1f} s): kinsight runs show {result.run_id}",
-                  highlight=False)
 
 
 def _k(value: str) -> int | Literal["auto"]:

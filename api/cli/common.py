@@ -4,6 +4,9 @@ errors.py), the consoles, the common options, opening a store and the choice-opt
 from __future__ import annotations
 
 import logging
+import shlex
+import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,7 @@ import typer
 from rich.console import Console
 from tqdm import tqdm
 
-from kinsight.engine import DATABASE_FILE, Progress, Store
+from kinsight.engine import DATABASE_FILE, Collection, Progress, Store
 
 from .errors import KinsightGroup, print_error
 
@@ -29,8 +32,11 @@ __all__ = [
     "console",
     "err",
     "fail",
+    "kinsight_command",
     "one_of",
     "open_store",
+    "pick_collection",
+    "print_run_hint",
     "progress_bar",
 ]
 
@@ -43,6 +49,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     cls=KinsightGroup,
+    rich_markup_mode="markdown",  # docstrings reflow to the terminal instead of breaking lines
 )
 
 console = Console()
@@ -50,7 +57,8 @@ err = Console(stderr=True)
 
 StoreOpt = Annotated[Path, typer.Option(
     "--store", envvar="KINSIGHT_STORE", help="Store directory (created on first ingest).")]
-CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+CollectionOpt = Annotated[str | None, typer.Option(
+    "--collection", "-c", help="Collection name (default: the store's only collection).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 WhereOpt = Annotated[str | None, typer.Option(
     help="SQL WHERE over the fields, e.g. \"section = 'python'\" (trusted local use).")]
@@ -108,6 +116,36 @@ def check_store_path(path: Path, *, must_exist: bool) -> None:
         fail(f"no kinsight store at {path} (no {DATABASE_FILE} there): give --store, or set "
              f"$KINSIGHT_STORE, to the folder you ingested into, or make one with "
              f"kinsight ingest FILE --store {path}")
+
+
+def pick_collection(store: Store, name: str | None) -> Collection:
+    """The collection ``--collection`` names or, left out, the store's only one; several (or
+    none) fail saying which there are."""
+    if name is None:
+        names = store.list_collections()
+        if len(names) != 1:
+            which = (f"collections {', '.join(names)}" if names
+                     else "no collection yet (kinsight ingest FILE makes one)")
+            fail(f"the store {store.path} holds {which}: choose one with --collection NAME")
+        name = names[0]
+    return store.collection(name)
+
+
+def kinsight_command(*words: str | Path, store: Path | None = None) -> str:
+    """A command line to paste: ``kinsight`` when it is on PATH, else the path this process was
+    started as (e.g. .venv/bin/kinsight), then ``words`` and ``--store`` unless it is the default."""
+    started_as = sys.argv[0]
+    on_path = shutil.which("kinsight") is not None
+    program = started_as if Path(started_as).name == "kinsight" and not on_path else "kinsight"
+    if store is not None and store != DEFAULT_STORE:
+        words = (*words, "--store", store)
+    return shlex.join([program, *map(str, words)])
+
+
+def print_run_hint(run_id: str, seconds: float, collection: str, store: Path) -> None:
+    """The line after an analysis: its run id and the command that reads the run back."""
+    command = kinsight_command("runs", "show", run_id, "--collection", collection, store=store)
+    console.print(f"run {run_id} ({seconds:.1f} s): {command}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:

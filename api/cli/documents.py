@@ -14,11 +14,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from kinsight.engine import (
+    DATABASE_FILE,
     DEFAULT_TEXT_ENCODER,
     ById,
     Collection,
     EvaluationOptions,
     Fusion,
+    InvalidInputError,
     SearchMode,
     SearchOptions,
     load_qrels,
@@ -42,6 +44,7 @@ from .common import (
     fail,
     one_of,
     open_store,
+    pick_collection,
     progress_bar,
 )
 
@@ -58,7 +61,7 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="JSONL, CSV, TSV or Parquet file (optionally .gz), "
                                               "or a folder of .txt/.md files (of pictures with "
                                               "--image-field).")],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     id_field: Annotated[str, typer.Option(help="Field holding each item's unique id.")] = "id",
     text_field: Annotated[list[str] | None, typer.Option(
@@ -103,7 +106,8 @@ def ingest(
             spaces += (SpaceSource(caption_field[0], text_encoder, tuple(caption_field)),)
     elif caption_field:
         fail("--caption-field goes with --image-field; for text alone use --text-field")
-    options = IngestOptions(collection=collection, text_fields=tuple(text_field or ["text"]),
+    options = IngestOptions(collection=collection or _ingest_collection(path, store),
+                            text_fields=tuple(text_field or ["text"]),
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
                             spaces=spaces, max_chunks=max_chunks, language=language)
@@ -130,6 +134,25 @@ def ingest(
     console.print(report.summary(), highlight=False)
 
 
+def _ingest_collection(path: Path, store: Path) -> str:
+    """The collection an ingest without --collection fills: one named after the file
+    (docs.jsonl.gz -> docs, a folder by its name), announced when it is new."""
+    name = path.name.split(".")[0] if path.is_file() else path.name
+    try:
+        validate_collection_name(name)
+    except InvalidInputError:
+        fail(f"{path}: no collection can be named after this file ({name!r}); give "
+             "--collection NAME")
+    existing: list[str] = []
+    if (store / DATABASE_FILE).is_file():
+        with open_store(store, read_only=True) as opened:
+            existing = opened.list_collections()
+    if name not in existing:
+        err.print(f"ingesting into the new collection {name!r} (--collection NAME to choose)",
+                  highlight=False)
+    return name
+
+
 def _check_before_loading_models(path: Path, options: IngestOptions) -> None:
     """The cheap checks the pipeline makes only after loading its encoders (seconds, or a
     download): the names it will create and the file it reads lazily."""
@@ -145,7 +168,7 @@ def _check_before_loading_models(path: Path, options: IngestOptions) -> None:
 @app.command()
 def search(
     text: Annotated[str | None, typer.Argument(help="What to search for.")] = None,
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Number of results.")] = 10,
     mode: Annotated[str, typer.Option(
@@ -186,7 +209,7 @@ def search(
         aggregate=one_of("aggregate", aggregate, ("max", "mean")),
         return_fields=() if queries else None)
     with open_store(store, read_only=True) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         if queries is not None:
             _batch_search(coll, queries, options, out)
             return
@@ -225,7 +248,7 @@ def _batch_search(coll: Collection, queries: Path, options: SearchOptions, out: 
 def evaluate(
     queries: Annotated[Path, typer.Option(help="JSONL of {\"qid\", \"text\"}.")],
     qrels: Annotated[Path, typer.Option(help="TSV with header qid, doc_id, rel.")],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "bm25,dense,hybrid",
     limit: Annotated[int | None, typer.Option(help="Evaluate the first N queries only.")] = None,
@@ -235,7 +258,7 @@ def evaluate(
     chosen = EvaluationOptions(modes=[_mode(m) for m in modes.split(",")])
     with open_store(store, read_only=True) as opened, \
             progress_bar("evaluate", enabled=not as_json, unit="queries") as progress:
-        results = opened.collection(collection).evaluate_search(
+        results = pick_collection(opened, collection).evaluate_search(
             load_queries(queries)[:limit], load_qrels(qrels), chosen, progress=progress)
     if as_json:
         console.print_json(data=results)

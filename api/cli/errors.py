@@ -51,11 +51,14 @@ _stderr = Console(stderr=True)
 
 
 class KinsightGroup(TyperGroup):
-    """The top-level command group: runs every command inside ``reported_errors``."""
+    """The top-level command group: runs every command inside ``reported_errors``, and shows plain
+    flags (--json) in help without Typer's ``<bool>`` value type, since they take no value."""
+
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> Any:
         argv = list(args)  # parsing consumes args; the log records the command as typed
+        _plain_flags(self, super().make_context(info_name, [], resilient_parsing=True))
         ctx = super().make_context(info_name, args, parent=parent, **extra)
         ctx.meta[_ARGV_KEY] = argv
         return ctx
@@ -71,6 +74,15 @@ def print_error(message: str) -> None:
     (``kinsight[text]`` is text here, not rich markup)."""
     _stderr.print(f"[red]error:[/red] {escape(_one_line(message))}", highlight=False,
                   soft_wrap=True)
+
+
+def _plain_flags(command: Any, ctx: Any) -> None:
+    """Give every flag of ``command`` and its subcommands (--help included) an empty metavar."""
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub, ctx)
 
 
 @contextmanager

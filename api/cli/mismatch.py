@@ -30,6 +30,8 @@ from .common import (
     console,
     err,
     open_store,
+    pick_collection,
+    print_run_hint,
 )
 from .option_params import options_command
 from .results import check_export_path, export_table
@@ -52,7 +54,7 @@ def pairs_command(
     options: dict[str, Any],
     a: Annotated[str, typer.Option("--a", help="One space of each item, e.g. caption.")],
     b: Annotated[str, typer.Option("--b", help="Its partner space, e.g. image (same embedding space).")],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     where: WhereOpt = None,
     limit: LimitOpt = 20,
@@ -69,7 +71,7 @@ def pairs_command(
     chosen = PairMismatchOptions(**options, where=where)
     check_export_path(out)
     with open_store(store) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         result = coll.pair_mismatch(a, b, chosen)
         _write(out, coll, result.run_id, "pair_mismatch", "scores")
     if as_json:
@@ -80,7 +82,7 @@ def pairs_command(
     keep_whole(table, 0, [p.id for p in result.pairs[:limit]])
     for p in result.pairs[:limit]:
         table.add_row(p.id, f"{p.score:.3f}", f"{p.cosine:.3f}", f"{p.z:.2f}", f"{p.rank:.3f}")
-    _finish(table, result.warnings, result.run_id, result.seconds)
+    _finish(table, result, coll.name, store)
 
 
 @mismatch_app.command("labels")
@@ -88,7 +90,7 @@ def pairs_command(
 def labels_command(
     options: dict[str, Any],
     label_field: Annotated[str, typer.Option(help="The field holding each item's label.")],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     where: WhereOpt = None,
     limit: LimitOpt = 20,
@@ -104,7 +106,7 @@ def labels_command(
     chosen = LabelMismatchOptions(**options, where=where)
     check_export_path(out)
     with open_store(store) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         result = coll.label_mismatch(label_field, chosen)
         _write(out, coll, result.run_id, "label_mismatch", "items")
     if as_json:
@@ -117,14 +119,14 @@ def labels_command(
     for item in result.items[:limit]:
         table.add_row(item.id, item.label, item.suggested, f"{item.confidence:.2f}",
                       f"{item.support:.2f}", "yes" if item.flagged else "")
-    _finish(table, result.warnings, result.run_id, result.seconds)
+    _finish(table, result, coll.name, store)
 
 
 @mismatch_app.command("duplicates")
 @options_command(DuplicateOptions)
 def duplicates_command(
     options: dict[str, Any],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     where: WhereOpt = None,
     limit: LimitOpt = 20,
@@ -139,7 +141,7 @@ def duplicates_command(
     chosen = DuplicateOptions(**options, where=where)
     check_export_path(out)
     with open_store(store) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         result = coll.near_duplicates(chosen)
         _write(out, coll, result.run_id, "duplicates", "members")
     if as_json:
@@ -148,10 +150,11 @@ def duplicates_command(
     table = Table("group", "size", "exact", "mean sim", "min sim", "representative", "others",
                   title=f"{len(result.groups)} groups, {result.duplicates} duplicates among "
                         f"{result.items} items (threshold {result.threshold})")
+    keep_whole(table, 5, [g.representative for g in result.groups[:limit]])
     for g in result.groups[:limit]:
         table.add_row(str(g.group), str(g.size), "yes" if g.exact else "", f"{g.mean_similarity:.3f}",
                       f"{g.min_similarity:.3f}", g.representative, _others(g.members[1:]))
-    _finish(table, result.warnings, result.run_id, result.seconds)
+    _finish(table, result, coll.name, store)
 
 
 def pair_mismatch_to_dict(result: PairMismatchResult, limit: int | None = None) -> dict[str, Any]:
@@ -189,7 +192,8 @@ def _write(out: Path | None, coll: Any, run_id: str, operation: str, table: str)
     err.print(f"wrote {rows.num_rows} rows of {operation}_{table} to {out}", highlight=False)
 
 
-def _finish(table: Table, warnings: list[str], run_id: str, seconds: float) -> None:
+def _finish(table: Table, result: PairMismatchResult | LabelMismatchResult | DuplicatesResult,
+            collection: str, store: Path) -> None:
     console.print(table)
-    print_warnings(console, warnings)
-    console.print(f"run {run_id} ({seconds:.1f} s): kinsight runs show {run_id}", highlight=False)
+    print_warnings(console, result.warnings)
+    print_run_hint(result.run_id, result.seconds, collection, store)

@@ -34,7 +34,7 @@ def options_command(
     """Add to the decorated command one option per field of the dataclass ``options`` that the
     command neither declares itself nor ``omit``s; the command gets their values as a dict in
     its parameter ``options``, keyed by field name. ``rename`` gives a field the flag it has on
-    the terminal (``{"n_neighbors": "--neighbors"}``), ``defaults`` a default of its own there.
+    the terminal (``{"n_neighbors": "--neighbours"}``), ``defaults`` a default of its own there.
     Put it below ``@app.command``."""
     def decorate(command: Command) -> Command:
         own_hints = get_type_hints(command, include_extras=True)

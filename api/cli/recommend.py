@@ -39,6 +39,7 @@ from .common import (
     fail,
     one_of,
     open_store,
+    pick_collection,
 )
 
 __all__ = ["ingest_interactions", "recommend_command"]
@@ -66,7 +67,7 @@ def recommend_command(
              "Needs --out.")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Batch output: .parquet, or .jsonl (one line per user).")] = None,
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     k: Annotated[int, typer.Option("-k", min=1, max=10_000, help="Number of items.")] = 10,
     strategy: Annotated[str, typer.Option(
@@ -97,12 +98,12 @@ def recommend_command(
         if out is None:
             fail("--users needs --out FILE (.parquet or .jsonl) for the recommendations")
         with open_store(store, read_only=True) as opened:
-            _batch(opened.collection(collection), users, options, out, as_json)
+            _batch(pick_collection(opened, collection), users, options, out, as_json)
         return
     if not like and user is None:
         fail("give --like ID (repeat for several), --user ID, or --users all --out FILE")
     with open_store(store, read_only=True) as opened:
-        hits = opened.collection(collection).recommend(
+        hits = pick_collection(opened, collection).recommend(
             [_weighted(x) for x in like or ()], [_weighted(x) for x in unlike or ()], options,
             user=user)
     if as_json:
@@ -197,7 +198,7 @@ class _JsonlRows:
 def ingest_interactions(
     path: Annotated[Path, typer.Argument(help="JSONL, CSV, TSV or Parquet file (optionally .gz) "
                                               "with one interaction per row.")],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     user_field: Annotated[str, typer.Option(help="Column of the user id.")] = "user",
     item_field: Annotated[str, typer.Option(help="Column of the item id.")] = "item",
@@ -218,7 +219,7 @@ def ingest_interactions(
     problems: list[Problem] = []
     written = 0
     with open_store(store) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         batch = []
         for entry in tqdm(read_interactions(path, columns), unit=" rows", desc="interactions",
                           disable=as_json):
@@ -238,7 +239,7 @@ def ingest_interactions(
         return
     for problem in problems[:20]:
         err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False)
-    console.print(f"added {written} interactions to {collection} ({total} in all)"
+    console.print(f"added {written} interactions to {coll.name} ({total} in all)"
                   f"{f', skipped {len(problems)} bad rows' if problems else ''}")
 
 

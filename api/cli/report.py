@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, open_store
+from .common import (
+    DEFAULT_STORE,
+    CollectionOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    console,
+    open_store,
+    pick_collection,
+)
 
 __all__ = ["clusters_report", "report_anomalies", "report_app"]
 
@@ -24,7 +33,7 @@ def clusters_report(
     run: Annotated[str | None, typer.Option(
         help="A clustering run id (see `kinsight runs`); default: the latest.")] = None,
     out: OutOpt = Path("clusters.html"),
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """A page of a clustering run: parameters, cluster names and sizes, the 2-D map, and each
@@ -33,7 +42,7 @@ def clusters_report(
     from kinsight.api.reports.page import write_report
 
     with open_store(store, read_only=True) as opened:
-        html = cluster_report(opened.collection(collection), run)
+        html = cluster_report(pick_collection(opened, collection), run)
     console.print(f"wrote {write_report(out, html)}", highlight=False)
 
 
@@ -41,7 +50,7 @@ def clusters_report(
 def report_anomalies(
     run: Annotated[str | None, typer.Option(help="Run id (default: the latest anomalies run).")
                    ] = None,
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     out: OutOpt = Path("anomalies.html"),
     top: Annotated[int, typer.Option(min=1, help="Anomalies listed.")] = 50,
@@ -55,7 +64,7 @@ def report_anomalies(
     from kinsight.api.reports.page import write_report
 
     with open_store(store, read_only=True) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         run_id = run or latest_anomaly_run(coll)
         html = render_anomaly_report(coll, run_id, top=top, thumbnail_field=thumbnail_field)
     path = write_report(out, html)

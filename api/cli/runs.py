@@ -13,7 +13,17 @@ from rich.table import Table
 from kinsight.engine import Collection, RunInfo, get_run, list_runs, read_run_table
 
 from ..reporting import keep_whole
-from .common import DEFAULT_STORE, CollectionOpt, JsonOpt, StoreOpt, app, console, fail, open_store
+from .common import (
+    DEFAULT_STORE,
+    CollectionOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    console,
+    fail,
+    open_store,
+    pick_collection,
+)
 from .results import check_export_path, export_table
 
 __all__ = ["run_to_dict", "runs_app"]
@@ -27,7 +37,7 @@ app.add_typer(runs_app, name="runs")
 @runs_app.callback()
 def list_command(
     ctx: typer.Context,
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     operation: Annotated[str | None, typer.Option(
         help="Only runs of this operation (cluster, anomalies, ...).")] = None,
@@ -37,24 +47,25 @@ def list_command(
     if ctx.invoked_subcommand is not None:
         return
     with open_store(store, read_only=True) as opened:
-        runs = list_runs(opened.collection(collection), operation)
+        coll = pick_collection(opened, collection)
+        runs = list_runs(coll, operation)
     if as_json:
         console.print_json(data=[run_to_dict(r) for r in runs])
         return
     table = Table("run id", "operation", "created (UTC)", "tables", "summary",
-                  title=f"runs of {collection}")
+                  title=f"runs of {coll.name}")
     keep_whole(table, 0, [run.run_id for run in runs])
     for run in runs:
         table.add_row(run.run_id, run.operation, f"{run.created_at:%Y-%m-%d %H:%M:%S}",
                       ", ".join(run.tables), _brief(run.summary))
-    console.print(table if runs else f"collection {collection!r} has no runs yet")
+    console.print(table if runs else f"collection {coll.name!r} has no runs yet")
 
 
 @runs_app.command("show")
 def show_command(
     run_id: Annotated[str, typer.Argument(
         help="The run id (see `kinsight runs`), or 'latest' for the newest run.")],
-    collection: CollectionOpt = "docs",
+    collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     table: Annotated[str | None, typer.Option(
         "--table", "-t", help="A result table of the run; left out: the run's parameters.")] = None,
@@ -72,7 +83,7 @@ def show_command(
     if out is not None and table is None:
         fail("--out needs --table: which of the run's tables to write")
     with open_store(store, read_only=True) as opened:
-        coll = opened.collection(collection)
+        coll = pick_collection(opened, collection)
         run = _latest(coll) if run_id == "latest" else get_run(coll, run_id)
         rows = read_run_table(coll, run.run_id, table) if table is not None else None
     if rows is None:
