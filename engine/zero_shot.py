@@ -10,8 +10,10 @@ so the labels can change from one run to the next.
 
 from __future__ import annotations
 
+import difflib
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -66,6 +68,7 @@ class ZeroShotResult:
     temperature: float
     predictions: list[ZeroShotPrediction]
     accuracy: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,11 @@ def zero_shot(collection: IndexedCollection, labels: Sequence[str],
                                                                          strict=True)))
                    for i, b, p in zip(ids, best, probabilities, strict=True)]
 
-    accuracy = None
+    accuracy, warnings = None, []
     if label_field is not None:
         stored = collection.field_values(label_field, ids)
         accuracy = float(np.mean([s == p.label for s, p in zip(stored, predictions, strict=True)]))
+        warnings = _unmatched_labels(stored, names, label_field)
     table = pa.table({"id": ids, "label": [names[b] for b in best],
                       "probability": probabilities[np.arange(len(ids)), best].astype(float),
                       # One column for any labels: the run's params list them in this order.
@@ -137,4 +141,20 @@ def zero_shot(collection: IndexedCollection, labels: Sequence[str],
         "labels": names, "templates": chosen, "space": vs.name, "temperature": temp,
         "where": filter_to_json(where), "label_field": label_field,
     }, {"predictions": table}, {"items": len(ids), "accuracy": accuracy})
-    return ZeroShotResult(run.run_id, vs.name, names, chosen, temp, predictions, accuracy)
+    return ZeroShotResult(run.run_id, vs.name, names, chosen, temp, predictions, accuracy,
+                          warnings)
+
+
+def _unmatched_labels(stored: list[object], labels: list[str], label_field: str) -> list[str]:
+    """A warning when stored labels are not among ``labels`` (they count as wrong), naming the
+    label each is closest to in spelling: 'animal' scored against 'animals' is a common slip."""
+    missing = Counter(str(s) for s in stored if s not in labels)
+    if not missing:
+        return []
+    examples = []
+    for value, _ in missing.most_common(5):
+        close = difflib.get_close_matches(value, labels, n=1, cutoff=0.75)
+        examples.append(f"{value!r}" + (f" (the label {close[0]!r}?)" if close else ""))
+    return [f"{sum(missing.values())} of {len(stored)} items have a {label_field} that is none "
+            f"of the labels, e.g. {', '.join(examples)}, and count as wrong in the accuracy: "
+            f"name the labels exactly as the {label_field} values"]

@@ -47,6 +47,15 @@ def test_text_items_take_the_label_their_words_share(docs):
                        list(result.predictions[0].probabilities.values()))
 
 
+def test_labels_spelled_unlike_the_field_values_are_named_in_a_warning(docs):
+    exact = docs.zero_shot(["editor", "audio"], label_field="kind")
+    assert exact.warnings == []
+    plural = docs.zero_shot(["editors", "audio"], label_field="kind")
+    assert plural.accuracy == 0.5
+    [warning] = plural.warnings
+    assert "3 of 6 items" in warning and "'editor' (the label 'editors'?)" in warning
+
+
 def test_temperature_sharpens_and_filters_select(docs):
     soft = docs.zero_shot(["editor", "audio"], temperature=1.0)
     sharp = docs.zero_shot(["editor", "audio"], temperature=0.01)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from kinsight.engine import ProbeOptions, ProbeResult, SqlWhere, ZeroShotOptions, read_run_table
 
-from ..reporting import keep_whole
+from ..reporting import keep_whole, print_warnings
 from .common import (
     DEFAULT_STORE,
     CollectionOpt,
@@ -108,10 +108,13 @@ def _zero_shot(collection: str | None, store: Path, labels: list[str], options: 
             export_table(read_run_table(coll, result.run_id, "predictions"), out)
     if as_json:
         payload = dataclasses.asdict(result)
-        if top:
+        if top and len(result.predictions) > top:
             payload["predictions"] = payload["predictions"][:top]
+            err.print(f"the first {top} of {len(result.predictions)} predictions (--top 0 for "
+                      "all, or --out FILE)", highlight=False)
         console.print_json(data=payload)
         return
+    print_warnings(console, result.warnings)
     counts = Counter(p.label for p in result.predictions)
     console.print(f"zero-shot over {len(result.predictions)} items of space {result.space} "
                   f"({len(result.templates)} templates, temperature {result.temperature:g}; "

@@ -89,6 +89,7 @@ class ZeroShotResponse(BaseModel):
     temperature: float
     accuracy: float | None = Field(description="Share of items whose label_field is the "
                                                "predicted label (with label_field).")
+    warnings: list[str] = Field(description="E.g. stored labels that are none of the labels.")
     items: int
     predictions: list[ZeroShotPredictionOut]
     took_ms: float

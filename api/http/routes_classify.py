@@ -60,6 +60,6 @@ def classify_zero_shot(body: ZeroShotRequest, collection: CollectionDep,
     return ZeroShotResponse(
         run_id=result.run_id, space=result.space, labels=result.labels,
         templates=result.templates, temperature=result.temperature, accuracy=result.accuracy,
-        items=len(result.predictions),
+        warnings=result.warnings, items=len(result.predictions),
         predictions=[ZeroShotPredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],
         took_ms=(time.perf_counter() - started) * 1000)
