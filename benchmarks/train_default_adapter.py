@@ -2,16 +2,21 @@
 
 Trained by InfoNCE on the train split of ../shared/data/images (Tux Paint stamps + emoji), its
 early stopping on the validation split; the test split is never read. Writes
-indexers/shipped_adapters/default/ (adapter.json + weights.npz), which makes
-``adapter:default:image`` and ``adapter:default:text`` work offline. Reproducible: the split is
-fixed, the features are cached (image_features.py) and the seed is fixed.
+benchmarks/results/adapters/default/ (adapter.json + weights.npz); only ``--ship`` replaces the
+tracked indexers/shipped_adapters/default/, which makes ``adapter:default:image`` and
+``adapter:default:text`` work offline. Shipping a new one changes its fingerprint, so every space
+built on the old one must be ingested again: do it only on purpose. The split is fixed, the
+features are cached (image_features.py) and the seed is fixed.
 
-    KINSIGHT_DATA=/work/shared/data nice -n 10 .venv/bin/python benchmarks/train_default_adapter.py
+    .venv/bin/python benchmarks/train_default_adapter.py          # train, compare, keep it aside
+    .venv/bin/python benchmarks/train_default_adapter.py --ship   # replace the shipped adapter
 """
 
 from __future__ import annotations
 
-from _common import ROOT, print_table
+import argparse
+
+from _common import RESULTS, ROOT, print_table
 from image_features import DEFAULT_IMAGE_ENCODER, split_features
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, load_encoder
@@ -25,6 +30,10 @@ OPTIONS = AlignOptions(method="infonce", dim=256, max_epochs=400, batch_size=256
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ship", action="store_true",
+                        help="replace the shipped default adapter (changes its fingerprint)")
+    into = SHIPPED if parser.parse_args().ship else RESULTS / "adapters"
     _, image_train, text_train = split_features(DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, "train")
     _, image_val, text_val = split_features(DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER,
                                             "validation")
@@ -46,7 +55,8 @@ def main() -> None:
                                      ("image→text", "image_to_text"))])
     print(f"kept epoch {report.best_epoch}, stopped at {report.stopped_epoch}; temperature "
           f"{report.adapter.config.temperature:.4f}")
-    print(f"wrote {save_adapter(report.adapter, SHIPPED, replace=True)}")
+    print(f"wrote {save_adapter(report.adapter, into, replace=True)} (fingerprint "
+          f"{report.adapter.config.fingerprint})")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,13 @@ def encoder_for(space: VectorSpace, modality: Modality) -> Encoder:
     embedding space. Either way its fingerprint must be the space's: vectors of two encoders are
     comparable exactly when their fingerprints are equal."""
     encoder = load_encoder(space.encoder.spec)
+    if encoder.info.fingerprint != space.encoder.fingerprint:
+        raise EncoderMismatchError(
+            f"space {space.name!r} of collection {space.collection!r} was built with "
+            f"{space.encoder.spec} when it had fingerprint {space.encoder.fingerprint}; that spec "
+            f"now loads fingerprint {encoder.info.fingerprint} (its weights or adapter changed, "
+            "e.g. retrained or upgraded): restore the weights it was built with, or ingest again "
+            "into a new collection or space")
     if encoder.info.modality != modality:
         partner = encoder.info.partner
         if partner is None:

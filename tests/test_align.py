@@ -19,7 +19,16 @@ pytest.importorskip("open_clip")
 from typer.testing import CliRunner
 
 from kinsight.api.cli import app
-from kinsight.engine import ById, EncoderInfo, InvalidInputError, Item, SearchOptions, Store, load_encoder
+from kinsight.engine import (
+    ById,
+    EncoderInfo,
+    InvalidInputError,
+    Item,
+    SearchOptions,
+    Store,
+    encoders,
+    load_encoder,
+)
 from kinsight.engine.errors import AlreadyExistsError, EncoderMismatchError
 from kinsight.indexers.adapters import Adapter, AdapterSide, load_adapter, save_adapter
 from kinsight.indexers.align import AlignOptions, align_collection, cross_modal_recall, train_adapter
@@ -237,6 +246,23 @@ def test_adapter_spaces_are_built_and_queried_across_modalities(pictures: Path, 
         assert hits[0].score == pytest.approx(max(float(pics.item_vectors("image", i)[0] @ query)
                                                   for i in [h.id for h in hits]), abs=1e-5)
         assert search_by_image(pics, pictures / "red.png", SearchOptions(space="caption"))
+
+
+def test_a_retrained_adapter_is_refused_saying_its_fingerprint_changed(pictures: Path,
+                                                                       tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    monkeypatch.setenv("KINSIGHT_ADAPTERS", str(tmp_path))
+    save_adapter(clip_and_fake_adapter("retrained"), tmp_path)
+    options = clip_spaces("adapter:retrained:image", "adapter:retrained:text")
+    with Store(":memory:") as store:
+        ingest_file(store, pictures / "list.jsonl", options, progress=False)
+        save_adapter(clip_and_fake_adapter("retrained", seed=1), tmp_path, replace=True)
+        monkeypatch.setattr(encoders, "_cache", {})  # as a new process would load it
+        with pytest.raises(EncoderMismatchError) as refused:
+            store.collection("pics").search("a red square", space="image", k=2)
+    message = str(refused.value)
+    assert "adapter:retrained:image" in message and "now loads fingerprint" in message
+    assert "adapter:retrained:text" not in message  # not blamed on the text side
 
 
 def synthetic_pairs(store: Store, n: int = 200) -> None:
