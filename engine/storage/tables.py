@@ -20,11 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..encoders import EncoderInfo
-from ..errors import FilterError, InvalidInputError, NotFoundError, translated
+from ..errors import FilterError, NotFoundError, translated
 from ..filters import FilterInput, compile_filter
-from ..schema import RESERVED_FIELDS, arrow_column, infer_field_type, quote, validate_field_name
+from ..schema import RESERVED_FIELDS, arrow_column, quote
 from ..spaces import VectorSpace
 from .database import Database
+from .field_updates import FieldUpdate, add_columns, apply_field_updates
 from .item_cache import ItemCache
 
 __all__ = ["VECTOR_BLOCK", "CollectionTables", "NewItem", "VectorRows"]
@@ -164,6 +165,15 @@ class CollectionTables:
             if adds:  # whether it committed or not
                 self.forget_schema()
 
+    def update_fields(self, updates: list[FieldUpdate]) -> None:
+        """Change fields (and hashes) of stored items in place, in one transaction; their
+        vectors are left as they are (``field_updates``)."""
+        try:
+            with self.db.writing(self.name) as con:
+                apply_field_updates(con, self.schema, self.name, self.fields(), updates)
+        finally:
+            self.forget_schema()
+
     def remove(self, ids: list[str]) -> None:
         """Delete items and their vectors in one transaction."""
         with self.db.writing(self.name) as con:
@@ -172,18 +182,8 @@ class CollectionTables:
     def _insert_items(self, con: Any, items: list[NewItem], ids: list[str]) -> None:
         known = self.fields()
         names = sorted({name for item in items for name in item.fields})
-        by_case = {k.lower(): k for k in known}
-        for name in names:
-            if name not in known:
-                validate_field_name(name)
-                # DuckDB column names ignore case: "Text" would be the column "text".
-                if by_case.setdefault(name.lower(), name) != name:
-                    raise InvalidInputError(
-                        f"field {name!r} differs from field {by_case[name.lower()]!r} only in "
-                        f"case; collection {self.name!r} cannot hold both: rename one")
-                known[name] = infer_field_type([item.fields.get(name) for item in items])
-                con.execute(f"ALTER TABLE {self.schema}.items ADD COLUMN {quote(name)} "
-                            f"{known[name]}")
+        add_columns(con, self.schema, self.name, known,
+                    {name: [item.fields.get(name) for item in items] for name in names})
         columns = {"id": pa.array(ids, pa.string()),
                    "_hash": pa.array([item.content_hash for item in items], pa.string())}
         for name in names:
