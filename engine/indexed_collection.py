@@ -130,17 +130,53 @@ class IndexedCollection:
         return existing
 
     # -- writing ----------------------------------------------------------------------------
-    def upsert(self, items: Iterable[Item]) -> int:
-        """Insert or replace items by id, with their vectors, in one transaction; returns the count."""
+    def upsert(self, items: Iterable[Item], *, field_updates: Iterable[FieldUpdate] = ()) -> int:
+        """Insert or replace items by id, with their vectors, in one transaction; returns the
+        count. ``field_updates`` (of other, stored items) go in the same transaction; see
+        ``update_fields``."""
         batch = list({item.id: item for item in items}.values())  # last one of an id wins
-        if not batch:
+        updates = self._checked_updates(field_updates)
+        if not batch and not updates:
             return 0
         rows = [NewItem(_check_id(item.id), item.fields, item.content_hash) for item in batch]
         spaces = self.spaces()
         vectors = {name: self._vector_rows(spaces, name, batch)
                    for name in {s for item in batch for s in item.vectors}}
-        self.tables.replace(rows, vectors)
+        self.tables.replace(rows, vectors, updates)
         return len(batch)
+
+    def update_fields(self, updates: Iterable[FieldUpdate]) -> int:
+        """Set or remove fields of stored items by id, in one transaction; returns the count.
+
+        No vector changes, so no encoder runs and the indexes stay as they are; filters and
+        fetched fields see the new values at once. An id that is not stored, or a field that a
+        vector space is made from (its vectors would no longer match it: upsert the item, or
+        ingest it again, instead), is refused before anything is written. Several updates of
+        one id: the last one wins."""
+        batch = self._checked_updates(updates)
+        if batch:
+            self.tables.replace([], {}, batch)
+        return len(batch)
+
+    def _checked_updates(self, updates: Iterable[FieldUpdate]) -> list[FieldUpdate]:
+        batch = list({update.id: update for update in updates}.values())
+        if not batch:
+            return batch
+        missing = sorted({u.id for u in batch} - set(self.existing_ids([u.id for u in batch])))
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise NotFoundError(f"no item {shown}{more} in collection {self.name!r}; "
+                                "add new items with upsert or ingest, not update_fields")
+        encoded = {f: s.name for s in self.spaces().values() for f in s.source_fields}
+        for update in batch:
+            for name in [*update.values, *update.remove]:
+                if name in encoded:
+                    raise InvalidInputError(
+                        f"item {update.id!r}: field {name!r} is what vector space "
+                        f"{encoded[name]!r} is made from, so changing it alone would leave "
+                        "stale vectors; upsert or ingest the item again to change it")
+        return batch
 
     def _vector_rows(self, spaces: dict[str, VectorSpace], name: str, batch: list[Item]
                      ) -> VectorRows:
@@ -174,34 +210,6 @@ class IndexedCollection:
             blocks.append(vectors)
         stacked = np.concatenate(blocks) if blocks else np.zeros((0, space.dim), np.float32)
         return VectorRows(owners, chunks, spans, normalise_for(space, stacked))
-
-    def update_fields(self, updates: Iterable[FieldUpdate]) -> int:
-        """Set or remove fields of stored items by id, in one transaction; returns the count.
-
-        No vector changes, so no encoder runs and the indexes stay as they are; filters and
-        fetched fields see the new values at once. An id that is not stored, or a field that a
-        vector space is made from (its vectors would no longer match it: upsert the item, or
-        ingest it again, instead), is refused before anything is written. Several updates of
-        one id: the last one wins."""
-        batch = list({update.id: update for update in updates}.values())
-        if not batch:
-            return 0
-        missing = sorted(set(u.id for u in batch) - set(self.existing_ids([u.id for u in batch])))
-        if missing:
-            shown = ", ".join(repr(i) for i in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise NotFoundError(f"no item {shown}{more} in collection {self.name!r}; "
-                                "add new items with upsert or ingest, not update_fields")
-        encoded = {f: s.name for s in self.spaces().values() for f in s.source_fields}
-        for update in batch:
-            for name in [*update.values, *update.remove]:
-                if name in encoded:
-                    raise InvalidInputError(
-                        f"item {update.id!r}: field {name!r} is what vector space "
-                        f"{encoded[name]!r} is made from, so changing it alone would leave "
-                        "stale vectors; upsert or ingest the item again to change it")
-        self.tables.update_fields(batch)
-        return len(batch)
 
     def delete(self, ids: Sequence[str] | None = None, *, where: FilterInput = None) -> int:
         """Delete items by id, or every item a filter matches; returns how many were deleted."""

@@ -11,8 +11,8 @@ whatever the input, and DuckDB commits batch n while n+1 is encoded and n+2 read
   the rest have their texts chunked;
 - decode (image spaces only): their pictures, on a few threads (``image_ingest.PictureDecoder``);
 - encode: every space's inputs of the batch, by the executor (``executors``; ``local`` by default);
-- write, in the caller's thread, the only writer: the batch's items with their vectors in one
-  transaction, then its field updates in another; only then is the batch acknowledged
+- write, in the caller's thread, the only writer: the batch's items with their vectors and its
+  field updates, in one transaction; only then is the batch acknowledged
   (``on_commit``), so whatever was acknowledged survives a crash, and a rerun encodes only what
   was not committed.
 
@@ -253,10 +253,9 @@ class IngestPipeline:
     def _write(self, batch: _Batch, report: IngestReport,
                on_commit: Callable[[list[str]], None] | None) -> None:
         since = time.perf_counter()
-        self.collection.upsert(batch.items)
         known = self.collection.fields()  # here: the schema is the writer's to read and change
         updates = [self._field_update(record, new, known) for record, new in batch.updated]
-        self.collection.update_fields(updates)
+        self.collection.upsert(batch.items, field_updates=updates)  # one transaction
         batch.timed("write", since)
         for problem in batch.problems:
             log.warning("skipped %s", problem)

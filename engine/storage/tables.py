@@ -150,37 +150,33 @@ class CollectionTables:
             self.forget_schema()
 
     # -- writing ----------------------------------------------------------------------------
-    def replace(self, items: list[NewItem], vectors: dict[str, VectorRows]) -> None:
-        """Insert or replace ``items`` by id with their vector rows, in one transaction."""
+    def replace(self, items: list[NewItem], vectors: dict[str, VectorRows],
+                updates: Sequence[FieldUpdate] = ()) -> None:
+        """Insert or replace ``items`` by id with their vector rows, and apply ``updates`` to
+        the fields of other stored items in place (their vectors left as they are:
+        ``field_updates``), all in one transaction."""
         known = self.fields()
-        adds = any(name not in known for item in items for name in item.fields)
         try:
             with self.db.writing(self.name) as con:
-                ids = [item.id for item in items]
-                self._remove(con, ids)
-                self._insert_items(con, items, ids)
-                for space, rows in vectors.items():
-                    self._insert_vectors(con, space, rows)
+                if items:
+                    ids = [item.id for item in items]
+                    self._remove(con, ids)
+                    self._insert_items(con, items, ids, known)
+                    for space, rows in vectors.items():
+                        self._insert_vectors(con, space, rows)
+                if updates:
+                    apply_field_updates(con, self.schema, self.name, known, updates)
         finally:
-            if adds:  # whether it committed or not
+            if known != self._fields:  # columns were added, whether it committed or not
                 self.forget_schema()
-
-    def update_fields(self, updates: list[FieldUpdate]) -> None:
-        """Change fields (and hashes) of stored items in place, in one transaction; their
-        vectors are left as they are (``field_updates``)."""
-        try:
-            with self.db.writing(self.name) as con:
-                apply_field_updates(con, self.schema, self.name, self.fields(), updates)
-        finally:
-            self.forget_schema()
 
     def remove(self, ids: list[str]) -> None:
         """Delete items and their vectors in one transaction."""
         with self.db.writing(self.name) as con:
             self._remove(con, ids)
 
-    def _insert_items(self, con: Any, items: list[NewItem], ids: list[str]) -> None:
-        known = self.fields()
+    def _insert_items(self, con: Any, items: list[NewItem], ids: list[str],
+                      known: dict[str, str]) -> None:
         names = sorted({name for item in items for name in item.fields})
         add_columns(con, self.schema, self.name, known,
                     {name: [item.fields.get(name) for item in items] for name in names})
