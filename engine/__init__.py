@@ -32,7 +32,7 @@ from .errors import (
 from .evaluation import EvaluationOptions, load_qrels, load_queries
 from .filters import And, Condition, Filter, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
-from .indexed_collection import IndexedCollection, Item
+from .indexed_collection import FieldUpdate, IndexedCollection, Item
 from .interactions import (
     Interaction,
     ProfilePolicy,
@@ -83,6 +83,7 @@ __all__ = [
     "EncoderInfo",
     "EncoderMismatchError",
     "EvaluationOptions",
+    "FieldUpdate",
     "Filter",
     "FilterError",
     "Fusion",

@@ -26,9 +26,9 @@ from .kernels import normalise_for
 from .lexical import LexicalKeeper
 from .schema import validate_space_name
 from .spaces import METRICS, VectorSpace
-from .storage import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
+from .storage import VECTOR_BLOCK, CollectionTables, FieldUpdate, NewItem, VectorRows
 
-__all__ = ["IndexedCollection", "Item"]
+__all__ = ["FieldUpdate", "IndexedCollection", "Item"]
 
 log = logging.getLogger(__name__)
 
@@ -130,17 +130,53 @@ class IndexedCollection:
         return existing
 
     # -- writing ----------------------------------------------------------------------------
-    def upsert(self, items: Iterable[Item]) -> int:
-        """Insert or replace items by id, with their vectors, in one transaction; returns the count."""
+    def upsert(self, items: Iterable[Item], *, field_updates: Iterable[FieldUpdate] = ()) -> int:
+        """Insert or replace items by id, with their vectors, in one transaction; returns the
+        count. ``field_updates`` (of other, stored items) go in the same transaction; see
+        ``update_fields``."""
         batch = list({item.id: item for item in items}.values())  # last one of an id wins
-        if not batch:
+        updates = self._checked_updates(field_updates)
+        if not batch and not updates:
             return 0
         rows = [NewItem(_check_id(item.id), item.fields, item.content_hash) for item in batch]
         spaces = self.spaces()
         vectors = {name: self._vector_rows(spaces, name, batch)
                    for name in {s for item in batch for s in item.vectors}}
-        self.tables.replace(rows, vectors)
+        self.tables.replace(rows, vectors, updates)
         return len(batch)
+
+    def update_fields(self, updates: Iterable[FieldUpdate]) -> int:
+        """Set or remove fields of stored items by id, in one transaction; returns the count.
+
+        No vector changes, so no encoder runs and the indexes stay as they are; filters and
+        fetched fields see the new values at once. An id that is not stored, or a field that a
+        vector space is made from (its vectors would no longer match it: upsert the item, or
+        ingest it again, instead), is refused before anything is written. Several updates of
+        one id: the last one wins."""
+        batch = self._checked_updates(updates)
+        if batch:
+            self.tables.replace([], {}, batch)
+        return len(batch)
+
+    def _checked_updates(self, updates: Iterable[FieldUpdate]) -> list[FieldUpdate]:
+        batch = list({update.id: update for update in updates}.values())
+        if not batch:
+            return batch
+        missing = sorted({u.id for u in batch} - set(self.existing_ids([u.id for u in batch])))
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise NotFoundError(f"no item {shown}{more} in collection {self.name!r}; "
+                                "add new items with upsert or ingest, not update_fields")
+        encoded = {f: s.name for s in self.spaces().values() for f in s.source_fields}
+        for update in batch:
+            for name in [*update.values, *update.remove]:
+                if name in encoded:
+                    raise InvalidInputError(
+                        f"item {update.id!r}: field {name!r} is what vector space "
+                        f"{encoded[name]!r} is made from, so changing it alone would leave "
+                        "stale vectors; upsert or ingest the item again to change it")
+        return batch
 
     def _vector_rows(self, spaces: dict[str, VectorSpace], name: str, batch: list[Item]
                      ) -> VectorRows:

@@ -24,6 +24,7 @@ from kinsight.engine.errors import ImageFileError
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
+    "THUMBNAIL_FIELD",
     "THUMBNAIL_MIME",
     "THUMBNAIL_SIDE",
     "open_image",
@@ -34,6 +35,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".ti
 # PIL's own default: 89 megapixels (a 9,500 px square) decode to ~270 MB of RGB. A larger header is
 # far more often a decompression bomb (a tiny file claiming a huge canvas) than a real photo.
 MAX_PIXELS = 89_478_485
+THUMBNAIL_FIELD = "thumbnail"  # the field (BLOB) each picture's thumbnail is kept in
 THUMBNAIL_SIDE = 128
 THUMBNAIL_MIME = "image/webp"
 _THUMBNAIL_QUALITY = 80

@@ -1,23 +1,20 @@
-"""Ingest of image spaces, beside any number of text spaces: read → skip unchanged → decode → encode
-each space → write, timing each stage (``IngestReport.seconds``: read, diff, decode, encode, write).
+"""Pictures for the ingest pipeline (``pipeline.py``): reading lists and folders of them, decoding
+them on a few threads, and encoding what was decoded.
 
-Decoding runs in a torch ``DataLoader``. On CUDA: worker processes decode while the GPU encodes,
-batches come back in pinned memory, the model runs in float16, and plain JPEGs are decoded on the
-GPU itself (nvJPEG through torchvision) while the workers only make their thumbnails. On the CPU,
-where the model already takes every core, a few threads decode each batch instead.
+On CUDA, plain JPEGs are handed over undecoded and decoded on the GPU itself (nvJPEG through
+torchvision), while the threads only make their thumbnails; every other picture is decoded and
+transformed by PIL and torch on the threads (both release the GIL), ``usable_cores() - 1`` of them
+on CUDA, where the CPU only decodes, and two on the CPU, where the model already takes every core.
 
 A picture that cannot be read (missing, empty, not an image, truncated, corrupt, a decompression
 bomb) becomes a ``Problem`` naming the file and the reason; its item is left out and the rest go on.
 Each item keeps a small WebP thumbnail in the ``thumbnail`` field (BLOB) for reports and pages.
-The list of records (not the pictures) is held in memory, so decoding can be spread over workers.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,41 +23,32 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from kinsight.engine import Collection, Encoder, Item, Store, load_encoder
+from kinsight.engine import Encoder
 from kinsight.engine.errors import InvalidInputError, NotFoundError
 
-from .chunking import Chunker
 from .devices import usable_cores
 from .image_encoders import TorchImageEncoder
-from .image_files import IMAGE_SUFFIXES, ImageFileError, open_image, thumbnail_bytes
-from .ingest import (
-    IngestOptions,
-    IngestReport,
-    SpaceSource,
-    digest,
-    note_cut,
-    text_chunker,
-    text_of,
-    timed,
+from .image_files import (
+    IMAGE_SUFFIXES,
+    THUMBNAIL_FIELD,
+    ImageFileError,
+    open_image,
+    thumbnail_bytes,
 )
+from .ingest import IngestOptions
 from .readers import folder_files, read_records
 from .records import Problem, Record
 
-__all__ = ["DECODE_WORKERS_ENV", "THUMBNAIL_FIELD", "ingest_spaces", "read_image_records"]
+__all__ = ["DECODE_WORKERS_ENV", "THUMBNAIL_FIELD", "Decoded", "PictureDecoder", "image_path",
+           "image_vectors", "read_image_records"]
 
-log = logging.getLogger(__name__)
-
-THUMBNAIL_FIELD = "thumbnail"
-# Decode workers (processes on CUDA, threads on the CPU); unset: as below.
+# Decode threads; unset: as below.
 DECODE_WORKERS_ENV = "KINSIGHT_DECODE_WORKERS"
 # On the CPU the model's threads already use every core: two decode threads keep PIL's C code
 # (which releases the GIL) busy without starving it. On CUDA the CPU only decodes.
 _CPU_DECODE_THREADS = 2
-_CUDA_MAX_WORKERS = 16
-_PREFETCH_BATCHES = 4
+_CUDA_MAX_THREADS = 16
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _EXIF_ORIENTATION = 0x0112
 
@@ -86,31 +74,14 @@ def _read_image_folder(root: Path, image_field: str) -> Iterable[Record]:
 
 # -- decoding -------------------------------------------------------------------------------------
 @dataclass
-class _Decoded:
-    """One record's pictures, ready for its image encoders, or the problem that stops it."""
+class Decoded:
+    """One record's pictures, ready for its image encoders (space → tensor, JPEG bytes or
+    image), or the problem that keeps it out."""
 
-    position: int
-    pixels: dict[str, Any] = field(default_factory=dict)  # space → tensor, JPEG bytes or image
+    record: Record
+    pixels: dict[str, Any] = field(default_factory=dict)
     thumbnail: bytes | None = None
     problem: Problem | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class _Batch:
-    items: list[_Decoded]
-
-    def pin_memory(self) -> _Batch:
-        """Called by the DataLoader (pin_memory=True): page-locked tensors copy to the GPU
-        asynchronously, overlapping the copy with the previous batch's compute."""
-        for item in self.items:
-            item.pixels = {name: value.pin_memory() if isinstance(value, torch.Tensor) else value
-                           for name, value in item.pixels.items()}
-        return self
-
-
-def _collate(items: list[_Decoded]) -> _Batch:
-    return _Batch(items)
 
 
 @dataclass(frozen=True)
@@ -120,29 +91,39 @@ class _ImageSpace:
 
     name: str
     field: str
-    transform: Callable[[Image.Image], torch.Tensor] | None
+    transform: Any  # Callable[[Image.Image], torch.Tensor] | None
     min_side: int | None
     gpu_jpeg: bool
 
 
-class _DecodeDataset(Dataset[_Decoded]):
-    def __init__(self, records: Sequence[Record], spaces: Sequence[_ImageSpace], image_root: Path,
-                 threads: int) -> None:
-        self.records = records
-        self.spaces = spaces
+class PictureDecoder:
+    """Decodes the pictures of records for the image spaces (``encoders``: space → its encoder
+    and field) on a pool of threads; ``close`` ends the pool."""
+
+    def __init__(self, encoders: dict[str, tuple[Encoder, str]], image_root: Path) -> None:
+        self.spaces = [_image_space(name, encoder, source_field)
+                       for name, (encoder, source_field) in encoders.items()]
         self.image_root = image_root
-        self.threads = threads
+        cuda = any(isinstance(e, TorchImageEncoder) and e.device.startswith("cuda")
+                   for e, _ in encoders.values())
+        self._pool = ThreadPoolExecutor(_decode_threads(cuda), thread_name_prefix="kinsight-decode")
 
-    def __len__(self) -> int:
-        return len(self.records)
+    @property
+    def gpu_jpeg(self) -> list[str]:
+        """The image spaces whose plain JPEGs are passed on undecoded."""
+        return [space.name for space in self.spaces if space.gpu_jpeg]
 
-    def __getitem__(self, position: int) -> _Decoded:
-        started = time.perf_counter()
-        decoded = _Decoded(position)
-        record = self.records[position]
+    def __call__(self, records: Sequence[Record]) -> list[Decoded]:
+        return list(self._pool.map(self._decode, records))
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+    def _decode(self, record: Record) -> Decoded:
+        decoded = Decoded(record)
         opened: dict[str, Image.Image] = {}
         for space in self.spaces:
-            path = _image_path(self.image_root, record.fields[space.field])
+            path = image_path(self.image_root, record.fields[space.field])
             try:
                 if space.gpu_jpeg and (raw := _plain_jpeg(path)) is not None:
                     decoded.pixels[space.name] = raw
@@ -160,18 +141,30 @@ class _DecodeDataset(Dataset[_Decoded]):
             decoded.pixels[space.name] = space.transform(image) if space.transform else image
             if decoded.thumbnail is None:
                 decoded.thumbnail = thumbnail_bytes(image)
-        decoded.seconds = time.perf_counter() - started
         return decoded
 
-    def __getitems__(self, positions: list[int]) -> list[_Decoded]:
-        # The DataLoader's batched fetch: on the CPU path, decode the batch on a few threads.
-        if self.threads <= 1:
-            return [self[p] for p in positions]
-        with ThreadPoolExecutor(self.threads) as pool:
-            return list(pool.map(self.__getitem__, positions))
+
+def _image_space(name: str, encoder: Encoder, source_field: str) -> _ImageSpace:
+    torch_encoder = encoder if isinstance(encoder, TorchImageEncoder) else None
+    return _ImageSpace(name, source_field, torch_encoder.transform if torch_encoder else None,
+                       torch_encoder.pixels.resize if torch_encoder else None,
+                       gpu_jpeg=torch_encoder is not None
+                       and _gpu_jpeg_supported(torch_encoder.device))
 
 
-def _image_path(root: Path, value: Any) -> Path:
+def _decode_threads(cuda: bool) -> int:
+    explicit = os.environ.get(DECODE_WORKERS_ENV, "").strip()
+    if explicit and (not explicit.isdigit() or int(explicit) < 1):
+        raise InvalidInputError(f"{DECODE_WORKERS_ENV}={explicit!r} must be a whole number "
+                                "of at least 1")
+    if explicit:
+        return int(explicit)
+    if cuda:
+        return min(_CUDA_MAX_THREADS, max(1, usable_cores() - 1))
+    return min(_CPU_DECODE_THREADS, usable_cores())
+
+
+def image_path(root: Path, value: Any) -> Path:
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else root / path
 
@@ -208,27 +201,12 @@ def _gpu_jpeg_supported(device: str) -> bool:
     return True
 
 
-def _loader(records: Sequence[Record], spaces: Sequence[_ImageSpace], image_root: Path,
-            batch_size: int, cuda: bool) -> DataLoader[_Decoded]:
-    explicit = os.environ.get(DECODE_WORKERS_ENV, "").strip()
-    if explicit and (not explicit.isdigit()):
-        raise InvalidInputError(f"{DECODE_WORKERS_ENV}={explicit!r} must be a whole number")
-    if cuda:
-        workers = int(explicit) if explicit else min(_CUDA_MAX_WORKERS, max(1, usable_cores() - 1))
-        dataset = _DecodeDataset(records, spaces, image_root, threads=1)
-        return DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                          collate_fn=_collate, pin_memory=True,
-                          prefetch_factor=_PREFETCH_BATCHES if workers else None)
-    threads = int(explicit) if explicit else min(_CPU_DECODE_THREADS, usable_cores())
-    dataset = _DecodeDataset(records, spaces, image_root, threads=threads)
-    return DataLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=_collate)
-
-
-def _image_vectors(encoder: Encoder, values: list[Any], space: _ImageSpace) -> np.ndarray:
-    """Vectors of one image space for a batch of decoded items (tensors, JPEG bytes or images)."""
+def image_vectors(encoder: Encoder, values: list[Any], *, gpu_jpeg: bool) -> np.ndarray:
+    """Vectors of one image space for a batch of decoded items (tensors, JPEG bytes or images;
+    ``gpu_jpeg``: plain JPEGs among them arrive as bytes, for the GPU's decoder)."""
     if not isinstance(encoder, TorchImageEncoder):
         return encoder.encode(values, role="document")
-    if space.gpu_jpeg and any(v.dtype == torch.uint8 and v.dim() == 1 for v in values):
+    if gpu_jpeg and any(v.dtype == torch.uint8 and v.dim() == 1 for v in values):
         from torchvision.io import ImageReadMode, decode_jpeg
 
         to_pixels = encoder.pixels.tensor_transform()
@@ -241,160 +219,3 @@ def _image_vectors(encoder: Encoder, values: list[Any], space: _ImageSpace) -> n
     return encoder.encode_pixels(torch.stack(values))
 
 
-# -- the pipeline ---------------------------------------------------------------------------------
-def ingest_spaces(store: Store, records: Iterable[Record | Problem], options: IngestOptions, *,
-                  progress: bool = True, on_commit: Callable[[list[str]], None] | None = None,
-                  save_indexes: bool = True, image_root: Path) -> IngestReport:
-    """Ingest records into every space of ``options.sources()``; see the module docstring."""
-    sources = options.sources()
-    encoders = {source.name: _encoder_for(source) for source in sources}
-    collection = store.create_collection(options.collection, exist_ok=True)
-    chunkers: dict[str, Chunker] = {}
-    image_spaces: list[_ImageSpace] = []
-    for source in sources:
-        encoder = encoders[source.name]
-        if source.kind == "text":
-            chunkers[source.name] = text_chunker(collection, source.name, encoder, source.fields,
-                                                 options)
-            continue
-        collection.ensure_space(source.name, encoder.info, source_fields=source.fields)
-        torch_encoder = encoder if isinstance(encoder, TorchImageEncoder) else None
-        image_spaces.append(_ImageSpace(
-            source.name, source.fields[0],
-            torch_encoder.transform if torch_encoder else None,
-            torch_encoder.pixels.resize if torch_encoder else None,
-            gpu_jpeg=torch_encoder is not None and _gpu_jpeg_supported(torch_encoder.device)))
-    cuda = any(isinstance(e, TorchImageEncoder) and e.device.startswith("cuda")
-               for e in encoders.values())
-    report = IngestReport(seconds={"read": 0.0, "diff": 0.0, "decode": 0.0, "encode": 0.0,
-                                   "write": 0.0})
-    with timed(report, "read"):
-        found: list[Record] = []
-        for entry in records:
-            if isinstance(entry, Problem):
-                report.problems.append(entry)
-                log.warning("skipped %s", entry)
-            else:
-                found.append(entry)
-    report.read = len(found)
-    with timed(report, "diff"):
-        changed, hashes = _changed(collection, found, options, encoders, chunkers, image_root,
-                                   report)
-    bar = tqdm(total=len(changed), desc=f"ingest {options.collection}", unit=" images",
-               disable=not progress, dynamic_ncols=True)
-    batches = iter(_loader(changed, image_spaces, image_root, options.batch_size, cuda))
-    decode_work = 0.0
-    while True:
-        with timed(report, "decode"):
-            batch = next(batches, None)
-        if batch is None:
-            break
-        decode_work += sum(item.seconds for item in batch.items)
-        written = _write_batch(collection, encoders, sources, chunkers, changed, hashes, batch,
-                               image_spaces, report)
-        if written and on_commit is not None:
-            on_commit(written)
-        bar.update(len(batch.items))
-        bar.set_postfix(problems=len(report.problems), refresh=False)
-    bar.close()
-    if save_indexes:
-        with timed(report, "write"):
-            collection.refresh()
-    log.info("%s; decoding took %.1fs of worker time", report.summary(), decode_work)
-    return report
-
-
-def _encoder_for(source: SpaceSource) -> Encoder:
-    encoder = load_encoder(source.encoder)
-    if encoder.info.modality != source.kind:
-        raise InvalidInputError(
-            f"space {source.name!r} is built from {source.kind}s but {source.encoder} encodes "
-            f"{encoder.info.modality}s; pick an {source.kind} encoder (images: efficientnet:lite0 "
-            "or open_clip:ARCH@WEIGHTS:image; texts: sentence-transformers:… or "
-            "open_clip:ARCH@WEIGHTS:text)")
-    for warning in encoder.info.warnings():
-        log.warning("space %r: %s", source.name, warning)
-    return encoder
-
-
-def _changed(collection: Collection, records: list[Record], options: IngestOptions,
-             encoders: dict[str, Encoder], chunkers: dict[str, Chunker], image_root: Path,
-             report: IngestReport) -> tuple[list[Record], dict[str, str]]:
-    """The records whose content (fields, spaces, models, image files' size and time, the chunk
-    cap where it cuts a text) differs from what is stored; a record whose image file is missing
-    becomes a problem here."""
-    latest = {record.id: record for record in records}  # a repeated id: the last one wins
-    sources = options.sources()
-    spaces = [[s.name, s.kind, list(s.fields), encoders[s.name].info.fingerprint] for s in sources]
-    hashes: dict[str, str] = {}
-    kept: list[Record] = []
-    for record in latest.values():
-        stats = []
-        for source in (s for s in sources if s.kind == "image"):
-            value = record.fields.get(source.fields[0])
-            path = _image_path(image_root, value) if value else None
-            try:
-                if path is None:
-                    raise FileNotFoundError
-                stat = path.stat()
-            except OSError:
-                report.problems.append(Problem(
-                    record.source, record.line, f"item {record.id!r}: image "
-                    f"{path or '(no path)'}: no such file", f"check the {source.fields[0]!r} "
-                    "field (relative paths are relative to the list file's folder)"))
-                break
-            stats.append([stat.st_size, stat.st_mtime_ns])
-        else:
-            cut = any(chunker.cuts(text_of(record, s.fields)) for s in sources
-                      if (chunker := chunkers.get(s.name)) is not None)
-            hashes[record.id] = digest([record.fields, spaces, stats, options.chunk_overlap],
-                                       cut_by=options.max_chunks if cut else None)
-            kept.append(record)
-    stored = collection.content_hashes(list(hashes))
-    changed = [r for r in kept if stored.get(r.id) != hashes[r.id]]
-    report.unchanged += len(kept) - len(changed)
-    return changed, hashes
-
-
-def _write_batch(collection: Collection, encoders: dict[str, Encoder],
-                 sources: Sequence[SpaceSource], chunkers: dict[str, Chunker],
-                 records: Sequence[Record], hashes: dict[str, str], batch: _Batch,
-                 image_spaces: Sequence[_ImageSpace], report: IngestReport) -> list[str]:
-    good = [item for item in batch.items if item.problem is None]
-    for item in batch.items:
-        if item.problem is not None:
-            report.problems.append(item.problem)
-            log.warning("skipped %s", item.problem)
-    if not good:
-        return []
-    chosen = [records[item.position] for item in good]
-    vectors: dict[str, dict[str, np.ndarray]] = {record.id: {} for record in chosen}
-    spans: dict[str, dict[str, list[tuple[int, int]]]] = {record.id: {} for record in chosen}
-    with timed(report, "encode"):
-        for space in image_spaces:
-            block = _image_vectors(encoders[space.name], [item.pixels[space.name] for item in good],
-                                   space)
-            for record, vector in zip(chosen, block, strict=True):
-                vectors[record.id][space.name] = vector
-        for source in (s for s in sources if s.kind == "text"):
-            texts = []
-            for record in chosen:
-                if text := text_of(record, source.fields):
-                    split = chunkers[source.name](text)
-                    note_cut(report, record.id, source.name, split)
-                    texts.append((record, split.chunks))
-            flat = [chunk.text for _, chunks in texts for chunk in chunks]
-            block = encoders[source.name].encode(flat, role="document")
-            report.chunks += len(flat)
-            start = 0
-            for record, chunks in texts:
-                vectors[record.id][source.name] = block[start:start + len(chunks)]
-                spans[record.id][source.name] = [(c.start, c.end) for c in chunks]
-                start += len(chunks)
-    items = [Item(id=record.id, fields={**record.fields, THUMBNAIL_FIELD: item.thumbnail},
-                  content_hash=hashes[record.id], vectors=vectors[record.id],
-                  spans=spans[record.id]) for record, item in zip(chosen, good, strict=True)]
-    with timed(report, "write"):
-        collection.upsert(items)
-    report.written += len(items)
-    return [item.id for item in items]

@@ -1,24 +1,30 @@
-"""The ingest pipeline: read → skip unchanged → chunk → encode → write, timing each stage.
+"""Ingest: what to build (``IngestOptions``), what happened (``IngestReport``), and the entry points.
 
-Records arrive from a reader (``readers.read_records``) or any iterable of ``Record``/``Problem``.
-An ingest builds one text space by default; ``IngestOptions.spaces`` lists several instead, each
-from its own fields by its own encoder, and image spaces among them hand the work to
-``image_ingest`` (decode in parallel → encode → write), which imports torch only when needed.
-Each batch is written in one transaction, so whatever the pipeline reports as written (and passes
-to ``on_commit``) survives a crash. Bad records never stop the run: they are collected as problems
-with their file, line and fix. Items whose content hash is unchanged are not re-encoded. One
-item's text is encoded as at most ``IngestOptions.max_chunks`` chunks, its beginning; the whole
-text stays in its fields (so BM25 sees all of it), and the report lists each item cut
-(``IngestReport.cut``).
+Records arrive from a reader (``readers.read_records``) or any iterable of ``Record``/``Problem``
+and go through one pipeline (``pipeline.py``: read → diff → decode → encode → write, the stages
+overlapping, memory bounded). An ingest builds one text space by default; ``IngestOptions.spaces``
+lists several instead, each from its own fields by its own encoder, text and image spaces alike
+(pictures import torch only when there are some). Each batch is written in one transaction, so
+whatever the pipeline reports as written (and passes to ``on_commit``) survives a crash. Bad
+records never stop the run: they are collected as problems with their file, line and fix.
+
+An item's content hash (``content_hash``) has two parts: what its vectors are made from (the
+encoded text of each space or its picture file, the model, the chunking) and its other fields.
+An item whose first part is unchanged is never encoded again: if only its other fields changed,
+they are updated in place. One item's text is encoded as at most ``IngestOptions.max_chunks``
+chunks, its beginning; the whole text stays in its fields (so BM25 sees all of it), and the report
+lists each item cut (``IngestReport.cut``). ``update_fields_only`` changes the fields of items
+already stored from a file of records, encoding nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +32,16 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, Item, Store, load_encoder
+from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, FieldUpdate, Store
 
-from .chunking import DEFAULT_MAX_CHUNKS, Chunk, ChunkedText, Chunker, capped_overlap, words_per_chunk
+from .chunking import DEFAULT_MAX_CHUNKS, ChunkedText, Chunker, capped_overlap, words_per_chunk
+from .executors import EncodeExecutor
 from .readers import read_records
 from .records import Problem, Record
 
-__all__ = ["CutItem", "IngestOptions", "IngestReport", "SpaceSource", "ingest_file",
-           "ingest_records", "note_cut", "text_chunker", "text_of", "timed"]
+__all__ = ["CutItem", "IngestOptions", "IngestReport", "SpaceSource", "content_hash", "cut_item",
+           "ingest_file", "ingest_records", "same_encoding", "text_chunker", "text_of", "timed",
+           "update_fields_file", "update_fields_only"]
 
 log = logging.getLogger(__name__)
 
@@ -108,29 +116,37 @@ class CutItem:
 
 @dataclass
 class IngestReport:
-    """What an ingest did: counts, problems (file, line, fix), the items whose text the chunk
-    cap cut, and seconds spent per stage."""
+    """What an ingest did: counts (``written``: items encoded and written; ``updated``: items
+    whose fields alone changed, updated in place), problems (file, line, fix), the items whose
+    text the chunk cap cut, the ids a fields-only update did not find, seconds spent per stage
+    (the stages overlap) and in all (``wall_seconds``)."""
 
     read: int = 0
     written: int = 0
+    updated: int = 0
     unchanged: int = 0
     chunks: int = 0
     problems: list[Problem] = field(default_factory=list)
     cut: list[CutItem] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(
         default_factory=lambda: {"read": 0.0, "diff": 0.0, "encode": 0.0, "write": 0.0})
+    wall_seconds: float = 0.0
 
     @property
     def total_seconds(self) -> float:
         return sum(self.seconds.values())
 
     def summary(self) -> str:
-        rate = self.written / self.seconds["encode"] if self.seconds["encode"] else 0.0
+        encoding = self.seconds.get("encode", 0.0)  # none in a fields-only update
+        rate = f"; {self.written / encoding:.1f} items/s encoding" if encoding else ""
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         cut = f", {len(self.cut)} cut to their first chunks" if self.cut else ""
-        return (f"read {self.read} records: {self.written} written ({self.chunks} chunks), "
-                f"{self.unchanged} unchanged, {len(self.problems)} problems{cut}; {stages}; "
-                f"{rate:.1f} items/s encoding")
+        updated = f", {self.updated} fields updated" if self.updated else ""
+        missing = f", {len(self.not_found)} not found" if self.not_found else ""
+        return (f"read {self.read} records: {self.written} written ({self.chunks} chunks)"
+                f"{updated}, {self.unchanged} unchanged{missing}, {len(self.problems)} problems"
+                f"{cut}; {stages} ({self.wall_seconds:.1f}s in all){rate}")
 
 
 @contextmanager
@@ -150,7 +166,8 @@ def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
     ``options`` has an image space: then relative image paths are relative to the list file)."""
     if not options.has_images:
         _prepare_encoders(path, options, progress)
-        records = read_records(path, id_field=options.id_field, text_fields=options.text_fields)
+        text_fields = tuple(dict.fromkeys(f for s in options.sources() for f in s.fields))
+        records = read_records(path, id_field=options.id_field, text_fields=text_fields)
         return ingest_records(store, records, options, progress=progress, on_commit=on_commit)
     from .image_ingest import read_image_records
 
@@ -173,51 +190,82 @@ def _prepare_encoders(path: str | Path, options: IngestOptions, progress: bool) 
 def ingest_records(store: Store, records: Iterable[Record | Problem], options: IngestOptions, *,
                    encoder: Encoder | None = None, progress: bool = True,
                    on_commit: Callable[[list[str]], None] | None = None,
-                   save_indexes: bool = True, image_root: Path | None = None) -> IngestReport:
+                   save_indexes: bool = True, image_root: Path | None = None,
+                   executor: EncodeExecutor | None = None) -> IngestReport:
     """Ingest records into ``options.collection`` (created if missing); see the module docstring.
 
     With ``save_indexes`` (the default for files) the indexes are brought up to date and saved at
     the end; a server ingesting small batches passes False: its indexes catch up on the next
     search and are saved when the store closes. ``encoder`` replaces the one ``options.encoder``
     names (single-space ingests only); ``image_root`` is what relative image paths are relative
-    to (default: the working directory).
+    to (default: the working directory); ``executor`` runs the encode stage (default: ``local``,
+    in this process).
     """
-    if options.has_images or len(options.sources()) > 1:
-        from .image_ingest import ingest_spaces
+    from .pipeline import IngestPipeline, load_encoders  # it imports this module's options
 
-        return ingest_spaces(store, records, options, progress=progress, on_commit=on_commit,
-                             save_indexes=save_indexes, image_root=image_root or Path.cwd())
-    encoder = encoder or load_encoder(options.encoder)
+    encoders = load_encoders(options, encoder)
     collection = store.create_collection(options.collection, exist_ok=True)
-    chunker = text_chunker(collection, options.space, encoder, options.text_fields, options)
-    report = IngestReport()
-    bar = tqdm(desc=f"ingest {options.collection}", unit=" items", disable=not progress,
+    pipeline = IngestPipeline(collection, options, encoders, executor=executor,
+                              image_root=image_root)
+    report = pipeline.run(records, progress=progress, on_commit=on_commit)
+    if save_indexes:
+        since = time.perf_counter()
+        with timed(report, "write"):
+            collection.refresh()
+        report.wall_seconds += time.perf_counter() - since
+    log.info("%s", report.summary())
+    return report
+
+
+def update_fields_file(store: Store, path: str | Path, options: IngestOptions, *,
+                       progress: bool = True) -> IngestReport:
+    """``update_fields_only`` with the records of a JSONL, CSV or Parquet file (no text field
+    needed: its records may hold just an id and the fields to change)."""
+    records = read_records(path, id_field=options.id_field, text_fields=())
+    return update_fields_only(store, records, options, progress=progress)
+
+
+def update_fields_only(store: Store, records: Iterable[Record | Problem], options: IngestOptions,
+                       *, progress: bool = True,
+                       on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
+    """Set the fields each record has on the stored item of its id, in batches of
+    ``options.batch_size`` (one transaction each); nothing is encoded and nothing added.
+
+    Ids not stored are listed in ``IngestReport.not_found``. Fields that a vector space is made
+    from are left as they are (changing them needs encoding: ingest without fields-only), and
+    named in a warning. A stored item keeps its content hash, so a later ingest of an unchanged
+    record does not undo the update."""
+    collection = store.collection(options.collection)
+    encoded = {f for space in collection.spaces().values() for f in space.source_fields}
+    report = IngestReport(seconds={"read": 0.0, "write": 0.0})
+    left_out: set[str] = set()
+    bar = tqdm(desc=f"update {options.collection}", unit=" items", disable=not progress,
                dynamic_ncols=True)
-    batch: list[Record] = []
+    started = time.perf_counter()
     stream = iter(records)
     while True:
         with timed(report, "read"):
-            entry = next(stream, None)
-        if entry is None:
+            batch = list(itertools.islice(stream, options.batch_size))
+        if not batch:
             break
-        if isinstance(entry, Problem):
-            report.problems.append(entry)
-            log.warning("skipped %s", entry)
-            bar.set_postfix(problems=len(report.problems), refresh=False)
-            continue
-        report.read += 1
-        batch.append(entry)
-        if len(batch) >= options.batch_size:
-            _write_batch(collection, encoder, batch, options, chunker, report, on_commit)
-            bar.update(len(batch))
-            batch = []
-    if batch:
-        _write_batch(collection, encoder, batch, options, chunker, report, on_commit)
+        report.problems += [entry for entry in batch if isinstance(entry, Problem)]
+        latest = {r.id: r for r in batch if isinstance(r, Record)}  # a repeated id: the last wins
+        report.read += len(latest)
+        with timed(report, "write"):
+            present = set(collection.existing_ids(list(latest)))
+            report.not_found += [i for i in latest if i not in present]
+            updates = [FieldUpdate(i, {k: v for k, v in r.fields.items() if k not in encoded})
+                       for i, r in latest.items() if i in present]
+            left_out.update(k for r in latest.values() for k in r.fields if k in encoded)
+            report.updated += collection.update_fields(updates)
+        if updates and on_commit is not None:
+            on_commit([u.id for u in updates])
         bar.update(len(batch))
     bar.close()
-    if save_indexes:
-        with timed(report, "write"):
-            collection.refresh()
+    report.wall_seconds = time.perf_counter() - started
+    if left_out:
+        log.warning("fields %s were left as they are: vector spaces are made from them; "
+                    "ingest without fields-only to change them", ", ".join(sorted(left_out)))
     log.info("%s", report.summary())
     return report
 
@@ -234,75 +282,37 @@ def text_chunker(collection: Collection, space: str, encoder: Encoder, fields: S
     return chunker
 
 
-def note_cut(report: IngestReport, item_id: str, space: str, chunked: ChunkedText) -> None:
-    """Add an item whose text the cap cut to ``report.cut``, and log it."""
+def cut_item(item_id: str, space: str, chunked: ChunkedText) -> CutItem | None:
+    """The report's entry for an item whose text the chunk cap cut; None when it cut nothing."""
     if not chunked.cut:
-        return
-    cut = CutItem(item_id, space, len(chunked.chunks), chunked.total, chunked.chunks[0].start,
-                  chunked.chunks[-1].end, chunked.length)
-    report.cut.append(cut)
-    log.warning("%s; its fields keep the whole text; raise max_chunks to encode more", cut)
+        return None
+    return CutItem(item_id, space, len(chunked.chunks), chunked.total, chunked.chunks[0].start,
+                   chunked.chunks[-1].end, chunked.length)
 
 
-def content_hash(record: Record, options: IngestOptions, fingerprint: str, *, cut: bool) -> str:
-    """Hash of everything that makes the stored item: fields, text fields, space and model, and
-    the chunk cap for an item it cuts."""
-    return digest([record.fields, options.text_fields, options.space, fingerprint,
-                   options.chunk_overlap], cut_by=options.max_chunks if cut else None)
-
-
-def digest(parts: list[Any], *, cut_by: int | None = None) -> str:
-    """The content hash of what makes an item (an unchanged hash skips re-encoding it).
+def content_hash(encoded: list[Any], fields: Mapping[str, Any], *, cut_by: int | None = None
+                 ) -> str:
+    """An item's stored hash, ``ENCODED.FIELDS``: a digest of ``encoded`` (what its vectors are
+    made from: each space's input, model and chunking) and one of its ``fields``.
 
     ``cut_by`` is the chunk cap when it cut the item's text: only then is the cap part of the
     hash, so raising it re-encodes exactly the items it cut, and every other item keeps the hash
     it had before there was a cap."""
     if cut_by is not None:
-        parts = [*parts, {"max_chunks": cut_by}]
-    payload = json.dumps(parts, sort_keys=True, default=str)
+        encoded = [*encoded, {"max_chunks": cut_by}]
+    return f"{_digest(encoded)}.{_digest(fields)}"
+
+
+def same_encoding(stored: str | None, new: str) -> bool:
+    """Whether an item stored with hash ``stored`` has the vectors an item hashed ``new`` would
+    get (only its other fields may differ). Hashes of an older kinsight, one part only, never
+    match: their items are encoded once more."""
+    return stored is not None and "." in stored and stored.split(".")[0] == new.split(".")[0]
+
+
+def _digest(value: Any) -> str:
+    payload = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
-def _write_batch(collection: Collection, encoder: Encoder, batch: Sequence[Record],
-                 options: IngestOptions, chunker: Chunker,
-                 report: IngestReport, on_commit: Callable[[list[str]], None] | None) -> None:
-    with timed(report, "diff"):
-        latest = {record.id: record for record in batch}  # a repeated id: the last one wins
-        texts = {i: text_of(r, options.text_fields) for i, r in latest.items()}
-        hashes = {i: content_hash(r, options, encoder.info.fingerprint, cut=chunker.cuts(texts[i]))
-                  for i, r in latest.items()}
-        stored = collection.content_hashes(list(latest))
-        changed = [r for i, r in latest.items() if stored.get(i) != hashes[i]]
-        report.unchanged += len(latest) - len(changed)
-        chunked: list[tuple[Record, list[Chunk]]] = []
-        for record in changed:
-            if text := texts[record.id]:
-                split = chunker(text)
-                note_cut(report, record.id, options.space, split)
-                chunked.append((record, split.chunks))
-            else:  # readers never yield such records; records built in code might
-                report.problems.append(Problem(
-                    record.source, record.line, f"item {record.id!r} has no text in "
-                    f"{', '.join(options.text_fields)}", "fill one of the text fields"))
-    if not chunked:
-        return
-    with timed(report, "encode"):
-        flat = [c.text for _, chunks in chunked for c in chunks]
-        vectors = encoder.encode(flat, role="document")
-    items = []
-    start = 0
-    for record, chunks in chunked:
-        item_vectors = vectors[start:start + len(chunks)]
-        start += len(chunks)
-        items.append(Item(id=record.id, fields=record.fields, content_hash=hashes[record.id],
-                          vectors={options.space: item_vectors},
-                          spans={options.space: [(c.start, c.end) for c in chunks]}))
-    with timed(report, "write"):
-        collection.upsert(items)
-    report.written += len(items)
-    report.chunks += len(flat)
-    if on_commit is not None:
-        on_commit([item.id for item in items])
 
 
 def text_of(record: Record, text_fields: Sequence[str]) -> str:

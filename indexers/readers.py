@@ -79,7 +79,8 @@ def read_records(
     """Records and problems from ``path``, in file order, streamed.
 
     ``id_field`` names the key holding each record's id and ``text_fields`` the keys holding its
-    text (at least one must be non-empty). A single string for ``text_fields`` is one field name.
+    text (at least one must be non-empty; none given: no text is needed, as for updating fields
+    alone). A single string for ``text_fields`` is one field name.
     In folder mode both are ignored: the id is the file's path relative to the folder and the
     fields are ``text``, ``title`` and ``path``. Raises ``NotFoundError`` for a missing path and
     ``InvalidInputError`` for an unknown format or an id/text column no record has.
@@ -98,7 +99,7 @@ def read_records(
         raise InvalidInputError(f"{root} is a folder; pass format='folder' or a file path")
 
     fields = (text_fields,) if isinstance(text_fields, str) else tuple(text_fields)
-    if not id_field or not fields or not all(fields):
+    if not id_field or not all(fields):
         raise InvalidInputError(
             f"id_field and text_fields must be non-empty names, got {id_field!r} and {fields!r}"
         )
@@ -140,7 +141,7 @@ def _check_columns(
             f"{root}: no id column {id_field!r}; columns found: {found}. "
             "Pass --id-field NAME (id_field=) naming the column that holds ids"
         )
-    if not any(name in columns for name in fields):
+    if fields and not any(name in columns for name in fields):
         raise InvalidInputError(
             f"{root}: no text column {quoted_names(fields)}; columns found: {found}. "
             "Pass --text-field NAME (text_fields=) naming the columns that hold text"

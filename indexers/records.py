@@ -90,7 +90,7 @@ def record_from_mapping(
         if name in fields:
             fields[name] = text
         has_text = has_text or bool(text and text.strip())
-    if not has_text:
+    if text_fields and not has_text:
         fix = f"fill it or pass --text-field NAME; the record has keys: {_keys(raw)}"
         return Problem(source, line, f"no text in {quoted_names(text_fields)} (missing or empty)", fix)
     return Record(id=record_id, fields=fields, source=source, line=line)

@@ -88,9 +88,7 @@ def test_picture_space_is_labelled_through_its_text_tower(tmp_path):
     spec = "open_clip:kinsight-tiny@random:image"
     records = [Record(str(n), {"image": f"{n}.png"}, "list", n) for n in range(3)]
     with Store(tmp_path / "store") as store:
-        from kinsight.indexers.image_ingest import ingest_spaces
-
-        ingest_spaces(store, records, IngestOptions(
+        ingest_records(store, records, IngestOptions(
             collection="pics", spaces=(SpaceSource("image", spec, ("image",), "image"),)),
             progress=False, image_root=tmp_path)
         result = zero_shot(store.collection("pics"), ["a red square", "a blue square"])

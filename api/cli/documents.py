@@ -88,9 +88,16 @@ def ingest(
              "ru, ja; multi for several languages; auto detects it from the texts (a new space) "
              "or keeps the one an existing space has. A new code rebuilds the BM25 index.")
     ] = "auto",
+    fields_only: Annotated[bool, typer.Option(
+        "--fields-only", help="Only update the fields of items already stored, from the "
+                              "records of a JSONL, CSV or Parquet file: nothing is encoded, ids "
+                              "not stored are listed and not added, and fields a vector space "
+                              "is made from are left as they are.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Read records, embed their text (or pictures) and store them; re-running skips unchanged items.
+    """Read records, embed their text (or pictures) and store them; re-running skips unchanged
+    items, and an item whose embedded text (or picture) is unchanged but whose other fields
+    changed has those updated in place, without encoding it again.
 
     Bad records (malformed lines, missing ids, empty text, bad encodings; missing, empty, corrupt,
     truncated or oversized pictures) are reported with their file and reason, and everything
@@ -112,11 +119,21 @@ def ingest(
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
                             spaces=spaces, max_chunks=max_chunks, language=language)
     _check_before_loading_models(path, options)
-    with open_store(store, create=True) as opened:
-        report = ingest_file(opened, path, options, progress=not as_json)
+    if fields_only:
+        if path.is_dir():
+            fail(f"{path} is a folder; --fields-only reads a JSONL, CSV or Parquet file of "
+                 "records (an id and the fields to change)")
+        from kinsight.indexers.ingest import update_fields_file
+
+        with open_store(store) as opened:
+            report = update_fields_file(opened, path, options, progress=not as_json)
+    else:
+        with open_store(store, create=True) as opened:
+            report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
         console.print_json(data={
-            "read": report.read, "written": report.written, "unchanged": report.unchanged,
+            "read": report.read, "written": report.written, "updated": report.updated,
+            "unchanged": report.unchanged, "not_found": report.not_found,
             "chunks": report.chunks, "seconds": report.seconds,
             "problems": [{"source": p.source, "line": p.line, "message": p.message, "fix": p.fix}
                          for p in report.problems],
@@ -131,6 +148,11 @@ def ingest(
                   highlight=False)
     if len(report.cut) > 20:
         err.print(f"... and {len(report.cut) - 20} more items cut (use --json for all)")
+    if report.not_found:
+        shown = ", ".join(escape(i) for i in report.not_found[:20])
+        more = f" and {len(report.not_found) - 20} more" if len(report.not_found) > 20 else ""
+        err.print(f"[yellow]not found[/yellow] {shown}{more}: not added (--fields-only "
+                  "updates stored items; ingest without it to add them)", highlight=False)
     console.print(report.summary(), highlight=False)
 
 

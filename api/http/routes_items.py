@@ -63,7 +63,7 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
                 batch_size=len(records), max_chunks=settings.max_chunks_per_item,
                 language=body.language)
             report = ingest_records(store, records, options, progress=False)
-            written, unchanged = report.written, report.unchanged
+            written, unchanged = report.written + report.updated, report.unchanged
             problems += report.problems
             warnings = [f"{cut}; the server encodes at most {settings.max_chunks_per_item} chunks "
                         "per item (KINSIGHT_MAX_CHUNKS_PER_ITEM)" for cut in report.cut]

@@ -7,6 +7,7 @@ these classes; no SQL on a collection's tables is written anywhere else.
 from __future__ import annotations
 
 from .database import DATABASE_FILE, Database
+from .field_updates import FieldUpdate
 from .side_tables import InteractionTable, RunTables
 from .tables import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
 
@@ -15,6 +16,7 @@ __all__ = [
     "VECTOR_BLOCK",
     "CollectionTables",
     "Database",
+    "FieldUpdate",
     "InteractionTable",
     "NewItem",
     "RunTables",

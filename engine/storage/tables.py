@@ -20,11 +20,12 @@ import numpy as np
 import pyarrow as pa
 
 from ..encoders import EncoderInfo
-from ..errors import FilterError, InvalidInputError, NotFoundError, translated
+from ..errors import FilterError, NotFoundError, translated
 from ..filters import FilterInput, compile_filter
-from ..schema import RESERVED_FIELDS, arrow_column, infer_field_type, quote, validate_field_name
+from ..schema import RESERVED_FIELDS, arrow_column, quote
 from ..spaces import VectorSpace
 from .database import Database
+from .field_updates import FieldUpdate, add_columns, apply_field_updates
 from .item_cache import ItemCache
 
 __all__ = ["VECTOR_BLOCK", "CollectionTables", "NewItem", "VectorRows"]
@@ -149,19 +150,24 @@ class CollectionTables:
             self.forget_schema()
 
     # -- writing ----------------------------------------------------------------------------
-    def replace(self, items: list[NewItem], vectors: dict[str, VectorRows]) -> None:
-        """Insert or replace ``items`` by id with their vector rows, in one transaction."""
+    def replace(self, items: list[NewItem], vectors: dict[str, VectorRows],
+                updates: Sequence[FieldUpdate] = ()) -> None:
+        """Insert or replace ``items`` by id with their vector rows, and apply ``updates`` to
+        the fields of other stored items in place (their vectors left as they are:
+        ``field_updates``), all in one transaction."""
         known = self.fields()
-        adds = any(name not in known for item in items for name in item.fields)
         try:
             with self.db.writing(self.name) as con:
-                ids = [item.id for item in items]
-                self._remove(con, ids)
-                self._insert_items(con, items, ids)
-                for space, rows in vectors.items():
-                    self._insert_vectors(con, space, rows)
+                if items:
+                    ids = [item.id for item in items]
+                    self._remove(con, ids)
+                    self._insert_items(con, items, ids, known)
+                    for space, rows in vectors.items():
+                        self._insert_vectors(con, space, rows)
+                if updates:
+                    apply_field_updates(con, self.schema, self.name, known, updates)
         finally:
-            if adds:  # whether it committed or not
+            if known != self._fields:  # columns were added, whether it committed or not
                 self.forget_schema()
 
     def remove(self, ids: list[str]) -> None:
@@ -169,21 +175,11 @@ class CollectionTables:
         with self.db.writing(self.name) as con:
             self._remove(con, ids)
 
-    def _insert_items(self, con: Any, items: list[NewItem], ids: list[str]) -> None:
-        known = self.fields()
+    def _insert_items(self, con: Any, items: list[NewItem], ids: list[str],
+                      known: dict[str, str]) -> None:
         names = sorted({name for item in items for name in item.fields})
-        by_case = {k.lower(): k for k in known}
-        for name in names:
-            if name not in known:
-                validate_field_name(name)
-                # DuckDB column names ignore case: "Text" would be the column "text".
-                if by_case.setdefault(name.lower(), name) != name:
-                    raise InvalidInputError(
-                        f"field {name!r} differs from field {by_case[name.lower()]!r} only in "
-                        f"case; collection {self.name!r} cannot hold both: rename one")
-                known[name] = infer_field_type([item.fields.get(name) for item in items])
-                con.execute(f"ALTER TABLE {self.schema}.items ADD COLUMN {quote(name)} "
-                            f"{known[name]}")
+        add_columns(con, self.schema, self.name, known,
+                    {name: [item.fields.get(name) for item in items] for name in names})
         columns = {"id": pa.array(ids, pa.string()),
                    "_hash": pa.array([item.content_hash for item in items], pa.string())}
         for name in names:
