@@ -61,7 +61,10 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="JSONL, CSV, TSV or Parquet file (optionally .gz), "
                                               "or a folder of .txt/.md files (of pictures with "
                                               "--image-field).")],
-    collection: CollectionOpt = None,
+    collection: Annotated[str | None, typer.Option(
+        "--collection", "-c", help="Collection to fill. Default: one named after the file "
+                                   "(docs.jsonl: docs); with --fields-only the store's only "
+                                   "collection.")] = None,
     store: StoreOpt = DEFAULT_STORE,
     id_field: Annotated[str, typer.Option(help="Field holding each item's unique id.")] = "id",
     text_field: Annotated[list[str] | None, typer.Option(
@@ -113,6 +116,9 @@ def ingest(
             spaces += (SpaceSource(caption_field[0], text_encoder, tuple(caption_field)),)
     elif caption_field:
         fail("--caption-field goes with --image-field; for text alone use --text-field")
+    if collection is None and fields_only:  # updates an existing collection: the only one
+        with open_store(store, read_only=True) as opened:
+            collection = pick_collection(opened, None).name
     options = IngestOptions(collection=collection or _ingest_collection(path, store),
                             text_fields=tuple(text_field or ["text"]),
                             id_field=id_field, space=space or "text",
