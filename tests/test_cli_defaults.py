@@ -85,3 +85,25 @@ def test_help_shows_no_value_type_on_plain_flags_and_reflows_docstrings():
     anomalies = runner.invoke(app, ["anomalies", "--help"], env={"COLUMNS": "200"}).output
     # one paragraph of the docstring on one line at 200 columns: no line break mid-sentence
     assert "scored without itself), so --threshold 95" in anomalies
+
+
+def test_the_lazy_command_list_is_every_command_with_the_start_of_its_own_help():
+    from kinsight.api.cli.app import COMMANDS, full_group
+
+    commands = full_group().commands
+    assert set(commands) == set(COMMANDS)
+    for name, (_, summary) in COMMANDS.items():
+        own = " ".join((commands[name].help or "").split("\n\n")[0].split())
+        assert own.startswith(summary.rstrip(".")), (name, own)
+
+
+def test_help_lists_the_commands_without_importing_the_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys; from kinsight.api.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('engine' if 'kinsight.engine' in sys.modules else 'no engine')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"COLUMNS": "100", "PATH": ""}, check=True)
+    assert "mismatch" in done.stdout and done.stdout.strip().endswith("no engine")

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from kinsight.api.cli import app
+from kinsight.api.cli.app import full_group
 from kinsight.api.cli.errors import _redacted
 from kinsight.engine import Store, encoders
 
@@ -65,7 +65,7 @@ def cli_commands() -> dict[tuple[str, ...], Any]:
         for name, sub in (subcommands or {}).items():
             walk(sub, (*words, name))
 
-    walk(typer.main.get_command(app), ())
+    walk(full_group(), ())
     return found
 
 

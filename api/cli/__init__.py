@@ -4,26 +4,12 @@ Every command that reads a store takes ``--store`` (default: ``$KINSIGHT_STORE``
 ``./kinsight-store``); every query command has ``--json``. No error shows a traceback: one the
 user can fix prints one line saying what is wrong and how to fix it (exit status 2), any other
 one line naming the log file its traceback went to (exit status 1); see errors.py. Each module
-here adds its commands to ``app``.
+here adds its commands to ``app``, imported when one of them runs (app.py).
 """
 
 from __future__ import annotations
 
-from . import (  # noqa: F401  (each module registers its commands)
-    align,
-    anomalies,
-    classify,
-    clusters,
-    collections,
-    documents,
-    mismatch,
-    models,
-    recommend,
-    report,
-    runs,
-    serving,
-)
-from .common import app
+from .app import app
 
 __all__ = ["app", "main"]
 

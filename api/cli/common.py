@@ -3,7 +3,6 @@ errors.py), the consoles, the common options, opening a store and the choice-opt
 
 from __future__ import annotations
 
-import logging
 import shlex
 import shutil
 import sys
@@ -18,7 +17,8 @@ from tqdm import tqdm
 
 from kinsight.engine import DATABASE_FILE, Collection, Progress, Store
 
-from .errors import KinsightGroup, print_error
+from .app import app
+from .errors import print_error
 
 __all__ = [
     "DEFAULT_STORE",
@@ -39,18 +39,6 @@ __all__ = [
     "print_run_hint",
     "progress_bar",
 ]
-
-app = typer.Typer(
-    name="kinsight",
-    help="Embedding search, recommendations and data quality over your documents and "
-         "pictures: ingest files, then search them (by meaning, keywords or both, by text or "
-         "picture), recommend similar items, cluster, score anomalies and mismatches, and write "
-         "reports; the same from Python and HTTP (kinsight serve).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    cls=KinsightGroup,
-    rich_markup_mode="markdown",  # docstrings reflow to the terminal instead of breaking lines
-)
 
 console = Console()
 err = Console(stderr=True)
@@ -152,13 +140,6 @@ def fail(message: str) -> NoReturn:
     """Print ``error: message`` on stderr, on one line, and leave with status 2."""
     print_error(message)
     raise typer.Exit(2)
-
-
-@app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False
-           ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
 
 
 def one_of(option: str, value: str, choices: tuple[str, ...]) -> Any:

@@ -31,9 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from kinsight.engine import KinsightError
-
-__all__ = ["KinsightGroup", "log_path", "print_error", "reported_errors"]
+__all__ = ["KinsightGroup", "log_path", "plain_flags", "print_error", "reported_errors"]
 
 LOG_LIMIT = 1 << 20  # past this size the log moves to kinsight.log.1 (one old log kept)
 MESSAGE_LIMIT = 300  # characters of an unexpected error's message shown in its one line
@@ -58,7 +56,7 @@ class KinsightGroup(TyperGroup):
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> Any:
         argv = list(args)  # parsing consumes args; the log records the command as typed
-        _plain_flags(self, super().make_context(info_name, [], resilient_parsing=True))
+        plain_flags(self, super().make_context(info_name, [], resilient_parsing=True))
         ctx = super().make_context(info_name, args, parent=parent, **extra)
         ctx.meta[_ARGV_KEY] = argv
         return ctx
@@ -76,13 +74,13 @@ def print_error(message: str) -> None:
                   soft_wrap=True)
 
 
-def _plain_flags(command: Any, ctx: Any) -> None:
+def plain_flags(command: Any, ctx: Any) -> None:
     """Give every flag of ``command`` and its subcommands (--help included) an empty metavar."""
     for param in [*command.params, command.get_help_option(ctx)]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
     for sub in getattr(command, "commands", {}).values():
-        _plain_flags(sub, ctx)
+        plain_flags(sub, ctx)
 
 
 @contextmanager
@@ -97,19 +95,17 @@ def reported_errors(*, verbose: bool = False, argv: Sequence[str] = ()) -> Itera
         raise typer.Exit(130) from None
     except BrokenPipeError:
         raise  # stdout closed early (kinsight ... | head): typer exits quietly
-    except KinsightError as e:
-        _show_traceback(e, verbose)
-        print_error(str(e))
-        raise typer.Exit(2) from None
-    except OSError as e:
-        problem = _file_problem(e)
+    except Exception as e:
+        # Imported here, not above: `kinsight --help` must not wait for the engine to load.
+        from kinsight.engine import KinsightError
+
+        problem = str(e) if isinstance(e, KinsightError) else (
+            _file_problem(e) if isinstance(e, OSError) else None)
         if problem is None:
             _unexpected(e, verbose, argv)
         _show_traceback(e, verbose)
         print_error(problem)
         raise typer.Exit(2) from None
-    except Exception as e:
-        _unexpected(e, verbose, argv)
 
 
 def log_path() -> Path:
