@@ -72,14 +72,15 @@ class Fusion:
     ``rrf`` sums ``1/(rrf_k + rank)``. Each side contributes its top ``depth`` items; an item one
     side did not return gets nothing from it.
 
-    The default, z-score with a dense weight of 0.6, was chosen on half of the Debian development
-    queries and checked on the other half (benchmarks/fusion_study.py; README, Search quality):
-    a standard deviation is a unit both sides share whatever their raw scale (BM25 grows with the
-    query's length, cosines crowd near each other), and the weight sits on a plateau."""
+    The default, z-score with a dense weight of 0.5, was chosen on half of the Debian development
+    queries and checked on the other half (benchmarks/fusion_study.py; README, Search modes): a
+    standard deviation is a unit both sides share whatever their raw scale (BM25 grows with the
+    query's length, cosines crowd near each other), so equal weights mean equal trust, and the
+    weight sits on a plateau (0.45-0.55 within 0.002)."""
 
     method: Literal["weighted", "rrf"] = "weighted"
     normalise: Literal["zscore", "minmax"] = "zscore"
-    dense_weight: float = 0.6
+    dense_weight: float = 0.5
     rrf_k: int = 60
     depth: int = 100
 
@@ -88,7 +89,7 @@ class Fusion:
 # weight was chosen the same way as z-score's.
 FUSIONS: dict[str, Fusion] = {
     "zscore": Fusion(),
-    "minmax": Fusion(normalise="minmax", dense_weight=0.55),
+    "minmax": Fusion(normalise="minmax", dense_weight=0.45),
     "rrf": Fusion(method="rrf"),
 }
 

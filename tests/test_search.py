@@ -117,7 +117,7 @@ def test_zscore_fusion_counts_standard_deviations_above_each_sides_lowest():
     assert fused["a"] == pytest.approx(0.6 * 0.2 / dense_sd + 0.4 * 2.0 / bm25_sd)
     assert fused["c"] == pytest.approx(0.4 * 22.0 / bm25_sd)
     assert sorted(fused, key=lambda i: -fused[i]) == ["a", "c", "b"]
-    minmax = dict((i, s) for i, s, _ in _fuse(dense, bm25, Fusion(normalise="minmax")))
+    minmax = dict((i, s) for i, s, _ in _fuse(dense, bm25, Fusion(normalise="minmax", dense_weight=0.6)))
     assert minmax["a"] == pytest.approx(0.6 * 1.0 + 0.4 * 2.0 / 22.0)
     with pytest.raises(InvalidInputError, match="normalisation"):
         _fuse(dense, bm25, Fusion(normalise="rank"))  # type: ignore[arg-type]
