@@ -67,6 +67,17 @@ def git_state() -> dict[str, Any]:
             "changed": git("status", "--porcelain", "--untracked-files=no").splitlines()}
 
 
+def split(queries: Sequence[Any], seed: int) -> dict[str, list[Any]]:
+    """Queries in two halves by a seeded shuffle: ``dev``, where anything is chosen, and
+    ``report``, only scored."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(queries))
+    half = len(queries) // 2
+    return {"dev": [queries[i] for i in order[:half]],
+            "report": [queries[i] for i in order[half:]]}
+
+
 def corpus_records(docs: int | None = None, seed: int = 0) -> list[Record]:
     """The Debian corpus (id, title, text, section) as records; ``docs``: a seeded random subset."""
     import numpy as np

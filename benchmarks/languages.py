@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
-from _common import DATA, RESULTS, print_table, save
+from _common import DATA, RESULTS, print_table, save, split
 
 from kinsight.engine import Collection, Store, load_encoder
 from kinsight.engine.analysers import Analyser, detect_language
@@ -35,8 +34,8 @@ DEPTH = 100
 # The fusions the dev half chooses among for a space whose encoder does not know its language.
 CANDIDATES: dict[str, Fusion | None] = {
     "bm25 alone": None,
-    "rrf (hybrid default)": Fusion(),
-    **{f"weighted dense={w}": Fusion(method="weighted", dense_weight=w)
+    "rrf": Fusion(method="rrf"),
+    **{f"weighted dense={w}": Fusion(method="weighted", normalise="minmax", dense_weight=w)
        for w in (0.1, 0.2, 0.3, 0.5)},
 }
 
@@ -64,13 +63,6 @@ def language_store(language: str) -> Iterator[Collection]:
         detected = detect_language(table.column("text").to_pylist())
         collection.ensure_space(space.name, space.encoder, language=detected)
         yield collection
-
-
-def split(queries: Sequence[Query], seed: int) -> dict[str, list[Query]]:
-    order = np.random.default_rng(seed).permutation(len(queries))
-    half = len(queries) // 2
-    return {"dev": [queries[i] for i in order[:half]],
-            "report": [queries[i] for i in order[half:]]}
 
 
 def timed_run(queries: Sequence[Query], rank: Callable[[list[str]], list[list[str]]]

@@ -54,7 +54,7 @@ from .probes import ProbeOptions, ProbeResult
 from .recommend import STRATEGIES, RecommendOptions, WeightedExample, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .schema import validate_collection_name, validate_space_name
-from .search import ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOptions
+from .search import FUSIONS, ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOptions
 from .spaces import VectorSpace
 from .storage import DATABASE_FILE
 from .store import Store
@@ -63,6 +63,7 @@ from .zero_shot import ZeroShotOptions, ZeroShotResult
 __all__ = [
     "DATABASE_FILE",
     "DEFAULT_TEXT_ENCODER",
+    "FUSIONS",
     "NOISE",
     "STRATEGIES",
     "AlreadyExistsError",

@@ -29,7 +29,7 @@ from typing import get_args
 from .errors import InvalidInputError, NotFoundError
 from .indexed_collection import IndexedCollection
 from .options import Progress, check_bounds, option, quiet
-from .search import SearchMode, SearchOptions, search_many
+from .search import FUSIONS, SearchMode, SearchOptions, search_many
 
 __all__ = [
     "QRELS_HEADER",
@@ -282,10 +282,13 @@ def evaluate_run(
 
 @dataclass(frozen=True)
 class EvaluationOptions:
-    """What ``evaluate_search`` runs: each of ``modes``, ranking ``depth`` items per query (the
-    cut-off of the second recall, beside @10)."""
+    """What ``evaluate_search`` runs: each of ``modes``, the fusing ones (``hybrid``, ``auto``)
+    once per fusion of ``fusions`` (names of ``search.FUSIONS``), ranking ``depth`` items per
+    query (the cut-off of the second recall, beside @10)."""
 
     modes: Sequence[SearchMode] = option(("bm25", "dense", "hybrid"), help="Search modes scored.")
+    fusions: Sequence[str] = option(tuple(FUSIONS), help="Fusions scored in the hybrid and auto "
+                                    "modes, each as MODE:FUSION; the first is the default.")
     depth: int = option(100, ge=1, help="Items ranked per query: the second recall's cut-off.")
 
     def __post_init__(self) -> None:
@@ -294,6 +297,16 @@ class EvaluationOptions:
         if not self.modes or unknown:
             raise InvalidInputError(f"modes must name search modes among "
                                     f"{', '.join(get_args(SearchMode))}; got {list(self.modes)!r}")
+        if not self.fusions or any(f not in FUSIONS for f in self.fusions):
+            raise InvalidInputError(f"fusions must name fusions among {', '.join(FUSIONS)}; "
+                                    f"got {list(self.fusions)!r}")
+
+    def runs(self) -> dict[str, SearchOptions]:
+        """Each search to score by its name: the mode, and ``MODE:FUSION`` for a fusing mode."""
+        return {f"{mode}:{name}" if mode in ("hybrid", "auto") else mode: SearchOptions(
+                    k=self.depth, mode=mode, fusion=FUSIONS[name], return_fields=())
+                for mode in self.modes
+                for name in (self.fusions if mode in ("hybrid", "auto") else self.fusions[:1])}
 
 
 def evaluate_search(
@@ -304,13 +317,14 @@ def evaluate_search(
     *,
     progress: Progress = quiet,
 ) -> dict[str, dict[str, float]]:
-    """Run every query in each search mode and score the rankings (see ``evaluate_run``);
-    ``progress`` is told of the queries done, over all the modes, the mode under way as stage."""
-    o = options or EvaluationOptions()
+    """Run every query in each search mode (each fusing one once per fusion) and score the
+    rankings (see ``evaluate_run``), keyed as ``EvaluationOptions.runs`` names them;
+    ``progress`` is told of the queries done, over all the runs, the run under way as stage."""
+    runs = (options or EvaluationOptions()).runs()
     results: dict[str, dict[str, float]] = {}
-    total, done = len(queries) * len(o.modes), 0
-    for mode in o.modes:
-        search_options = SearchOptions(k=o.depth, mode=mode, return_fields=())
+    total, done = len(queries) * len(runs), 0
+    asked = {q.qid for q in queries}
+    for name, search_options in runs.items():
         run: dict[str, list[str]] = {}
         for start in range(0, len(queries), SEARCH_BLOCK):
             chunk = queries[start:start + SEARCH_BLOCK]
@@ -318,8 +332,7 @@ def evaluate_search(
                                                       search_options), strict=True):
                 run[query.qid] = [h.id for h in hits]
             done += len(chunk)
-            progress(done, total, mode)
-        asked = {q.qid for q in queries}
-        results[mode] = evaluate_run(run, {q: r for q, r in qrels.items() if q in asked},
-                                     ks=(10, o.depth))
+            progress(done, total, name)
+        results[name] = evaluate_run(run, {q: r for q, r in qrels.items() if q in asked},
+                                     ks=(10, search_options.k))
     return results

@@ -4,7 +4,8 @@ Dense search runs on the space's FAISS index (exact when the policy says so or `
 a selective filter is answered by an exact scan of the matching vectors instead, which is both
 faster and exact when few items qualify. Long items have one vector per chunk: chunk scores are
 aggregated per item (best chunk by default, mean on request) and each hit says which chunk matched.
-Hybrid search fuses the dense and BM25 rankings, by reciprocal rank (default) or weighted scores.
+Hybrid search fuses the dense and BM25 rankings: weighted z-scores (default), weighted min-max
+scores or reciprocal ranks.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .spaces import VectorSpace, encoder_for
 from .vector_index import VectorIndex
 
 __all__ = [
+    "FUSIONS",
     "UNKNOWN_LANGUAGE_FUSION",
     "ById",
     "ChunkMatch",
@@ -64,22 +66,39 @@ Query = str | np.ndarray | ById
 
 @dataclass(frozen=True)
 class Fusion:
-    """How hybrid search merges rankings: ``rrf`` sums ``1/(rrf_k + rank)``; ``weighted`` sums
-    min-max normalised scores, ``dense_weight`` for dense and the rest for BM25. Each side
-    contributes its top ``depth`` items."""
+    """How hybrid search merges rankings. ``weighted`` sums each side's scores put on a common
+    scale by ``normalise``: ``zscore`` counts standard deviations above the side's lowest
+    candidate, ``minmax`` scales to [0, 1]; ``dense_weight`` goes to dense and the rest to BM25.
+    ``rrf`` sums ``1/(rrf_k + rank)``. Each side contributes its top ``depth`` items; an item one
+    side did not return gets nothing from it.
 
-    method: Literal["rrf", "weighted"] = "rrf"
-    rrf_k: int = 60
+    The default, z-score with a dense weight of 0.5, was chosen on half of the Debian development
+    queries and checked on the other half (benchmarks/fusion_study.py; README, Search modes): a
+    standard deviation is a unit both sides share whatever their raw scale (BM25 grows with the
+    query's length, cosines crowd near each other), so equal weights mean equal trust, and the
+    weight sits on a plateau (0.45-0.55 within 0.002)."""
+
+    method: Literal["weighted", "rrf"] = "weighted"
+    normalise: Literal["zscore", "minmax"] = "zscore"
     dense_weight: float = 0.5
+    rrf_k: int = 60
     depth: int = 100
 
+
+# The fusions offered by name (CLI, HTTP, ``kinsight evaluate``), the default first; min-max's
+# weight was chosen the same way as z-score's.
+FUSIONS: dict[str, Fusion] = {
+    "zscore": Fusion(),
+    "minmax": Fusion(normalise="minmax", dense_weight=0.45),
+    "rrf": Fusion(method="rrf"),
+}
 
 # Mode auto's fusion where the encoder was not trained on the space's language (an English model
 # on Russian texts): RRF, which trusts both rankings alike, fell 0.04-0.3 nDCG@10 below BM25 alone
 # on Debian's ru/de/ja translations; a dense weight of 0.2 came out best on average on their dev
 # halves. A small weight moves only near-ties of BM25 when the dense ranking is noise (ru, ja)
 # and still adds what an encoder half-knows (German's shared technical words). README, Languages.
-UNKNOWN_LANGUAGE_FUSION = Fusion(method="weighted", dense_weight=0.2)
+UNKNOWN_LANGUAGE_FUSION = Fusion(method="weighted", normalise="minmax", dense_weight=0.2)
 
 
 @dataclass(frozen=True)
@@ -336,15 +355,19 @@ def _fuse(dense: list[tuple[str, float, ChunkMatch | None]],
     elif fusion.method == "weighted":
         if not 0.0 <= fusion.dense_weight <= 1.0:
             raise InvalidInputError(f"dense_weight must be in [0, 1], got {fusion.dense_weight}")
+        if fusion.normalise not in ("zscore", "minmax"):
+            raise InvalidInputError(f"unknown normalisation {fusion.normalise!r}; use 'zscore' "
+                                    "or 'minmax'")
         for ranking, weight in ((dense, fusion.dense_weight), (bm25, 1 - fusion.dense_weight)):
             if not ranking:
                 continue
             values = np.array([s for _, s, _ in ranking])
-            low, span = values.min(), float(np.ptp(values)) or 1.0
+            low = values.min()
+            spread = float(values.std() if fusion.normalise == "zscore" else np.ptp(values)) or 1.0
             for item_id, score, _ in ranking:
-                scores[item_id] = scores.get(item_id, 0.0) + weight * (score - low) / span
+                scores[item_id] = scores.get(item_id, 0.0) + weight * (score - low) / spread
     else:
-        raise InvalidInputError(f"unknown fusion {fusion.method!r}; use 'rrf' or 'weighted'")
+        raise InvalidInputError(f"unknown fusion {fusion.method!r}; use 'weighted' or 'rrf'")
     ordered = sorted(scores.items(), key=lambda kv: -kv[1])
     return [(item_id, score, chunks.get(item_id)) for item_id, score in ordered]
 

@@ -96,7 +96,7 @@ def test_collections_and_evaluate(corpus, tmp_path):
                     str(qrels), "--json", store=store)
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
-    assert set(scores) == {"bm25", "dense", "hybrid"}
+    assert set(scores) == {"bm25", "dense", "hybrid:zscore", "hybrid:minmax", "hybrid:rrf"}
     assert scores["bm25"]["mrr@10"] == 1.0
 
 

@@ -259,7 +259,7 @@ def test_raw_sql_filters_are_refused(docs, sql):
 def test_bm25_and_hybrid(docs):
     bm25 = search(docs, text="serde", mode="bm25")
     assert ids(bm25) == ["rs-csv"]
-    for fusion in ("rrf", "weighted"):
+    for fusion in ("zscore", "minmax", "rrf"):
         hybrid = ids(search(docs, text="csv file", mode="hybrid", fusion=fusion, dense_weight=0.3))
         assert set(hybrid[:3]) >= {"py-csv", "go-csv"}
     assert search(docs, vector=[0.1] * 32, mode="bm25").status_code == 422

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kinsight.engine import ById, Fusion, IndexSpec, InvalidInputError, Item
+from kinsight.engine import FUSIONS, ById, Fusion, IndexSpec, InvalidInputError, Item, SearchOptions
 from kinsight.engine.kernels import knn_blocks
 from kinsight.engine.search import _fuse
 from kinsight.engine.vector_index import VectorIndex
@@ -102,11 +102,30 @@ def test_hybrid_needs_text_and_fuses(filled, vectors):
 def test_reciprocal_rank_fusion_arithmetic():
     dense = [("a", 0.9, None), ("b", 0.8, None)]
     bm25 = [("b", 12.0, None), ("c", 3.0, None)]
-    fused = _fuse(dense, bm25, Fusion(rrf_k=60))
+    fused = _fuse(dense, bm25, Fusion(method="rrf", rrf_k=60))
     assert [i for i, _, _ in fused] == ["b", "a", "c"]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
-    weighted = _fuse(dense, bm25, Fusion(method="weighted", dense_weight=0.9))
+    weighted = _fuse(dense, bm25, Fusion(method="weighted", normalise="minmax", dense_weight=0.9))
     assert weighted[0][0] == "a"
+
+
+def test_zscore_fusion_counts_standard_deviations_above_each_sides_lowest():
+    dense = [("a", 0.9, None), ("b", 0.8, None), ("c", 0.7, None)]
+    bm25 = [("c", 30.0, None), ("a", 10.0, None), ("b", 8.0, None)]
+    fused = dict((i, s) for i, s, _ in _fuse(dense, bm25, Fusion(dense_weight=0.6)))
+    dense_sd, bm25_sd = np.std([0.9, 0.8, 0.7]), np.std([30.0, 10.0, 8.0])
+    assert fused["a"] == pytest.approx(0.6 * 0.2 / dense_sd + 0.4 * 2.0 / bm25_sd)
+    assert fused["c"] == pytest.approx(0.4 * 22.0 / bm25_sd)
+    assert sorted(fused, key=lambda i: -fused[i]) == ["a", "c", "b"]
+    minmax = dict((i, s) for i, s, _ in _fuse(dense, bm25, Fusion(normalise="minmax", dense_weight=0.6)))
+    assert minmax["a"] == pytest.approx(0.6 * 1.0 + 0.4 * 2.0 / 22.0)
+    with pytest.raises(InvalidInputError, match="normalisation"):
+        _fuse(dense, bm25, Fusion(normalise="rank"))  # type: ignore[arg-type]
+
+
+def test_default_fusion_is_the_first_offered():
+    assert SearchOptions().fusion == FUSIONS["zscore"] == Fusion()
+    assert next(iter(FUSIONS)) == "zscore" and FUSIONS["rrf"].method == "rrf"
 
 
 @pytest.mark.parametrize("k", [0, 10_001])

@@ -16,10 +16,10 @@ from rich.table import Table
 from kinsight.engine import (
     DATABASE_FILE,
     DEFAULT_TEXT_ENCODER,
+    FUSIONS,
     ById,
     Collection,
     EvaluationOptions,
-    Fusion,
     InvalidInputError,
     SearchMode,
     SearchOptions,
@@ -211,7 +211,9 @@ def search(
     where: WhereOpt = None,
     space: SpaceOpt = None,
     exact: Annotated[bool, typer.Option(help="Exact search, bypassing approximate indexes.")] = False,
-    fusion: Annotated[str, typer.Option(help="Hybrid fusion: rrf | weighted.")] = "rrf",
+    fusion: Annotated[str, typer.Option(
+        help=f"Hybrid fusion: {' | '.join(FUSIONS)} (the default; README, Search quality)."
+    )] = next(iter(FUSIONS)),
     aggregate: Annotated[str, typer.Option(
         help="How a long item's chunk scores combine: max (best chunk) | mean.")] = "max",
     queries: Annotated[Path | None, typer.Option(
@@ -233,7 +235,7 @@ def search(
         fail("--like-space goes with --like ID")
     options = SearchOptions(
         k=k, space=space, mode=_mode(mode), where=where, exact=exact,
-        fusion=Fusion(method=one_of("fusion", fusion, ("rrf", "weighted"))),
+        fusion=FUSIONS[one_of("fusion", fusion, tuple(FUSIONS))],
         aggregate=one_of("aggregate", aggregate, ("max", "mean")),
         return_fields=() if queries else None)
     with open_store(store, read_only=True) as opened:
@@ -279,11 +281,16 @@ def evaluate(
     collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     modes: Annotated[str, typer.Option(help="Comma-separated modes.")] = "bm25,dense,hybrid",
+    fusions: Annotated[str, typer.Option(
+        help="Comma-separated fusions, each scored in the hybrid and auto modes.")
+    ] = ",".join(FUSIONS),
     limit: Annotated[int | None, typer.Option(help="Evaluate the first N queries only.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of each search mode against relevance judgments."""
-    chosen = EvaluationOptions(modes=[_mode(m) for m in modes.split(",")])
+    chosen = EvaluationOptions(modes=[_mode(m) for m in modes.split(",")],
+                               fusions=[one_of("fusion", f, tuple(FUSIONS))
+                                        for f in fusions.split(",")])
     with open_store(store, read_only=True) as opened, \
             progress_bar("evaluate", enabled=not as_json, unit="queries") as progress:
         results = pick_collection(opened, collection).evaluate_search(

@@ -224,8 +224,12 @@ class SearchRequest(_Request):
     space: str | None = Field(None, description="Vector space; left out: the only one, or 'text'.")
     filter: Filter | None = None
     exact: bool = Field(False, description="Exact search instead of the approximate index.")
-    fusion: Literal["rrf", "weighted"] = Field("rrf", description="How hybrid merges rankings.")
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="Dense share with weighted fusion.")
+    fusion: Literal["zscore", "minmax", "rrf"] = Field(
+        "zscore", description="How hybrid merges rankings: weighted z-scores (the default), "
+                              "weighted min-max scores, or reciprocal ranks.")
+    dense_weight: float | None = Field(
+        None, ge=0.0, le=1.0, description="Dense share of zscore or minmax; left out: the "
+                                          "fusion's own (0.6 for zscore).")
     aggregate: Literal["max", "mean"] = Field(
         "max", description="How a long item's chunk scores combine: best chunk or mean.")
     fields: list[FieldName] | None = Field(

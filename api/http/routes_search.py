@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from fastapi import APIRouter
 
-from kinsight.engine import ById, Fusion, Hit, InvalidInputError, Query, SearchOptions
+from kinsight.engine import FUSIONS, ById, Fusion, Hit, InvalidInputError, Query, SearchOptions
 
 from ..reporting import json_ready
 from .deps import CollectionDep
@@ -28,13 +29,18 @@ def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchR
     started = time.perf_counter()
     options = SearchOptions(
         k=body.k, space=body.space, mode=body.mode, where=body.filter, exact=body.exact,
-        fusion=Fusion(method=body.fusion, dense_weight=body.dense_weight),
+        fusion=_fusion(body),
         aggregate=body.aggregate,
         return_fields=body.fields)
     hits = collection.search(_query(body), options)
     took_ms = (time.perf_counter() - started) * 1000
     return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
                           warnings=collection.space(body.space).warnings())
+
+
+def _fusion(body: SearchRequest) -> Fusion:
+    fusion = FUSIONS[body.fusion]
+    return fusion if body.dense_weight is None else replace(fusion, dense_weight=body.dense_weight)
 
 
 def _query(body: SearchRequest) -> Query:
