@@ -45,6 +45,7 @@ def test_fields_from_the_copy_equal_those_from_duckdb(coll):
     from_copy = coll.fields_of(ids)
     assert from_copy == from_duckdb and list(from_copy) == list(from_duckdb)
     assert {type(v) for v in from_copy["d7"].values()} == {str, int, list, float, bool, bytes}
+    assert coll.fields_of(["missing"]) == {} == coll.fields_of([])  # none found: no take([])
 
 
 def test_a_write_makes_the_copy_stale_at_once(coll):
