@@ -1,8 +1,8 @@
-"""Exact numeric kernels shared by the operations: row normalisation, top-k, leave-one-out k-NN and
-the cross-validated linear probe. FAISS does the searching (``faiss.knn``) and keeps the top k of a
-base read in blocks (``faiss.ResultHeap``); this module fixes one contract around it, so no
-operation handles raw FAISS distances. It imports nothing of the engine but its vocabulary (errors,
-spaces), so every floor above storage may use it.
+"""Exact numeric kernels shared by the operations: row normalisation, top-k and leave-one-out k-NN
+(the classifier head and its cross-validation are in ``heads``). FAISS does the searching
+(``faiss.knn``) and keeps the top k of a base read in blocks (``faiss.ResultHeap``); this module
+fixes one contract around it, so no operation handles raw FAISS distances. It imports nothing of
+the engine but its vocabulary (errors, spaces), so every floor above storage may use it.
 
 Array contracts (FAISS's, with scores turned "higher is better"):
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-from typing import Any
 
 import faiss
 import numpy as np
@@ -26,8 +25,8 @@ import numpy as np
 from .errors import InvalidInputError
 from .spaces import VectorSpace
 
-__all__ = ["cross_validated_probe", "knn", "knn_blocks", "knn_excluding", "leave_one_out",
-           "normalise_for", "probe_head", "search_threads", "unit_rows"]
+__all__ = ["knn", "knn_blocks", "knn_excluding", "leave_one_out", "normalise_for", "search_threads",
+           "unit_rows"]
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "cosine": faiss.METRIC_INNER_PRODUCT,
             "dot": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
@@ -119,37 +118,6 @@ def leave_one_out(vectors: np.ndarray, k: int, metric: str = "ip") -> tuple[np.n
     """``(scores, ids)`` ``(n, k)`` of each row's ``k`` nearest other rows of ``vectors`` ``(n, d)``
     (itself left out by index, however many exact copies it has)."""
     return knn_excluding(vectors, vectors, k, np.arange(len(vectors)), metric)
-
-
-def probe_head(regularization: float = 1.0, max_iter: int = 2000) -> Any:
-    """The linear probe: standardised features, then scikit-learn's logistic regression with
-    ``C=regularization`` (smaller: stronger)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=regularization, max_iter=max_iter))
-
-
-def cross_validated_probe(X: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0,
-                          regularization: float = 1.0, max_iter: int = 2000
-                          ) -> tuple[np.ndarray, list[float]]:
-    """Out-of-fold probabilities of ``probe_head`` on ``X`` ``(n, d)`` and labels ``y`` ``(n,)``:
-    ``(probabilities (n, classes) float64, accuracy of each fold)``, columns the sorted classes of
-    ``y``. Each row is predicted by the head fitted on the other folds of a shuffled stratified
-    ``folds``-fold split (seeded); a class missing from a fold's training part gets 0 there."""
-    from sklearn.model_selection import StratifiedKFold
-
-    classes = np.unique(y)
-    out_of_fold = np.zeros((len(y), len(classes)))
-    fold_accuracies = []
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        head = probe_head(regularization, max_iter).fit(X[fit_rows], y[fit_rows])
-        # A fold may miss a rare class: place each column by the head's own classes.
-        out_of_fold[np.ix_(held, np.searchsorted(classes, head.classes_))] = \
-            head.predict_proba(X[held])
-        fold_accuracies.append(float(np.mean(head.predict(X[held]) == y[held])))
-    return out_of_fold, fold_accuracies
 
 
 @cache

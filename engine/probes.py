@@ -1,7 +1,9 @@
 """Linear probes: a small classifier head trained on frozen embeddings and a label field.
 
-``train_probe(collection, label_field, ProbeOptions(...))`` fits a logistic regression
-(scikit-learn, on standardised item vectors) on the items whose label is set, and reports:
+``train_probe(collection, label_field, ProbeOptions(...))`` fits the head of ``heads`` (logistic
+regression on the item vectors, beside TF-IDF of their source text in a text space with
+``lexical``; its ``C`` chosen by inner cross-validation unless ``regularization`` is given) on the
+items whose label is set, and reports:
 
 - cross-validated accuracy (stratified k-fold) and the per-class report of the out-of-fold
   predictions (precision, recall, F1, support) — an honest estimate, no item predicts itself;
@@ -25,8 +27,8 @@ import pyarrow as pa
 
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
+from .heads import ProbeHead, choose_regularization, cross_validated_probe, source_texts
 from .indexed_collection import IndexedCollection
-from .kernels import cross_validated_probe, probe_head
 from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .vectors import item_matrix
@@ -75,6 +77,8 @@ class ProbeResult:
     folds: int
     accuracy: float
     fold_accuracies: list[float]
+    fold_regularizations: list[float]
+    lexical: bool
     per_class: list[ClassReport]
     predictions: list[Prediction]
     disagreements: list[Disagreement]
@@ -88,8 +92,11 @@ class ProbeOptions:
     space: str | None = option(help="Vector space (default: the only one, or 'text').")
     where: FilterInput = option(help="Items to train on and predict (default: all).")
     folds: int = option(5, ge=2, le=20, help="Cross-validation folds.")
-    regularization: float = option(
-        1.0, gt=0, help="scikit-learn's C of the logistic regression (smaller: stronger).")
+    regularization: float | None = option(gt=0, help=(
+        "scikit-learn's C of the logistic regression (smaller: stronger); default: chosen by "
+        "inner cross-validation on each training part."))
+    lexical: bool = option(True, help=(
+        "Add TF-IDF weights of the text the vectors came from to the features (text spaces)."))
     doubt_below: float = option(0.1, gt=0, lt=1, help=(
         "List labelled items whose stored label gets a probability below this out of fold."))
     seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of the cross-validation folds.")
@@ -121,8 +128,10 @@ def train_probe(collection: IndexedCollection, label_field: str,
             "two or more: label more items or lower folds")
     y = stored[train].astype(str)
     X = vectors[train]
-    out_of_fold, fold_accuracies = cross_validated_probe(X, y, folds=folds, seed=seed,
-                                                         regularization=regularization)
+    texts = source_texts(collection, chosen_space, ids) if o.lexical else None
+    train_texts = None if texts is None else [t for t, keep in zip(texts, train, strict=True) if keep]
+    out_of_fold, fold_accuracies, fold_regularizations = cross_validated_probe(
+        X, y, train_texts, folds=folds, seed=seed, regularization=regularization)
     predicted = np.array(classes)[out_of_fold.argmax(axis=1)]
     report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
     per_class = [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
@@ -136,8 +145,11 @@ def train_probe(collection: IndexedCollection, label_field: str,
     unlabelled = np.array([label is None for label in stored], dtype=bool)
     predictions: list[Prediction] = []
     if unlabelled.any():
-        final = probe_head(regularization).fit(X, y)
-        proba = final.predict_proba(vectors[unlabelled])
+        c = regularization if regularization is not None else choose_regularization(
+            X, y, train_texts, seed=seed)
+        final = ProbeHead(c).fit(X, y, train_texts)
+        proba = final.predict_proba(vectors[unlabelled], None if texts is None else
+                                    [t for t, keep in zip(texts, unlabelled, strict=True) if keep])
         best = proba.argmax(axis=1)
         predictions = [Prediction(str(i), str(final.classes_[b]), float(p[b])) for i, b, p in
                        zip(np.array(ids, dtype=object)[unlabelled], best, proba, strict=True)]
@@ -145,7 +157,8 @@ def train_probe(collection: IndexedCollection, label_field: str,
     run = save_run(collection, "classify", {
         "label_field": label_field, "space": chosen_space.name, "where": filter_to_json(where),
         "folds": folds, "regularization": regularization, "doubt_below": doubt_below,
-        "seed": seed, "head": "standardise + logistic regression"}, {
+        "seed": seed, "lexical": texts is not None, "fold_regularizations": fold_regularizations,
+        "head": "logistic regression on " + ("vectors+words" if texts is not None else "vectors")}, {
         "predictions": _predictions_table(train_ids, y, predicted, out_of_fold, stored_probability,
                                           predictions),
         "classes": pa.Table.from_pylist([vars(c) for c in per_class]),
@@ -155,7 +168,8 @@ def train_probe(collection: IndexedCollection, label_field: str,
     }, {"accuracy": accuracy, "labelled": len(y), "unlabelled": len(predictions),
         "classes": len(classes), "disagreements": len(doubts), "skipped_classes": skipped})
     return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
-                       per_class, predictions, doubts, skipped)
+                       fold_regularizations, texts is not None, per_class, predictions, doubts,
+                       skipped)
 
 
 def _labels(collection: IndexedCollection, label_field: str, where: FilterInput) -> dict[str, str | None]:

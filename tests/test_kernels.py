@@ -10,7 +10,6 @@ import pytest
 
 from kinsight.engine import InvalidInputError
 from kinsight.engine.kernels import (
-    cross_validated_probe,
     knn,
     knn_blocks,
     knn_excluding,
@@ -159,27 +158,6 @@ def test_knn_excluding_needs_one_row_per_query(data):
 def test_unknown_metric_is_refused(data):
     with pytest.raises(InvalidInputError, match="unknown metric"):
         knn(data[0], data[1], 3, "hamming")
-
-
-@pytest.mark.filterwarnings("ignore:Number of classes in training fold")
-def test_cross_validated_probe_is_out_of_fold_and_matches_scikit_learn():
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    from kinsight.engine.kernels import probe_head
-
-    rng = np.random.default_rng(2)
-    y = np.array(["a"] * 30 + ["b"] * 25 + ["c"] * 20 + ["rare"])
-    centres = {c: rng.normal(size=10) for c in np.unique(y)}
-    X = np.stack([centres[c] + rng.normal(size=10) for c in y]).astype(np.float32)
-    with pytest.warns(UserWarning):  # "rare" has fewer items than folds
-        proba, accuracies = cross_validated_probe(X, y, folds=5, seed=4, regularization=0.5)
-        expected = cross_val_predict(probe_head(0.5), X, y, method="predict_proba",
-                                     cv=StratifiedKFold(5, shuffle=True, random_state=4))
-    assert proba.shape == (len(y), 4) and proba.dtype == np.float64
-    np.testing.assert_allclose(proba, expected, rtol=1e-10, atol=1e-12)
-    assert len(accuracies) == 5 and all(0 <= a <= 1 for a in accuracies)
-    assert proba[y == "rare", 3] == 0  # its one item's fold trained without "rare"
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
 
 
 def test_search_threads_runs_few_queries_on_one_thread():

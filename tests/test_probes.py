@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kinsight.engine import InvalidInputError, Item, read_run_table
+from kinsight.engine.heads import regularization_grid
 from kinsight.engine.probes import train_probe
 
 from .conftest import VECTOR_ENCODER, normalized
@@ -42,6 +43,9 @@ def test_probe_learns_separable_labels_and_predicts_the_unlabelled(labelled):
     result = train_probe(labelled, "kind")
     assert result.classes == list(CLASSES)
     assert result.labelled == 180 and len(result.fold_accuracies) == 5
+    # No source text here: the vectors alone, each fold's C chosen from the vectors' grid.
+    assert not result.lexical
+    assert all(c in regularization_grid(lexical=False) for c in result.fold_regularizations)
     assert result.accuracy >= 0.97  # only the three flipped labels can be "wrong"
     assert {c.label: c.support for c in result.per_class} == {"cats": 60, "dogs": 60, "fish": 60}
     assert result.skipped_classes == {"axolotl": 2}

@@ -35,8 +35,8 @@ __all__ = ["classify"]
 
 
 @app.command()
-# The probe's options (--zero-shot's are the command's own); regularization and seed stay Python's.
-@options_command(ProbeOptions, omit=("regularization", "seed"))
+# The probe's options (--zero-shot's are the command's own); the folds' seed stays Python's.
+@options_command(ProbeOptions, omit=("seed",))
 def classify(
     options: dict[str, Any],
     label_field: Annotated[str | None, typer.Option(
@@ -137,6 +137,8 @@ def _print(result: ProbeResult, top: int) -> None:
     console.print(f"[bold]{result.label_field}[/bold]: cross-validated accuracy "
                   f"{result.accuracy:.3f} over {result.labelled} labelled items, "
                   f"{len(result.classes)} classes, {result.folds} folds (run {result.run_id})")
+    console.print(f"head: logistic regression on {'vectors + words' if result.lexical else 'vectors'}"
+                  f", C per fold {', '.join(f'{c:g}' for c in result.fold_regularizations)}")
     if result.skipped_classes:
         console.print("left out (fewer labelled items than folds): " + ", ".join(
             f"{label} ({n})" for label, n in sorted(result.skipped_classes.items())))

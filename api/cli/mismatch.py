@@ -97,11 +97,11 @@ def labels_command(
     out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Find items whose label disagrees with their nearest neighbours' labels (and with a linear
-    probe's cross-validated prediction with --probe), worst first, with the suggested label.
+    """Find items whose label disagrees with their nearest neighbours' labels and with a
+    classifier head's cross-validated prediction (--method), worst first, with the suggested label.
 
-    support is the share of the vote the item's own label gets; flagged items have a suggestion
-    other than their label.
+    support is the weight the item's own label gets; flagged items are the --budget most likely
+    errors, or (without --budget) those confident learning gives another label.
     """
     chosen = LabelMismatchOptions(**options, where=where)
     check_export_path(out)
@@ -113,8 +113,10 @@ def labels_command(
         console.print_json(data=label_mismatch_to_dict(result, limit))
         return
     table = Table("id", "label", "suggested", "confidence", "support", "flagged",
-                  title=f"{result.label_field} ({result.method}): {result.flagged} of "
-                        f"{len(result.items)} items flagged, worst first")
+                  title=f"{result.label_field} ({result.method}"
+                        f"{', with words' if result.lexical else ''}): {result.flagged} of "
+                        f"{len(result.items)} items flagged "
+                        f"({'budget' if result.budget else 'confident learning'}), worst first")
     keep_whole(table, 0, [m.id for m in result.items[:limit]])
     for item in result.items[:limit]:
         table.add_row(item.id, item.label, item.suggested, f"{item.confidence:.2f}",
@@ -166,7 +168,8 @@ def pair_mismatch_to_dict(result: PairMismatchResult, limit: int | None = None) 
 
 def label_mismatch_to_dict(result: LabelMismatchResult, limit: int | None = None) -> dict[str, Any]:
     return {"run_id": result.run_id, "label_field": result.label_field, "space": result.space,
-            "method": result.method, "k": result.k, "items": len(result.items),
+            "method": result.method, "k": result.k, "budget": result.budget,
+            "lexical": result.lexical, "items": len(result.items),
             "flagged": result.flagged, "unlabelled": result.unlabelled, "warnings": result.warnings,
             "seconds": result.seconds, "rows": [asdict(i) for i in result.items[:limit]]}
 

@@ -14,8 +14,8 @@ __all__ = ["ClassReportOut", "ClassifyRequest", "ClassifyResponse", "Disagreemen
            "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest", "ZeroShotResponse"]
 
 
-# The head's regularization and the folds' seed are Python's for now, as they always were.
-@from_options(ProbeOptions, omit=("regularization", "seed"))
+# The folds' seed is Python's for now, as it always was.
+@from_options(ProbeOptions, omit=("seed",))
 class ClassifyRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"label_field": "section", "filter": {"field": "n_words", "op": "gt", "value": 20}}]})
@@ -53,6 +53,10 @@ class ClassifyResponse(BaseModel):
     label_field: str
     accuracy: float = Field(description="Cross-validated accuracy over the labelled items.")
     fold_accuracies: list[float]
+    fold_regularizations: list[float] = Field(
+        description="The logistic regression's C in each fold (chosen by inner cross-validation "
+                    "unless given).")
+    lexical: bool = Field(description="Whether the head read TF-IDF of the source text too.")
     labelled: int
     classes: list[ClassReportOut]
     skipped_classes: dict[str, int] = Field(

@@ -71,7 +71,8 @@ class PairMismatchResponse(BaseModel):
 @from_options(LabelMismatchOptions, types={"k": Annotated[int, Field(le=1000)]})
 class LabelMismatchRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"label_field": "section"}, {"label_field": "category", "space": "image", "probe": True},
+        {"label_field": "section"}, {"label_field": "section", "budget": 50},
+        {"label_field": "category", "space": "image", "method": "knn"},
     ]})
 
     label_field: str
@@ -96,6 +97,9 @@ class LabelMismatchResponse(BaseModel):
     space: str
     method: str
     k: int
+    budget: int | None = Field(description="Items flagged as the most likely errors; null: what "
+                                           "confident learning flags.")
+    lexical: bool = Field(description="Whether the probe read TF-IDF of the source text too.")
     items: int
     flagged: int
     unlabelled: int

@@ -40,7 +40,9 @@ def classify(body: ClassifyRequest, collection: CollectionDep,
         result = collection.train_probe(body.label_field, body.to_options(ProbeOptions))
     return ClassifyResponse(
         run_id=result.run_id, label_field=result.label_field, accuracy=result.accuracy,
-        fold_accuracies=result.fold_accuracies, labelled=result.labelled,
+        fold_accuracies=result.fold_accuracies,
+        fold_regularizations=result.fold_regularizations, lexical=result.lexical,
+        labelled=result.labelled,
         classes=[ClassReportOut(**asdict(c)) for c in result.per_class],
         skipped_classes=result.skipped_classes, unlabelled=len(result.predictions),
         predictions=[PredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],

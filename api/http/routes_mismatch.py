@@ -43,15 +43,17 @@ def pairs(body: PairMismatchRequest, collection: CollectionDep) -> PairMismatchR
         warnings=result.warnings, took_ms=(time.perf_counter() - started) * 1000)
 
 
-@router.post("/labels", summary="Find items whose label disagrees with their neighbours")
+@router.post("/labels", summary="Find items whose label disagrees with their neighbours and a probe")
 def labels(body: LabelMismatchRequest, collection: CollectionDep) -> LabelMismatchResponse:
-    """Each item's label against the labels of its ``k`` nearest other items (and a
-    cross-validated linear probe with ``probe``), least supported first, with a suggested label."""
+    """Each item's label against the labels of its ``k`` nearest other items and a
+    cross-validated classifier head (``method``), least supported first, with a suggested label;
+    flags the ``budget`` most likely errors, or what confident learning flags."""
     started = time.perf_counter()
     result = collection.label_mismatch(body.label_field, body.to_options(LabelMismatchOptions))
     return LabelMismatchResponse(
         run_id=result.run_id, label_field=result.label_field, space=result.space,
-        method=result.method, k=result.k, items=len(result.items), flagged=result.flagged,
+        method=result.method, k=result.k, budget=result.budget, lexical=result.lexical,
+        items=len(result.items), flagged=result.flagged,
         unlabelled=result.unlabelled,
         rows=[LabelMismatchOut(**asdict(i)) for i in result.items[:body.limit]],
         warnings=result.warnings, took_ms=(time.perf_counter() - started) * 1000)
