@@ -85,6 +85,12 @@ class Store:
     def collection(self, name: str) -> Collection:
         """Open an existing collection."""
         validate_collection_name(name)  # a name no collection can have says so, not "no such"
+        # Every request of a server opens its collection: one already open is handed out without
+        # the write lock, which a write holds for its whole transaction, so reads never wait for
+        # a commit (a dict read is atomic; drop_collection removes the entry under the lock).
+        opened = self._collections.get(name)
+        if opened is not None:
+            return opened
         with self.db.write_lock:  # one Collection object per name, whichever thread asks first
             if name not in self._collections:
                 if name not in self.list_collections():
