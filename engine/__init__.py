@@ -7,6 +7,7 @@ the ``kinsight.encoders`` entry-point group (see ``encoders``).
 from __future__ import annotations
 
 from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, fit_reference
+from .batch import Answer, RecommendCall, SearchCall
 from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
 from .encoders import (
@@ -69,6 +70,7 @@ __all__ = [
     "And",
     "AnomalyOptions",
     "AnomalyResult",
+    "Answer",
     "ById",
     "ChunkMatch",
     "ClusterOptions",
@@ -108,9 +110,11 @@ __all__ = [
     "Progress",
     "Query",
     "ReadOnlyStoreError",
+    "RecommendCall",
     "RecommendOptions",
     "ReferenceModel",
     "RunInfo",
+    "SearchCall",
     "SearchMode",
     "SearchOptions",
     "SqlWhere",

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, anomalies
+from .batch import Answer, RecommendCall, SearchCall, recommend_batch, search_batch
 from .clustering import ClusterOptions, ClusterResult, cluster
 from .evaluation import EvaluationOptions, evaluate_search
 from .evaluation import Query as JudgedQuery
@@ -61,6 +62,16 @@ class Collection(IndexedCollection):
         """Many queries in one encoder batch and one index call: one hit list per query."""
         return search_many(self, queries, options_with(SearchOptions, options, changes),
                            exclude=exclude)
+
+    def search_batch(self, calls: Sequence[SearchCall]) -> list[Answer]:
+        """Searches each with its own options, sharing encoder batches and index calls where
+        they can; one answer per call, in order: its hits or its error; see ``engine.batch``."""
+        return search_batch(self, calls)
+
+    def recommend_batch(self, calls: Sequence[RecommendCall]) -> list[Answer]:
+        """Recommendations each with its own examples and options; one answer per call, in
+        order: its hits or its error; see ``engine.batch``."""
+        return recommend_batch(self, calls)
 
     def recommend(
         self, positive: Sequence[WeightedExample] = (), negative: Sequence[WeightedExample] = (),
