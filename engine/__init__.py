@@ -10,6 +10,7 @@ from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel
 from .batch import Answer, RecommendCall, SearchCall
 from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
+from .embedding import Embeddings
 from .encoders import (
     DEFAULT_TEXT_ENCODER,
     Encoder,
@@ -80,6 +81,7 @@ __all__ = [
     "DimensionMismatchError",
     "DuplicateOptions",
     "DuplicatesResult",
+    "Embeddings",
     "Encoder",
     "EncoderError",
     "EncoderInfo",

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from kinsight.engine import encoders, load_encoder
 
-from .test_http_api import SPEC, doc_items, search, serve
+from .test_http_api import DOCS, SPEC, doc_items, search, serve
 
 
 @pytest.fixture
@@ -173,3 +173,111 @@ def test_a_recommend_batch_answers_in_order_with_an_error_in_place_of_a_bad_requ
         if answer["status"] == 200:
             alone = docs.post("/collections/docs/recommend", json=request).json()["hits"]
             assert answer["hits"] == alone and alone
+
+
+# -- embeddings ------------------------------------------------------------------------------------
+def test_embed_returns_the_vectors_a_space_stores(docs):
+    store = docs.app.state.store
+    texts = [text for _, text, _, _ in DOCS[:3]]
+    by_space = docs.post("/embed", json={"texts": texts, "collection": "docs"})
+    assert by_space.status_code == 200, by_space.text
+    body = by_space.json()
+    stored = np.stack([store.collection("docs").item_vectors("text", i)[0] for i, *_ in DOCS[:3]])
+    np.testing.assert_allclose(np.array(body["vectors"]), stored, atol=1e-6)
+    assert body["dim"] == 32 and body["encoder"] == SPEC and body["normalised"]
+    by_encoder = docs.post("/embed", json={"texts": texts, "encoder": SPEC}).json()
+    assert by_encoder["vectors"] == body["vectors"]
+    python = store.embed(texts, SPEC).vectors  # the same from Python
+    np.testing.assert_allclose(python, stored, atol=1e-6)
+    np.testing.assert_allclose(store.collection("docs").embed(texts).vectors, stored, atol=1e-6)
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    ({"texts": ["x"], "encoder": "sentence-transformers:/etc"}, 422, "not served here"),
+    ({"texts": ["x"]}, 422, "exactly one of"),
+    ({"texts": ["x"], "collection": "docs", "encoder": SPEC}, 422, "exactly one of"),
+    ({"texts": ["x"], "encoder": SPEC, "space": "text"}, 422, "goes with 'collection'"),
+    ({"texts": [], "collection": "docs"}, 422, "at least 1"),
+    ({"texts": ["x"], "collection": "nope"}, 404, "no collection 'nope'"),
+    ({"texts": ["x"], "collection": "docs", "space": "image"}, 404, "no vector space"),
+])
+def test_embed_refuses_what_it_cannot_embed(docs, body, status, says):
+    response = docs.post("/embed", json=body)
+    assert response.status_code == status and says in response.text, response.text
+
+
+def test_embed_needs_json_or_a_form(docs):
+    response = docs.post("/embed", content=b"read a csv file", headers={"content-type": "text/plain"})
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
+    assert docs.post("/embed", content=b"{not json",
+                     headers={"content-type": "application/json"}).status_code == 400
+
+
+def test_embed_pictures_as_multipart(tmp_path):
+    pytest.importorskip("open_clip")
+    from kinsight.api.http import Settings, create_app
+    from kinsight.engine import Store
+    from kinsight.indexers.ingest import ingest_file
+
+    from .test_images import COLOURS, drawing, two_spaces
+    rows = []
+    for seed, name in enumerate(("red", "blue"), start=1):
+        drawing(COLOURS[name], seed=seed).save(tmp_path / f"{name}.png")
+        rows.append(f'{{"id": "{name}", "image": "{name}.png", "caption": "a {name} square"}}')
+    (tmp_path / "list.jsonl").write_text("\n".join(rows) + "\n")
+    with Store(":memory:") as store:
+        ingest_file(store, tmp_path / "list.jsonl", two_spaces(), progress=False)
+        with TestClient(create_app(Settings(api_key=None), store=store)) as client:
+            files = [("image", (f"{n}.png", (tmp_path / f"{n}.png").read_bytes(), "image/png"))
+                     for n in ("blue", "red")]
+            response = client.post("/embed", files=files,
+                                   data={"collection": "pics", "space": "image"})
+            assert response.status_code == 200, response.text
+            stored = np.stack([store.collection("pics").item_vectors("image", n)[0]
+                               for n in ("blue", "red")])
+            np.testing.assert_allclose(np.array(response.json()["vectors"]), stored, atol=1e-4)
+            assert "RANDOM" in response.json()["warnings"][0]
+            bad = client.post("/embed", files=[("image", ("x.png", b"no picture", "image/png"))],
+                              data={"collection": "pics"})
+            assert bad.status_code == 422 and "picture 1 (x.png)" in bad.json()["detail"]
+            none = client.post("/embed", data={"collection": "pics", "space": "image"},
+                               files=[("other", ("a.txt", b"x", "text/plain"))])
+            assert none.status_code == 422 and none.json()["detail"][0]["loc"] == ["other"]
+
+
+def test_cli_embed_writes_the_stored_vectors_to_parquet(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from kinsight.api.cli import app
+    from kinsight.engine import Store
+
+    source = tmp_path / "docs.jsonl"
+    lines = [json.dumps({"id": i, "text": t}) for i, t, _, _ in DOCS] + ['{"id": "empty"}']
+    source.write_text("\n".join(lines) + "\n")
+    store = tmp_path / "store"
+    runner = CliRunner()
+    ingested = runner.invoke(app, ["ingest", str(source), "--store", str(store), "--encoder", SPEC])
+    assert ingested.exit_code == 0, ingested.output
+    by_space = runner.invoke(app, ["embed", str(source), "--out", str(tmp_path / "a.parquet"),
+                                   "-c", "docs", "--store", str(store), "--batch-size", "4"])
+    assert by_space.exit_code == 0, by_space.output
+    said = " ".join(by_space.output.split())  # rich wraps lines at the terminal's width
+    assert f"wrote {len(DOCS)} vectors" in said and "(1 skipped)" in said
+    table = pq.read_table(tmp_path / "a.parquet")
+    assert table.column("id").to_pylist() == [i for i, *_ in DOCS]
+    assert table.schema.metadata[b"encoder"] == SPEC.encode()
+    with Store(store, read_only=True) as opened:
+        stored = np.stack([opened.collection("docs").item_vectors("text", i)[0] for i, *_ in DOCS])
+    np.testing.assert_allclose(np.stack(table.column("vector").to_numpy(zero_copy_only=False)),
+                               stored, atol=1e-6)
+    by_encoder = runner.invoke(app, ["embed", str(source), "--out", str(tmp_path / "b.parquet"),
+                                     "--encoder", SPEC])
+    assert by_encoder.exit_code == 0, by_encoder.output
+    assert pq.read_table(tmp_path / "b.parquet").equals(table.replace_schema_metadata(
+        pq.read_table(tmp_path / "b.parquet").schema.metadata))
+    both = runner.invoke(app, ["embed", str(source), "--out", "x.parquet", "-c", "docs",
+                               "--encoder", SPEC])
+    assert both.exit_code == 2 and "not both" in " ".join(both.output.split())

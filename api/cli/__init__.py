@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (each module registers its commands)
     clusters,
     collections,
     documents,
+    embed,
     mismatch,
     models,
     recommend,

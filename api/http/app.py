@@ -23,6 +23,7 @@ from . import (
     routes_classify,
     routes_clusters,
     routes_collections,
+    routes_embed,
     routes_images,
     routes_items,
     routes_mismatch,
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     }
     for module in (routes_collections, routes_items, routes_search, routes_images,
                    routes_recommend, routes_clusters, routes_anomalies, routes_classify,
-                   routes_mismatch, routes_runs):
+                   routes_mismatch, routes_runs, routes_embed):
         app.include_router(module.router, dependencies=secured, responses=documented)
     app.add_api_route("/health", _health, methods=["GET"], tags=["health"],
                       summary="Liveness: the store is open (no API key needed)")
