@@ -3,6 +3,7 @@ In-process through TestClient with the deterministic fake encoder, as in test_ht
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -281,3 +282,92 @@ def test_cli_embed_writes_the_stored_vectors_to_parquet(tmp_path):
     both = runner.invoke(app, ["embed", str(source), "--out", "x.parquet", "-c", "docs",
                                "--encoder", SPEC])
     assert both.exit_code == 2 and "not both" in " ".join(both.output.split())
+
+
+# -- service hygiene -------------------------------------------------------------------------------
+def _until_ready(client: TestClient) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while (ready := client.get("/ready")).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.status_code == 200, ready.text
+    return dict(ready.json())
+
+
+def test_ready_once_the_served_spaces_are_warm(tmp_path):
+    from kinsight.api.http import Settings, create_app
+    from kinsight.engine import Store
+
+    with Store(tmp_path / "store") as store:
+        store.create_collection("docs")
+        with TestClient(create_app(Settings(encoder=SPEC, api_key=None), store=store)) as c:
+            c.post("/collections/docs/items", json={"items": doc_items()}).raise_for_status()
+    slow = SlowEncoder(seconds=0)
+    with Store(tmp_path / "store") as store, pytest.MonkeyPatch.context() as patch:
+        patch.setitem(encoders._cache, SPEC, slow)
+        with TestClient(create_app(Settings(encoder=SPEC, api_key=None), store=store)) as c:
+            assert c.get("/health").status_code == 200
+            assert _until_ready(c) == {"status": "ready", "warmed": ["docs/text"], "failed": []}
+            assert store.collection("docs").index("text")._index is not None  # loaded, caught up
+
+
+def test_request_ids_are_echoed_or_made_and_reach_the_logs(docs, caplog):
+    from kinsight.api.http.service import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())
+    caplog.set_level(logging.INFO, logger="kinsight")
+    given = docs.get("/collections/nope", headers={"X-Request-ID": "abc-123"})
+    assert given.status_code == 404 and given.headers["X-Request-ID"] == "abc-123"
+    assert [r.request_id for r in caplog.records if "nope" in r.getMessage()] == ["abc-123"]
+    made = docs.get("/health").headers["X-Request-ID"]
+    forged = docs.get("/health", headers={"X-Request-ID": "x\\nINFO fake line"})
+    assert len(made) == 32 and forged.headers["X-Request-ID"] not in ("x\\nINFO fake line", made)
+
+
+def test_metrics_count_requests_by_route_and_show_index_sizes(docs):
+    docs.post("/collections/docs/search/batch", json={"queries": [{"text": "csv"}] * 3})
+    search(docs, text="csv")
+    text = docs.get("/metrics").text
+    assert ('kinsight_requests_total{method="POST",route="/collections/{name}/search",'
+            'status="200"} 1.0') in text
+    assert 'kinsight_index_vectors{collection="docs",space="text"} 6.0' in text
+    assert 'kinsight_items{collection="docs"} 6.0' in text
+    assert 'kinsight_encode_batch_size_count{route="/collections/{name}/search/batch"} 1.0' in text
+    assert 'kinsight_encode_batch_size_sum{route="/collections/{name}/search/batch"} 3.0' in text
+    assert 'route="/collections/{name}/items"' in text  # the upsert of the fixture
+    with serve(api_key="k") as secured:
+        assert secured.get("/metrics").status_code == 401
+        assert secured.get("/ready").status_code in (200, 503)  # probes need no key
+
+
+def test_cors_origins_are_a_setting(client):
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options(
+        "/collections/docs/search", headers=preflight).headers
+    with serve(cors_origins=["https://app.example"]) as open_to_one:
+        answer = open_to_one.options("/collections/docs/search", headers=preflight)
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_shutdown_waits_for_a_write_in_flight_before_closing_the_store(tmp_path):
+    from kinsight.api.http import Settings, create_app
+
+    settings = Settings(store=str(tmp_path / "store"), encoder=SPEC, api_key=None, warm_up=False)
+    app = create_app(settings)
+    events: list[str] = []
+    with TestClient(app):
+        store = app.state.store
+        close = store.close
+        store.close = lambda: (events.append("closed"), close())[1]
+        holding = threading.Event()
+
+        def write() -> None:  # what a route in flight does: hold the write lock to commit
+            with app.state.write_lock:
+                holding.set()
+                time.sleep(1)
+                events.append("committed")
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert holding.wait(10)
+    writer.join(10)
+    assert events == ["committed", "closed"]

@@ -21,6 +21,7 @@ from .deps import SettingsDep, StoreDep
 from .models import ErrorOut
 from .models_embed import EMBED_EXAMPLES, EmbedRequest, EmbedResponse, EmbedTarget
 from .routes_search import check_batch_size
+from .service import EncodedDep
 from .settings import Settings
 
 __all__ = ["router"]
@@ -47,7 +48,8 @@ _BODY = {"required": True, "content": {
 @router.post("/embed", summary="The vectors kinsight would store for texts or pictures",
              openapi_extra={"requestBody": _BODY},
              responses={415: {"model": ErrorOut, "description": "Neither JSON nor a form"}})
-async def embed(request: Request, store: StoreDep, settings: SettingsDep) -> EmbedResponse:
+async def embed(request: Request, store: StoreDep, settings: SettingsDep,
+                encoded: EncodedDep) -> EmbedResponse:
     """Texts as JSON ``{"texts": [...], "collection": C, "space": S}``, or pictures as a
     multipart form (``image`` files, ``collection``/``space`` or ``encoder`` fields). With a
     collection the vectors are the ones its space stores (its encoder, or the partner of the
@@ -65,6 +67,7 @@ async def embed(request: Request, store: StoreDep, settings: SettingsDep) -> Emb
         raise HTTPException(415, f"send texts as application/json or pictures as "
                                  f"multipart/form-data, not {kind or 'no content type'}")
     check_batch_size(len(inputs), settings, "inputs")
+    encoded(len(inputs))
     embeddings = await run_in_threadpool(_embed, store, settings, target, inputs)
     return EmbedResponse(vectors=embeddings.vectors.tolist(), dim=embeddings.encoder.dim,
                          encoder=embeddings.encoder.spec,

@@ -35,6 +35,7 @@ from .models import (
     SearchRequest,
     SearchResponse,
 )
+from .service import EncodedDep
 from .settings import Settings
 
 __all__ = ["batch_answer", "check_batch_size", "hit_out", "router"]
@@ -46,13 +47,15 @@ router = APIRouter(prefix="/collections/{name}", tags=["search"],
 
 
 @router.post("/search", summary="Find the items closest to a text, a vector or a stored item")
-def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchResponse:
+def search_collection(body: SearchRequest, collection: CollectionDep,
+                      encoded: EncodedDep) -> SearchResponse:
     """Query with exactly one of ``text``, ``vector`` or ``id`` (the item itself is left out of
     its results). ``bm25`` and ``hybrid`` need text or an id. Scores are cosine (or the space's
     metric) for dense, BM25 for bm25, and fused scores for hybrid. Text on an image space finds
     pictures where the space's encoder has a text partner (open_clip towers, adapters)."""
     started = time.perf_counter()
     call = search_call(body)
+    encoded(int(body.text is not None))
     hits = collection.search(call.query, call.options)
     took_ms = (time.perf_counter() - started) * 1000
     return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
@@ -61,13 +64,14 @@ def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchR
 
 @router.post("/search/batch", summary="Many searches in one call, each with its own options")
 def search_batch(body: SearchBatchRequest, collection: CollectionDep,
-                 settings: SettingsDep) -> BatchResponse:
+                 settings: SettingsDep, encoded: EncodedDep) -> BatchResponse:
     """Searches that share their options (but for ``k``) and their kind of query are encoded
     in one batch and searched in one index call. Answers come in the order asked; a query that
     fails (an unknown space, item or field, a vector of the wrong length) gets its error and
     status in its place while the others get their hits."""
     check_batch_size(len(body.queries), settings, "queries")
     started = time.perf_counter()
+    encoded(sum(query.text is not None for query in body.queries))
     answers = collection.search_batch([search_call(query) for query in body.queries])
     out = [batch_answer(answer, partial(_warnings, collection, query.space))
            for answer, query in zip(answers, body.queries, strict=True)]
