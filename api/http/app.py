@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.owns_store = store is None
     app.state.write_lock = threading.Lock()
     app.state.readiness = Readiness()
+    if not settings.warm_up:
+        app.state.readiness.done.set()
     app.state.metrics = ServiceMetrics(lambda: app.state.store)
 
     install_error_handlers(app)
@@ -110,8 +112,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.warm_up:
         threading.Thread(target=warm_up, args=(app.state.store, readiness), daemon=True,
                          name="kinsight-warm-up").start()
-    else:
-        readiness.done.set()
     try:
         yield
     finally:
