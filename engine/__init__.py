@@ -7,8 +7,10 @@ the ``kinsight.encoders`` entry-point group (see ``encoders``).
 from __future__ import annotations
 
 from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, fit_reference
+from .batch import Answer, RecommendCall, SearchCall
 from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
+from .embedding import Embeddings
 from .encoders import (
     DEFAULT_TEXT_ENCODER,
     Encoder,
@@ -70,6 +72,7 @@ __all__ = [
     "And",
     "AnomalyOptions",
     "AnomalyResult",
+    "Answer",
     "ById",
     "ChunkMatch",
     "ClusterOptions",
@@ -79,6 +82,7 @@ __all__ = [
     "DimensionMismatchError",
     "DuplicateOptions",
     "DuplicatesResult",
+    "Embeddings",
     "Encoder",
     "EncoderError",
     "EncoderInfo",
@@ -110,9 +114,11 @@ __all__ = [
     "Progress",
     "Query",
     "ReadOnlyStoreError",
+    "RecommendCall",
     "RecommendOptions",
     "ReferenceModel",
     "RunInfo",
+    "SearchCall",
     "SearchMode",
     "SearchOptions",
     "SqlWhere",

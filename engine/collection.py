@@ -11,7 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, anomalies
+from .batch import Answer, RecommendCall, SearchCall, recommend_batch, search_batch
 from .clustering import ClusterOptions, ClusterResult, cluster
+from .embedding import Embeddings, embed_in_space
+from .encoders import Role
 from .evaluation import EvaluationOptions, evaluate_search
 from .evaluation import Query as JudgedQuery
 from .filters import FilterInput
@@ -61,6 +64,22 @@ class Collection(IndexedCollection):
         """Many queries in one encoder batch and one index call: one hit list per query."""
         return search_many(self, queries, options_with(SearchOptions, options, changes),
                            exclude=exclude)
+
+    def embed(self, inputs: Sequence[Any], space: str | None = None, *,
+              role: Role = "document") -> Embeddings:
+        """The vectors ``space`` would store for texts or decoded pictures, one per input
+        (a long text's beginning); see ``engine.embedding``."""
+        return embed_in_space(self.space(space), inputs, role=role)
+
+    def search_batch(self, calls: Sequence[SearchCall]) -> list[Answer]:
+        """Searches each with its own options, sharing encoder batches and index calls where
+        they can; one answer per call, in order: its hits or its error; see ``engine.batch``."""
+        return search_batch(self, calls)
+
+    def recommend_batch(self, calls: Sequence[RecommendCall]) -> list[Answer]:
+        """Recommendations each with its own examples and options; one answer per call, in
+        order: its hits or its error; see ``engine.batch``."""
+        return recommend_batch(self, calls)
 
     def recommend(
         self, positive: Sequence[WeightedExample] = (), negative: Sequence[WeightedExample] = (),

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from .collection import Collection
+from .embedding import Embeddings, embed_with
+from .encoders import DEFAULT_TEXT_ENCODER, Role
 from .errors import AlreadyExistsError, NotFoundError
 from .schema import validate_collection_name
 from .storage import DATABASE_FILE, CollectionTables, Database
@@ -85,6 +88,12 @@ class Store:
     def collection(self, name: str) -> Collection:
         """Open an existing collection."""
         validate_collection_name(name)  # a name no collection can have says so, not "no such"
+        # Every request of a server opens its collection: one already open is handed out without
+        # the write lock, which a write holds for its whole transaction, so reads never wait for
+        # a commit (a dict read is atomic; drop_collection removes the entry under the lock).
+        opened = self._collections.get(name)
+        if opened is not None:
+            return opened
         with self.db.write_lock:  # one Collection object per name, whichever thread asks first
             if name not in self._collections:
                 if name not in self.list_collections():
@@ -114,6 +123,13 @@ class Store:
         folder = self.index_folder(name, uid)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+    # -- embeddings -------------------------------------------------------------------------
+    def embed(self, inputs: Sequence[Any], encoder: str = DEFAULT_TEXT_ENCODER, *,
+              metric: str = "cosine", role: Role = "document") -> Embeddings:
+        """The vectors a new space of ``encoder`` would store for texts or decoded pictures
+        (``Collection.embed`` for an existing space); see ``engine.embedding``."""
+        return embed_with(encoder, inputs, metric=metric, role=role)
 
     def index_folder(self, collection: str, uid: str) -> Path | None:
         """Where the derived index files of the collection ``collection`` with ``uid`` live

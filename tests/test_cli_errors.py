@@ -32,6 +32,7 @@ EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("collections",): [],
     ("collections", "drop"): ["--yes"],
     ("demo",): [],
+    ("embed",): ["{docs}", "--out", "{html}"],
     ("evaluate",): ["--queries", "{queries}", "--qrels", "{qrels}"],
     ("ingest",): ["{docs}", "--encoder", "fake:dim=8"],
     ("interactions", "ingest"): ["{interactions}"],

@@ -189,7 +189,9 @@ def served(template: Template, tmp_path: Path) -> Iterator[Served]:
     copy = tmp_path / "store"
     shutil.copytree(template.path, copy)
     with Store(copy) as store:
-        yield Served(create_app(Settings(encoder=SPEC, api_key=None), store=store), template.run_id)
+        # Not warmed: the lifespan, which warms the spaces, does not run here (/ready is 200).
+        settings = Settings(encoder=SPEC, api_key=None, warm_up=False)
+        yield Served(create_app(settings, store=store), template.run_id)
 
 
 # One store per operation, shared by its examples: that is what the function-scoped fixture is

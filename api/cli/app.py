@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                             "picture (--image), or a batch (--queries)."),
     "evaluate": ("documents", "nDCG@10, Recall@10/100 and MRR@10 of each search mode against "
                               "relevance judgments."),
+    "embed": ("embed", "Write the vectors of a file's texts or pictures to Parquet, without "
+                       "storing anything."),
     "recommend": ("recommend", "Recommend items: more like --like items (and unlike --unlike "
                                "ones), for a --user, or for many --users at once."),
     "interactions": ("recommend", "Load user interactions (views, likes, purchases, dislikes) "

@@ -27,11 +27,14 @@ def serve(
         import uvicorn
 
         from ..http import Settings, create_app
+        from ..http.service import log_config
 
         settings = Settings(store=str(store), api_key=api_key)
         url = page_url(host, port)
         console.print(f"Search page: [bold]{url}[/bold]   API docs: {url}docs", highlight=False)
-        uvicorn.run(create_app(settings, store=opened), host=host, port=port, log_level="info")
+        # Ready (GET /ready) once the encoders of every space are warm; lines carry request ids.
+        uvicorn.run(create_app(settings, store=opened), host=host, port=port, log_level="info",
+                    log_config=log_config())
 
 
 def page_url(host: str, port: int) -> str:

@@ -14,7 +14,11 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import Depends, FastAPI
+import anyio
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kinsight.engine import Store
 
@@ -23,6 +27,7 @@ from . import (
     routes_classify,
     routes_clusters,
     routes_collections,
+    routes_embed,
     routes_images,
     routes_items,
     routes_mismatch,
@@ -35,6 +40,7 @@ from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .models import ErrorOut, Health
 from .page import install_page
+from .service import REQUEST_ID_HEADER, Readiness, ServiceMetrics, ServiceMiddleware, warm_up
 from .settings import Settings
 
 __all__ = ["create_app"]
@@ -57,8 +63,18 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.store = store
     app.state.owns_store = store is None
     app.state.write_lock = threading.Lock()
+    app.state.readiness = Readiness()
+    if not settings.warm_up:
+        app.state.readiness.done.set()
+    app.state.metrics = ServiceMetrics(lambda: app.state.store)
 
     install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=[REQUEST_ID_HEADER])
+    # Outside the error handlers, so that every answer, a 500 included, is counted and has an id.
+    app.add_middleware(ServiceMiddleware, metrics=app.state.metrics)
     # Added last, so outermost: an oversized body is refused before any work is done on it.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
 
@@ -71,10 +87,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     }
     for module in (routes_collections, routes_items, routes_search, routes_images,
                    routes_recommend, routes_clusters, routes_anomalies, routes_classify,
-                   routes_mismatch, routes_runs):
+                   routes_mismatch, routes_runs, routes_embed):
         app.include_router(module.router, dependencies=secured, responses=documented)
     app.add_api_route("/health", _health, methods=["GET"], tags=["health"],
                       summary="Liveness: the store is open (no API key needed)")
+    app.add_api_route("/ready", _ready, methods=["GET"], tags=["health"],
+                      summary="Readiness: 200 once the served spaces' encoders and indexes are "
+                              "warm, 503 before (no API key needed)",
+                      responses={503: {"description": "Still warming up"}})
+    app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["health"],
+                      dependencies=secured, summary="Prometheus metrics (text exposition format)",
+                      response_class=Response)
     install_page(app)
     return app
 
@@ -85,9 +108,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if app.state.owns_store:
         app.state.store = Store(settings.store)
         log.info("serving store %s", settings.store)
+    readiness: Readiness = app.state.readiness
+    if settings.warm_up:
+        threading.Thread(target=warm_up, args=(app.state.store, readiness), daemon=True,
+                         name="kinsight-warm-up").start()
     try:
         yield
     finally:
+        # Graceful shutdown: uvicorn has stopped taking requests; a write still running (its
+        # client may have gone) commits before the store closes.
+        await anyio.to_thread.run_sync(_wait_for_writes, app.state.write_lock)
         if app.state.owns_store and app.state.store is not None:
             app.state.store.close()  # saves index files, so the next start need not rebuild them
             app.state.store = None
@@ -96,6 +126,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _health(store: StoreDep) -> Health:
     return Health(collections=len(store.list_collections()))
+
+
+def _wait_for_writes(lock: threading.Lock) -> None:
+    with lock:
+        pass
+
+
+def _ready(request: Request) -> JSONResponse:
+    readiness: Readiness = request.app.state.readiness
+    return readiness.response()
+
+
+def _metrics(request: Request) -> Response:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _package_version() -> str:

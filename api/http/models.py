@@ -23,6 +23,8 @@ from pydantic import (
 from kinsight.engine import Filter
 
 __all__ = [
+    "BatchAnswer",
+    "BatchResponse",
     "ChunkOut",
     "CollectionInfo",
     "CollectionList",
@@ -35,6 +37,7 @@ __all__ = [
     "ItemIn",
     "ItemOut",
     "ProblemOut",
+    "SearchBatchRequest",
     "SearchRequest",
     "SearchResponse",
     "SpaceInfo",
@@ -269,3 +272,34 @@ class SearchResponse(BaseModel):
     warnings: list[str] = Field(
         default_factory=list,
         description="What the reader must know, e.g. that the space runs on random weights.")
+
+
+# -- batches ---------------------------------------------------------------------------------------
+class SearchBatchRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"queries": [
+        {"text": "read a csv file", "k": 3},
+        {"text": "http server", "k": 5, "mode": "bm25",
+         "filter": {"field": "section", "op": "eq", "value": "go"}},
+        {"vector": [0.1, 0.2, 0.3], "k": 2, "space": "image"},
+        {"id": "doc-1", "k": 10, "fields": []},
+    ]}]})
+
+    # The upper bound is a server setting (max_batch_items), checked by the route.
+    queries: list[SearchRequest] = Field(
+        min_length=1, description="Searches, each with its own query and options; a query that "
+                                  "does not validate fails the request (422), one that fails "
+                                  "when run gets its error in its place.")
+
+
+class BatchAnswer(BaseModel):
+    """One answer of a batch, in the place of its query: hits, or the error of that query."""
+
+    status: int = Field(description="200, or the status the query alone would have got.")
+    hits: list[HitOut] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    error: ErrorOut | None = None
+
+
+class BatchResponse(BaseModel):
+    answers: list[BatchAnswer] = Field(description="One per query, in the order asked.")
+    took_ms: float

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kinsight.engine import Filter
 
@@ -16,6 +16,7 @@ __all__ = [
     "InteractionIn",
     "InteractionsRequest",
     "InteractionsResponse",
+    "RecommendBatchRequest",
     "RecommendRequest",
     "RecommendResponse",
 ]
@@ -63,6 +64,12 @@ class RecommendRequest(_Request):
 
     _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 
+    @model_validator(mode="after")
+    def _one_space_form(self) -> RecommendRequest:
+        if self.space is not None and self.spaces is not None:
+            raise ValueError("give 'space' or 'spaces', not both")
+        return self
+
 
 class RecommendResponse(BaseModel):
     hits: list[HitOut]
@@ -88,3 +95,16 @@ class InteractionsRequest(_Request):
 
 class InteractionsResponse(BaseModel):
     written: int
+
+
+class RecommendBatchRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"requests": [
+        {"positive": ["vim"], "k": 3},
+        {"user": "u42", "k": 5, "filter": {"field": "section", "op": "eq", "value": "games"}},
+        {"positive": ["no-such-item"]},
+    ]}]})
+
+    # The upper bound is a server setting (max_batch_items), checked by the route.
+    requests: list[RecommendRequest] = Field(
+        min_length=1, description="Recommendations, each with its own examples and options; "
+                                  "one that fails gets its error in its place.")

@@ -24,6 +24,7 @@ from .models import (
     UpsertRequest,
     UpsertResponse,
 )
+from .service import EncodedDep
 
 __all__ = ["REQUEST_SOURCE", "router"]
 
@@ -39,7 +40,7 @@ router = APIRouter(prefix="/collections/{name}/items", tags=["items"],
 @router.post("", summary="Insert or replace items by id (encoded on the way in)",
              responses={409: {"model": ErrorOut, "description": "The store is read-only"}})
 def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: SettingsDep,
-                 write_lock: WriteLockDep) -> UpsertResponse:
+                 write_lock: WriteLockDep, encoded: EncodedDep) -> UpsertResponse:
     """Items with no text in any of ``text_fields``, or with unusable field names, are skipped
     and listed in ``problems``; the others are written in one transaction. A collection or space
     that does not exist yet is created (a new space uses the server's encoder)."""
@@ -64,6 +65,7 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
                 language=body.language)
             report = ingest_records(store, records, options, progress=False)
             written, unchanged = report.written + report.updated, report.unchanged
+            encoded(report.chunks)
             problems += report.problems
             warnings = [f"{cut}; the server encodes at most {settings.max_chunks_per_item} chunks "
                         "per item (KINSIGHT_MAX_CHUNKS_PER_ITEM)" for cut in report.cut]

@@ -11,20 +11,22 @@ from kinsight.engine import (
     Interaction,
     InvalidInputError,
     ProfilePolicy,
+    RecommendCall,
     RecommendOptions,
     WeightedExample,
 )
 
 from .deps import CollectionDep, SettingsDep, WriteLockDep
-from .models import ErrorOut
+from .models import BatchResponse, ErrorOut
 from .models_recommend import (
     ExampleIn,
     InteractionsRequest,
     InteractionsResponse,
+    RecommendBatchRequest,
     RecommendRequest,
     RecommendResponse,
 )
-from .routes_search import hit_out
+from .routes_search import batch_answer, check_batch_size, hit_out
 
 __all__ = ["router"]
 
@@ -38,18 +40,33 @@ def recommend_items(body: RecommendRequest, collection: CollectionDep) -> Recomm
     """Examples are item ids, vectors or ``{id|vector, weight}``; they never come back, nor do a
     user's own items (unless ``include_seen``). Unknown ids and users with no interactions are
     404s; no positive example at all is a 422."""
-    if body.space is not None and body.spaces is not None:
-        raise InvalidInputError("give 'space' or 'spaces', not both")
     started = time.perf_counter()
+    call = _recommend_call(body)
+    hits = collection.recommend(call.positive, call.negative, call.options, user=call.user)
+    return RecommendResponse(hits=[hit_out(h) for h in hits],
+                             took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.post("/recommend/batch", summary="Many recommendations in one call")
+def recommend_batch(body: RecommendBatchRequest, collection: CollectionDep,
+                    settings: SettingsDep) -> BatchResponse:
+    """Answers come in the order asked; a request that fails (an unknown item or user, no
+    positive example) gets its error and status in its place while the others get their hits."""
+    check_batch_size(len(body.requests), settings, "requests")
+    started = time.perf_counter()
+    answers = collection.recommend_batch([_recommend_call(r) for r in body.requests])
+    out = [batch_answer(answer) for answer in answers]
+    return BatchResponse(answers=out, took_ms=(time.perf_counter() - started) * 1000)
+
+
+def _recommend_call(body: RecommendRequest) -> RecommendCall:
     options = RecommendOptions(
         k=body.k, strategy=body.strategy, diversity=body.diversity,
         space=body.spaces if body.spaces is not None else body.space, where=body.filter,
         exclude=body.exclude, include_seen=body.include_seen, return_fields=body.fields,
         profile=ProfilePolicy(half_life_days=body.half_life_days))
-    hits = collection.recommend([_example(e) for e in body.positive],
-                                [_example(e) for e in body.negative], options, user=body.user)
-    return RecommendResponse(hits=[hit_out(h) for h in hits],
-                             took_ms=(time.perf_counter() - started) * 1000)
+    return RecommendCall([_example(e) for e in body.positive],
+                         [_example(e) for e in body.negative], options, body.user)
 
 
 @router.post("/interactions", summary="Append user interactions (views, likes, dislikes, ...)")

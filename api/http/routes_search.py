@@ -2,40 +2,117 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 from fastapi import APIRouter
 
-from kinsight.engine import FUSIONS, ById, Fusion, Hit, InvalidInputError, Query, SearchOptions
+from kinsight.engine import (
+    FUSIONS,
+    Answer,
+    ById,
+    Collection,
+    Fusion,
+    Hit,
+    InvalidInputError,
+    Query,
+    SearchCall,
+    SearchOptions,
+)
 
 from ..reporting import json_ready
-from .deps import CollectionDep
-from .models import ChunkOut, ErrorOut, HitOut, SearchRequest, SearchResponse
+from .deps import CollectionDep, SettingsDep
+from .errors import INTERNAL_ERROR_DETAIL, status_for
+from .models import (
+    BatchAnswer,
+    BatchResponse,
+    ChunkOut,
+    ErrorOut,
+    HitOut,
+    SearchBatchRequest,
+    SearchRequest,
+    SearchResponse,
+)
+from .service import EncodedDep
+from .settings import Settings
 
-__all__ = ["hit_out", "router"]
+__all__ = ["batch_answer", "check_batch_size", "hit_out", "router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/collections/{name}", tags=["search"],
                    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
 
 
 @router.post("/search", summary="Find the items closest to a text, a vector or a stored item")
-def search_collection(body: SearchRequest, collection: CollectionDep) -> SearchResponse:
+def search_collection(body: SearchRequest, collection: CollectionDep,
+                      encoded: EncodedDep) -> SearchResponse:
     """Query with exactly one of ``text``, ``vector`` or ``id`` (the item itself is left out of
     its results). ``bm25`` and ``hybrid`` need text or an id. Scores are cosine (or the space's
     metric) for dense, BM25 for bm25, and fused scores for hybrid. Text on an image space finds
     pictures where the space's encoder has a text partner (open_clip towers, adapters)."""
     started = time.perf_counter()
+    call = search_call(body)
+    encoded(int(body.text is not None))
+    hits = collection.search(call.query, call.options)
+    took_ms = (time.perf_counter() - started) * 1000
+    return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
+                          warnings=collection.space(body.space).warnings())
+
+
+@router.post("/search/batch", summary="Many searches in one call, each with its own options")
+def search_batch(body: SearchBatchRequest, collection: CollectionDep,
+                 settings: SettingsDep, encoded: EncodedDep) -> BatchResponse:
+    """Searches that share their options (but for ``k``) and their kind of query are encoded
+    in one batch and searched in one index call. Answers come in the order asked; a query that
+    fails (an unknown space, item or field, a vector of the wrong length) gets its error and
+    status in its place while the others get their hits."""
+    check_batch_size(len(body.queries), settings, "queries")
+    started = time.perf_counter()
+    encoded(sum(query.text is not None for query in body.queries))
+    answers = collection.search_batch([search_call(query) for query in body.queries])
+    out = [batch_answer(answer, partial(_warnings, collection, query.space))
+           for answer, query in zip(answers, body.queries, strict=True)]
+    return BatchResponse(answers=out, took_ms=(time.perf_counter() - started) * 1000)
+
+
+def search_call(body: SearchRequest) -> SearchCall:
+    """The engine's search that a request asks for."""
     options = SearchOptions(
         k=body.k, space=body.space, mode=body.mode, where=body.filter, exact=body.exact,
         fusion=_fusion(body),
         aggregate=body.aggregate,
         return_fields=body.fields)
-    hits = collection.search(_query(body), options)
-    took_ms = (time.perf_counter() - started) * 1000
-    return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
-                          warnings=collection.space(body.space).warnings())
+    return SearchCall(_query(body), options)
+
+
+def check_batch_size(count: int, settings: Settings, what: str) -> None:
+    if count > settings.max_batch_items:
+        raise InvalidInputError(
+            f"{count} {what} in one request; the most is {settings.max_batch_items} "
+            "(max_batch_items): split the batch")
+
+
+def batch_answer(answer: Answer, warnings: Callable[[], list[str]] = list) -> BatchAnswer:
+    """One answer of a batch: hits (with ``warnings()``), or the error as the route of one
+    query would have answered it."""
+    if isinstance(answer, list):
+        return BatchAnswer(status=200, hits=[hit_out(hit) for hit in answer], warnings=warnings())
+    status = status_for(answer)
+    if status is None:  # not the caller's fault: keep the details in the server log
+        log.error("internal error in a batch call", exc_info=answer)
+        return BatchAnswer(status=500, error=ErrorOut(error="InternalError",
+                                                      detail=INTERNAL_ERROR_DETAIL))
+    return BatchAnswer(status=status, error=ErrorOut(error=type(answer).__name__,
+                                                     detail=str(answer)))
+
+
+def _warnings(collection: Collection, space: str | None) -> list[str]:
+    return collection.space(space).warnings()
 
 
 def _fusion(body: SearchRequest) -> Fusion:

@@ -35,3 +35,10 @@ class Settings(BaseSettings):
         default=DEFAULT_MAX_CHUNKS, ge=1,
         description="Most chunks of one posted item's text that are encoded (its beginning); the "
                     "whole text is stored and searched by BM25, and the response warns of each cut.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins a browser may call the API from, e.g. ["https://app.example"] '
+                    "(KINSIGHT_CORS_ORIGINS as JSON); empty: no cross-origin calls.")
+    warm_up: bool = Field(
+        default=True, description="Load and run the encoders and indexes of every space at "
+                                  "start; /ready answers 503 until they are warm.")

@@ -70,7 +70,8 @@ class ItemCache:
             rows = sorted(copy.rows[i] for i in set(ids) if i in copy.rows)  # in table order
             names = copy.table.column_names
             return {row[names[0]]: {n: row[n] for n in names[1:]}
-                    for row in copy.table.take(pa.array(rows, pa.int64())).to_pylist()}  # typed: [] too
+                    # Typed: an empty list of rows (no id found) is otherwise an array of nulls.
+                    for row in copy.table.take(pa.array(rows, pa.int64())).to_pylist()}
         self._count_read(generation, field_types)
         return None
 
