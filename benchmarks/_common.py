@@ -134,7 +134,7 @@ def split_rows(ids: Sequence[str], split: str) -> np.ndarray:
 def missing_extra(package: str, extra: str = "bench") -> str:
     """The line a benchmark prints when a baseline's package is not installed."""
     return (f"{package} is not installed: it is a baseline of this benchmark only; install it "
-            f"with  .venv/bin/pip install -e '.[{extra}]'  (its results are left out)")
+            f"with  bash scripts/setup.sh --{extra}  (its results are left out)")
 
 
 def item_vectors(collection: Collection, space: str = "text") -> tuple[list[str], np.ndarray]:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import debian_store, item_vectors, print_table, save
+from _common import debian_store, item_vectors, missing_extra, print_table, save
 from sklearn.metrics import roc_auc_score
 
 from kinsight.engine.detectors import METHODS, make_detector
@@ -61,7 +61,10 @@ def main() -> None:
     candidates: list[tuple[str, Callable[[], Any]]] = [
         (f"kinsight {m}", lambda m=m: _kinsight(m)) for m in METHODS]
     if not args.no_pyod:
-        candidates += _pyod_candidates()
+        try:
+            candidates += _pyod_candidates()
+        except ImportError:
+            print(missing_extra("pyod"))
     rows, results = [], {}
     for name, build in candidates:
         started = time.perf_counter()

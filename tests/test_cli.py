@@ -79,6 +79,9 @@ def test_batch_queries_write_one_line_per_query(corpus, tmp_path):
     assert [line["qid"] for line in lines] == ["q1", "q2"]
     assert len(lines[0]["ids"]) == 3 and len(lines[0]["scores"]) == 3
     assert lines[0]["ids"][0] in {"vim", "emacs"}
+    assert "searched 2 queries in" in result.stderr and f"wrote {out}" in result.stderr
+    to_stdout = invoke("search", "--queries", str(queries), "-k", "3", store=store)
+    assert [json.loads(line)["qid"] for line in to_stdout.stdout.splitlines()] == ["q1", "q2"]
 
 
 def test_collections_and_evaluate(corpus, tmp_path):

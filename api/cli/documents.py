@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, get_args
@@ -261,17 +262,24 @@ def search(
 
 def _batch_search(coll: Collection, queries: Path, options: SearchOptions, out: Path | None) -> None:
     loaded = load_queries(queries)
+    started = time.perf_counter()
     stream = open(out, "w", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
     try:
-        for start in range(0, len(loaded), 256):
-            block = loaded[start:start + 256]
-            for query, hits in zip(block, coll.search_many([q.text for q in block], options),
-                                   strict=True):
-                stream.write(json.dumps({"qid": query.qid, "ids": [h.id for h in hits],
-                                         "scores": [round(h.score, 6) for h in hits]}) + "\n")
+        with progress_bar("search", unit="queries") as progress:
+            for start in range(0, len(loaded), 256):
+                block = loaded[start:start + 256]
+                for query, hits in zip(block, coll.search_many([q.text for q in block], options),
+                                       strict=True):
+                    stream.write(json.dumps({"qid": query.qid, "ids": [h.id for h in hits],
+                                             "scores": [round(h.score, 6) for h in hits]}) + "\n")
+                progress(start + len(block), len(loaded), "")
     finally:
         if out:
             stream.close()
+    seconds = time.perf_counter() - started
+    err.print(f"searched {len(loaded)} queries in {seconds:.1f} s "
+              f"({len(loaded) / max(seconds, 1e-9):.0f} queries/s)"
+              + (f"; wrote {out}" if out else ""), highlight=False, soft_wrap=True)
 
 
 @app.command()
