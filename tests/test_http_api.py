@@ -200,6 +200,38 @@ def test_get_item_and_ids_with_slashes(docs):
     assert docs.get("/collections/docs/items/guides/intro.md").json()["id"] == "guides/intro.md"
 
 
+def test_patch_sets_and_removes_fields_without_encoding(docs, monkeypatch):
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a field update ran the encoder")
+
+    monkeypatch.setattr(load_encoder(SPEC), "encode", refuse)
+    patched = docs.patch("/collections/docs/items/py-csv",
+                         json={"set": {"price": 3.5, "section": "data"}, "remove": ["year"]})
+    assert patched.status_code == 200 and patched.json() == {"updated": 1}, patched.text
+    fields = docs.get("/collections/docs/items/py-csv").json()["fields"]
+    assert fields["price"] == 3.5 and fields["section"] == "data" and fields["year"] is None
+    found = docs.post("/collections/docs/items/update", json={"updates": [
+        {"id": "rs-csv", "set": {"price": 1.0}}, {"id": "go-csv", "set": {"price": 9.0}}]})
+    assert found.json() == {"updated": 2}
+    cheap = {"field": "price", "op": "lt", "value": 4}
+    assert sorted(ids(docs.post("/collections/docs/search",
+                                json={"vector": [0.1] * 32, "k": 10, "filter": cheap}))) == [
+        "py-csv", "rs-csv"]
+
+
+def test_field_updates_refuse_unknown_ids_and_encoded_fields_whole(docs):
+    ghost = docs.patch("/collections/docs/items/ghost", json={"set": {"price": 1}})
+    assert ghost.status_code == 404 and "ghost" in ghost.json()["detail"]
+    batch = docs.post("/collections/docs/items/update", json={"updates": [
+        {"id": "py-csv", "set": {"price": 1}}, {"id": "ghost", "set": {"price": 2}}]})
+    assert batch.status_code == 404
+    assert docs.get("/collections/docs/items/py-csv").json()["fields"].get("price") is None
+    encoded = docs.patch("/collections/docs/items/py-csv", json={"set": {"text": "new words"}})
+    assert encoded.status_code == 422 and "text" in encoded.json()["detail"]
+    for body in ({}, {"set": {"a": 1}, "remove": ["a"]}, {"sett": {"a": 1}}):
+        assert docs.patch("/collections/docs/items/py-csv", json=body).status_code == 422
+
+
 def test_delete_by_ids_and_by_filter(docs):
     gone = docs.post("/collections/docs/items/delete", json={"ids": ["py-csv", "ghost"]})
     assert gone.json() == {"deleted": 1}

@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from kinsight.engine import InvalidInputError, NotFoundError, Store, VectorSpace
+from kinsight.engine import FieldUpdate, InvalidInputError, NotFoundError, Store, VectorSpace
 from kinsight.indexers.ingest import IngestOptions, ingest_records
 from kinsight.indexers.records import Problem, Record, record_from_mapping
 
@@ -24,6 +24,7 @@ from .models import (
     UpsertRequest,
     UpsertResponse,
 )
+from .models_fields import FieldsPatch, FieldsUpdateRequest, FieldsUpdateResponse
 from .service import EncodedDep
 
 __all__ = ["REQUEST_SOURCE", "router"]
@@ -73,6 +74,30 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
         log.info("upsert into %s skipped %d of %d items", name, len(problems), len(body.items))
     return UpsertResponse(written=written, unchanged=unchanged,
                           problems=[ProblemOut(**asdict(p)) for p in problems], warnings=warnings)
+
+
+@router.post("/update", summary="Set or remove fields of stored items (no re-encoding)")
+def update_items(body: FieldsUpdateRequest, collection: CollectionDep, settings: SettingsDep,
+                 write_lock: WriteLockDep) -> FieldsUpdateResponse:
+    """All the updates in one transaction, or none: an unknown id, or a field a vector space is
+    built from (upsert the item to change it), refuses the whole batch. Filters and results see
+    the new values at once."""
+    if len(body.updates) > settings.max_batch_items:
+        raise InvalidInputError(
+            f"{len(body.updates)} updates in one request; the most is "
+            f"{settings.max_batch_items} (max_batch_items): split the batch")
+    updates = [FieldUpdate(u.id, u.set, tuple(u.remove)) for u in body.updates]
+    with write_lock:
+        return FieldsUpdateResponse(updated=collection.update_fields(updates))
+
+
+@router.patch("/{item_id:path}", summary="Set or remove fields of one stored item")
+def patch_item(item_id: str, body: FieldsPatch, collection: CollectionDep,
+               write_lock: WriteLockDep) -> FieldsUpdateResponse:
+    """The batch form's rules for one item; answers 404 when it is not stored."""
+    with write_lock:
+        updated = collection.update_fields([FieldUpdate(item_id, body.set, tuple(body.remove))])
+    return FieldsUpdateResponse(updated=updated)
 
 
 @router.get("/{item_id:path}", summary="Read one item")
