@@ -52,6 +52,7 @@ __all__ = [
     "AdapterEncoder",
     "AdapterSide",
     "adapter_folders",
+    "adapter_target",
     "find_adapter",
     "load_adapter",
     "load_adapter_encoder",
@@ -170,14 +171,21 @@ def find_adapter(name: str) -> Path:
                         f"set {ADAPTERS_ENV} to the folder that holds it")
 
 
+def adapter_target(name: str, folder: Path | None = None, *, replace: bool = False) -> Path:
+    """Where ``save_adapter`` writes adapter ``name``; refused when one is there and not
+    ``replace`` (checked before training too, so a taken name fails at once)."""
+    target = (folder or adapter_folders()[0]) / name
+    if (target / CONFIG_FILE).exists() and not replace:
+        raise AlreadyExistsError(f"adapter {name!r} already exists in {target}; choose another "
+                                 "name, or replace it (spaces built on the old one will then be "
+                                 "refused until rebuilt)")
+    return target
+
+
 def save_adapter(adapter: Adapter, folder: Path | None = None, *, replace: bool = False) -> Path:
     """Write ``adapter`` to ``folder/NAME`` (default: the user's adapter folder); an existing
     one is kept unless ``replace``: spaces built on it would stop matching its fingerprint."""
-    target = (folder or adapter_folders()[0]) / adapter.config.name
-    if (target / CONFIG_FILE).exists() and not replace:
-        raise AlreadyExistsError(f"adapter {adapter.config.name!r} already exists in {target}; "
-                                 "choose another name, or replace it (spaces built on the old one "
-                                 "will then be refused until rebuilt)")
+    target = adapter_target(adapter.config.name, folder, replace=replace)
     target.mkdir(parents=True, exist_ok=True)
     arrays = {**{f"{m}_mean": adapter.means[m] for m in MODALITIES},
               **{f"{m}_matrix": adapter.matrices[m] for m in MODALITIES}}

@@ -308,8 +308,9 @@ def test_cli_align_trains_saves_and_reports(tmp_path: Path) -> None:
     assert report["specs"] == ["adapter:cli:image", "adapter:cli:text"] and report["curve"]
     assert (tmp_path / "adapters" / "cli" / "adapter.json").exists()
     assert (tmp_path / "curve.svg").read_text().lstrip().startswith("<?xml")
-    again = runner.invoke(app, [*args, "--method", "ridge"])
+    again = runner.invoke(app, [*args, "--max-epochs", "30"])  # the name is taken: no training
     assert again.exit_code == 2 and "already exists" in again.stderr
+    assert "align cli" not in again.stderr  # refused before the training bar started
     replaced = runner.invoke(app, [*args, "--method", "ridge", "--replace"])
     assert replaced.exit_code == 0 and "fingerprint adapter-" in " ".join(replaced.stdout.split())
 

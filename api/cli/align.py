@@ -72,8 +72,10 @@ def align_command(
         coll = pick_collection(opened, collection)
         image, text = sorted((from_space, to_space),
                              key=lambda s: coll.space(s).encoder.modality != "image")
-        # These bring torch (seconds): imported once the store and the names are known good.
-        from kinsight.indexers.adapters import save_adapter
+        from kinsight.indexers.adapters import adapter_target, save_adapter
+
+        adapter_target(name, folder, replace=replace)  # a taken name fails before training
+        # This brings torch (seconds): imported once the store and the names are known good.
         from kinsight.indexers.align import AlignOptions, EpochStats, align_collection
 
         options = AlignOptions(method=chosen_method, dim=dim, validation=validation,
