@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from kinsight.engine import (
-    DATABASE_FILE,
     DEFAULT_TEXT_ENCODER,
     FUSIONS,
     ById,
@@ -120,7 +119,7 @@ def ingest(
     if collection is None and fields_only:  # updates an existing collection: the only one
         with open_store(store, read_only=True) as opened:
             collection = pick_collection(opened, None).name
-    options = IngestOptions(collection=collection or _ingest_collection(path, store),
+    options = IngestOptions(collection=collection or _collection_named_after(path),
                             text_fields=tuple(text_field or ["text"]),
                             id_field=id_field, space=space or "text",
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
@@ -136,6 +135,9 @@ def ingest(
             report = update_fields_file(opened, path, options, progress=not as_json)
     else:
         with open_store(store, create=True) as opened:
+            if collection is None and options.collection not in opened.list_collections():
+                err.print(f"ingesting into the new collection {options.collection!r} "
+                          "(--collection NAME to choose)", highlight=False)
             report = ingest_file(opened, path, options, progress=not as_json)
     if as_json:
         console.print_json(data={
@@ -163,23 +165,15 @@ def ingest(
     console.print(report.summary(), highlight=False)
 
 
-def _ingest_collection(path: Path, store: Path) -> str:
+def _collection_named_after(path: Path) -> str:
     """The collection an ingest without --collection fills: one named after the file
-    (docs.jsonl.gz -> docs, a folder by its name), announced when it is new."""
+    (docs.jsonl.gz -> docs, a folder by its name)."""
     name = path.name.split(".")[0] if path.is_file() else path.name
     try:
-        validate_collection_name(name)
+        return validate_collection_name(name)
     except InvalidInputError:
         fail(f"{path}: no collection can be named after this file ({name!r}); give "
              "--collection NAME")
-    existing: list[str] = []
-    if (store / DATABASE_FILE).is_file():
-        with open_store(store, read_only=True) as opened:
-            existing = opened.list_collections()
-    if name not in existing:
-        err.print(f"ingesting into the new collection {name!r} (--collection NAME to choose)",
-                  highlight=False)
-    return name
 
 
 def _check_before_loading_models(path: Path, options: IngestOptions) -> None:

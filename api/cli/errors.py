@@ -56,7 +56,7 @@ class KinsightGroup(TyperGroup):
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> Any:
         argv = list(args)  # parsing consumes args; the log records the command as typed
-        plain_flags(self, super().make_context(info_name, [], resilient_parsing=True))
+        plain_flags(self, self.context_class(self))  # the root group; app.py: its commands
         ctx = super().make_context(info_name, args, parent=parent, **extra)
         ctx.meta[_ARGV_KEY] = argv
         return ctx
