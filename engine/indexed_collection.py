@@ -130,19 +130,25 @@ class IndexedCollection:
         return existing
 
     # -- writing ----------------------------------------------------------------------------
-    def upsert(self, items: Iterable[Item], *, field_updates: Iterable[FieldUpdate] = ()) -> int:
+    def upsert(self, items: Iterable[Item], *, field_updates: Iterable[FieldUpdate] = (),
+               spaces: Iterable[str] = ()) -> int:
         """Insert or replace items by id, with their vectors, in one transaction; returns the
         count. ``field_updates`` (of other, stored items) go in the same transaction; see
-        ``update_fields``."""
+        ``update_fields``.
+
+        A replaced item's vectors are replaced in the spaces the items bring vectors in and in
+        ``spaces`` (those this write encodes: there, an item without vectors has none left). In
+        the collection's other spaces it keeps its vectors unless the fields they were made
+        from changed (then they are removed, with a warning)."""
         batch = list({item.id: item for item in items}.values())  # last one of an id wins
         updates = self._checked_updates(field_updates)
         if not batch and not updates:
             return 0
         rows = [NewItem(_check_id(item.id), item.fields, item.content_hash) for item in batch]
-        spaces = self.spaces()
-        vectors = {name: self._vector_rows(spaces, name, batch)
+        known = self.spaces()
+        vectors = {name: self._vector_rows(known, name, batch)
                    for name in {s for item in batch for s in item.vectors}}
-        self.tables.replace(rows, vectors, updates)
+        self.tables.replace(rows, vectors, updates, rebuilt=list(spaces))
         return len(batch)
 
     def update_fields(self, updates: Iterable[FieldUpdate]) -> int:

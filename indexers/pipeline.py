@@ -255,7 +255,8 @@ class IngestPipeline:
         since = time.perf_counter()
         known = self.collection.fields()  # here: the schema is the writer's to read and change
         updates = [self._field_update(record, new, known) for record, new in batch.updated]
-        self.collection.upsert(batch.items, field_updates=updates)  # one transaction
+        self.collection.upsert(batch.items, field_updates=updates,  # one transaction
+                               spaces=[source.name for source in self.sources])
         batch.timed("write", since)
         for problem in batch.problems:
             log.warning("skipped %s", problem)

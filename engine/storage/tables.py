@@ -10,6 +10,7 @@ tables of their own in the same schema (``side_tables.py``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from .field_updates import FieldUpdate, add_columns, apply_field_updates
 from .item_cache import ItemCache
 
 __all__ = ["VECTOR_BLOCK", "CollectionTables", "NewItem", "VectorRows"]
+
+log = logging.getLogger(__name__)
 
 VECTOR_BLOCK = 65_536  # vectors read per block when (re)building an index: ~100 MB at 384-d
 # Up to this many ids are bound as a literal IN list, which uses the id indexes; more are joined
@@ -151,17 +154,28 @@ class CollectionTables:
 
     # -- writing ----------------------------------------------------------------------------
     def replace(self, items: list[NewItem], vectors: dict[str, VectorRows],
-                updates: Sequence[FieldUpdate] = ()) -> None:
+                updates: Sequence[FieldUpdate] = (), rebuilt: Sequence[str] = ()) -> None:
         """Insert or replace ``items`` by id with their vector rows, and apply ``updates`` to
         the fields of other stored items in place (their vectors left as they are:
-        ``field_updates``), all in one transaction."""
+        ``field_updates``), all in one transaction.
+
+        The replaced items' vectors are replaced in the spaces of ``vectors`` and ``rebuilt``
+        (the spaces this write encodes, an item without rows there has none left). In any other
+        space a replaced item keeps its vectors while the fields they were made from are
+        unchanged; where those fields changed, its vectors there no longer match and are
+        removed, with a warning that says to encode that space again."""
         known = self.fields()
         try:
             with self.db.writing(self.name) as con:
                 if items:
                     ids = [item.id for item in items]
-                    self._remove(con, ids)
-                    self._insert_items(con, items, ids, known)
+                    self._register_items(con, items, ids, known)
+                    kept = {name: space.source_fields for name, space in self.spaces().items()
+                            if name not in vectors and name not in rebuilt}
+                    self._remove(con, ids, keep=self._unchanged(con, kept, known))
+                    con.execute(f"INSERT INTO {self.schema}.items BY NAME "
+                                "SELECT * FROM _new_items")
+                    con.unregister("_new_items")
                     for space, rows in vectors.items():
                         self._insert_vectors(con, space, rows)
                 if updates:
@@ -175,8 +189,9 @@ class CollectionTables:
         with self.db.writing(self.name) as con:
             self._remove(con, ids)
 
-    def _insert_items(self, con: Any, items: list[NewItem], ids: list[str],
-                      known: dict[str, str]) -> None:
+    def _register_items(self, con: Any, items: list[NewItem], ids: list[str],
+                        known: dict[str, str]) -> None:
+        """Register the new rows as ``_new_items`` (new fields become columns first)."""
         names = sorted({name for item in items for name in item.fields})
         add_columns(con, self.schema, self.name, known,
                     {name: [item.fields.get(name) for item in items] for name in names})
@@ -186,8 +201,21 @@ class CollectionTables:
             columns[name] = arrow_column(name, known[name],
                                          [item.fields.get(name) for item in items], ids)
         con.register("_new_items", pa.table(columns))
-        con.execute(f"INSERT INTO {self.schema}.items BY NAME SELECT * FROM _new_items")
-        con.unregister("_new_items")
+
+    def _unchanged(self, con: Any, kept: dict[str, tuple[str, ...]], known: dict[str, str]
+                   ) -> dict[str, str]:
+        """For each space in ``kept`` (name → source fields), a SQL query of the ids in
+        ``_new_items`` whose stored values of those fields equal the new ones."""
+        new_columns = {d[0] for d in con.execute("SELECT * FROM _new_items LIMIT 0").description}
+        queries = {}
+        for space, fields in kept.items():
+            same = " AND ".join(
+                f"o.{quote(f)} IS NOT DISTINCT FROM "
+                f"{'n.' + quote(f) if f in new_columns else 'NULL'}"
+                for f in fields if f in known) or "TRUE"
+            queries[space] = (f"SELECT n.id FROM _new_items n JOIN {self.schema}.items o "
+                              f"ON o.id = n.id WHERE {same}")
+        return queries
 
     def _insert_vectors(self, con: Any, space: str, rows: VectorRows) -> None:
         first = self.db.reserve_seqs(con, len(rows.owners))
@@ -204,16 +232,28 @@ class CollectionTables:
         con.execute(f"INSERT INTO {self._vectors(space)} SELECT * FROM _new_vectors")
         con.unregister("_new_vectors")
 
-    def _remove(self, con: Any, ids: list[str]) -> None:
-        """Delete items and their vectors, logging removed vector seqs for the indexes."""
+    def _remove(self, con: Any, ids: list[str], keep: dict[str, str] | None = None) -> None:
+        """Delete items and their vectors, logging removed vector seqs for the indexes; in a
+        space of ``keep`` (space → SQL query of ids) the vectors of those ids stay."""
         _with_ids(con, "_gone", ids)
         generation = con.execute("SELECT generation + 1 FROM kinsight.collections "
                                  "WHERE name = ?", [self.name]).fetchone()[0]
         for space in self.spaces():
             table = self._vectors(space)
+            gone = "id IN (SELECT id FROM _gone)"
+            if keep and space in keep:
+                gone += f" AND id NOT IN ({keep[space]})"
+                stale = con.execute(f"SELECT count(DISTINCT id) FROM {table} WHERE {gone}"
+                                    ).fetchone()[0]
+                if stale:
+                    log.warning("space %r of collection %r: %d replaced item(s) changed the "
+                                "fields their vectors there were made from, and this write "
+                                "does not encode that space: their vectors there are removed "
+                                "(ingest again with that space to encode them)",
+                                space, self.name, stale)
             con.execute(f"INSERT INTO {self.schema}.deleted SELECT ?, seq, ? FROM {table} "
-                        "WHERE id IN (SELECT id FROM _gone)", [space, generation])
-            con.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM _gone)")
+                        f"WHERE {gone}", [space, generation])
+            con.execute(f"DELETE FROM {table} WHERE {gone}")
         con.execute(f"DELETE FROM {self.schema}.items WHERE id IN (SELECT id FROM _gone)")
         con.unregister("_gone")
 
