@@ -175,6 +175,23 @@ def test_gpu_index_agrees_with_cpu():
     assert overlap >= 0.98  # fp16 storage on the GPU may swap near-ties
 
 
+@pytest.mark.gpu
+def test_removing_from_a_gpu_index_goes_through_its_cpu_copy():
+    """FAISS GPU indexes cannot remove ids: the GPU copy is a replica, rebuilt after a removal."""
+    from kinsight.engine.vector_index import gpu_count
+
+    if gpu_count() == 0:
+        pytest.skip("FAISS sees no GPU (install kinsight[gpu] on a CUDA machine)")
+    data = normalized(np.random.default_rng(2).normal(size=(1000, 32)).astype(np.float32))
+    index = VectorIndex(IndexSpec("Flat", gpu=True), 32, "cosine", "fp")
+    index.add(np.arange(1, 1001), data)
+    _, before = index.search(data[:5], 1)
+    assert before[:, 0].tolist() == [1, 2, 3, 4, 5]
+    assert index.remove(np.arange(1, 6)) == 5
+    _, after = index.search(data[:5], 1)
+    assert not set(after[:, 0].tolist()) & {1, 2, 3, 4, 5}
+
+
 def test_auto_mode_is_hybrid_for_text_and_dense_for_vectors(filled, vectors):
     from kinsight.engine.search import resolve_mode
 
