@@ -1,11 +1,14 @@
 """Clustering quality and speed on the Debian corpus: NMI and ARI against package sections.
 
-Clusters the bundled all-MiniLM-L6-v2 vectors of all 33,265 packages with kinsight's ``cluster``
-(k-means with k = the number of sections, k-means with k chosen by silhouette, HDBSCAN), and side by
+Clusters the bundled all-MiniLM-L6-v2 vectors of the packages of ``--split`` (``test``: those
+outside the development sample the defaults were chosen on) of a ``--docs`` sample's store (0: all
+33,265) with kinsight's ``cluster`` (k-means with k = the number of sections, with and without the
+words of the text beside the vectors, k-means with k chosen by silhouette, HDBSCAN), and side by
 side in the same run two baselines: scikit-learn's MiniBatchKMeans on the same vectors, and
 MiniBatchKMeans on TF-IDF of the text (what one would do without embeddings).
 
-    KINSIGHT_DATA=../shared/data nice -n 10 .venv/bin/python benchmarks/clustering.py
+    .venv/bin/python benchmarks/clustering.py --docs 6000            # 4,000 test packages
+    .venv/bin/python benchmarks/clustering.py --docs 2000 --split dev   # where defaults are chosen
 
 Sections are a coarse, imperfect ground truth (``libs`` and ``misc`` span every topic), so the
 figures compare methods with each other, not with a ceiling of 1. HDBSCAN's scores are computed on
@@ -23,29 +26,34 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import debian_store, git_state, item_vectors, print_table, save
+from _common import debian_store, git_state, item_vectors, print_table, save, split_rows
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from kinsight.engine import Item, Store
-from kinsight.engine.clustering import NOISE, ClusterResult, cluster
+from kinsight.engine.clustering import NOISE, ClusterResult
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=0,
+                        help="the seeded sample's store to read (0: all packages)")
+    parser.add_argument("--split", choices=("dev", "test", "all"), default="test")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    with debian_store() as source:
+    with debian_store(args.docs or None) as source:
         debian = source.collection("debian")
         ids, vectors = item_vectors(debian)
+        keep = split_rows(ids, args.split)
+        ids, vectors = [ids[i] for i in keep], vectors[keep]
         texts = debian.field_values("text", ids)
         sections = np.array(debian.field_values("section", ids))
         encoder = debian.space("text").encoder
     n_sections = len(np.unique(sections))
-    print(f"{len(ids)} packages, {n_sections} sections")
+    print(f"{len(ids)} packages ({args.split}), {n_sections} sections")
 
     # cluster() saves its run, and the shared store opens read-only: cluster a copy in memory,
     # one mean vector per item (the vector cluster() would compute from the chunks anyway).
@@ -60,12 +68,14 @@ def main() -> None:
 
         def kinsight(label: str, **options: Any) -> None:
             started = time.perf_counter()
-            result = cluster(coll, seed=args.seed, **options)
+            result = coll.cluster(seed=args.seed, **options)
             seconds = time.perf_counter() - started
             labels = _labels(result, ids)
             rows.append(_scores(label, sections, labels, seconds, result=result))
 
-        kinsight(f"kinsight k-means, k={n_sections}", k=n_sections)
+        kinsight(f"kinsight k-means, k={n_sections} (default: vectors + words)", k=n_sections)
+        kinsight(f"kinsight k-means, k={n_sections}, vectors alone", k=n_sections,
+                 lexical_weight=0)
         kinsight("kinsight k-means, k=auto (silhouette, 2..40)", k="auto")
         kinsight("kinsight HDBSCAN (PCA 16-d, defaults)", method="hdbscan")
 
@@ -84,8 +94,10 @@ def main() -> None:
                 ["method", "clusters", "coverage", "NMI", "ARI", "seconds"],
                 [(r["method"], r["clusters"], r["coverage"], r["nmi"], r["ari"], r["seconds"])
                  for r in rows])
-    save("clustering", {"items": len(ids), "sections": n_sections, "results": rows,
-                        "git": git_state(), "command": "benchmarks/clustering.py"})
+    save(f"clustering-{args.docs or 'full'}-{args.split}", {
+        "items": len(ids), "sections": n_sections, "split": args.split, "results": rows,
+        "git": git_state(),
+        "command": f"benchmarks/clustering.py --docs {args.docs} --split {args.split}"})
 
 
 def _labels(result: ClusterResult, ids: list[str]) -> np.ndarray:

@@ -14,6 +14,11 @@ Each item is one point (the mean of its chunk vectors, see ``vectors``). Two met
   HDBSCAN's neighbour searches slow down sharply with dimension, and distances between a few
   hundred dimensions concentrate until density means little (the BERTopic recipe reduces too).
 
+In a text space both methods see the words too: each item's point joins its vector to the LSA of
+its text's TF-IDF at ``lexical_weight`` (``cluster_methods.with_lexical_view``), so clusters follow
+what the texts name as well as what the encoder finds similar. Centroids, cohesion and
+representatives are always of the vectors alone.
+
 Clusters are numbered by size (0 is the largest). Each gets a name from its most distinctive terms
 (class-based TF-IDF over a text field, as in BERTopic), optionally the nearest of a list of label
 prompts, its size, its cohesion (mean cosine of members to the centroid) and representative items
@@ -36,7 +41,15 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pyarrow as pa
 
-from .cluster_methods import NOISE, best_k, cluster_centroids, hdbscan, kmeans_search, numbered_by_size
+from .cluster_methods import (
+    NOISE,
+    best_k,
+    cluster_centroids,
+    hdbscan,
+    kmeans_search,
+    numbered_by_size,
+    with_lexical_view,
+)
 from .encoders import load_encoder
 from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput, filter_to_json
@@ -137,6 +150,10 @@ class ClusterOptions:
         help="Label prompts (text spaces only): each cluster gets the nearest one.")
     min_cluster_size: int | None = option(
         ge=2, help="HDBSCAN: smallest group (default: 0.5% of the items, at least 5).")
+    lexical_weight: float = option(
+        0.6, ge=0.0, le=4.0,
+        help="Text spaces: weight of the words of each item's text beside its vector (0: the "
+             "vectors alone).")
     projection: Projection = option("pca", help="2-D map: pca | umap (needs umap-learn).")
     seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of k-means and the samples it scores.")
 
@@ -162,23 +179,27 @@ def cluster(collection: IndexedCollection, options: ClusterOptions | None = None
             f"nothing to cluster: {'the filter selects no' if where is not None else 'no'} items "
             f"with vectors in space {vs.name!r} of collection {collection.name!r}")
     unit = unit_rows(vectors)
+    texts = collection.field_values(text_field, ids) if text_field else None
+    points, metric = vectors, vs.metric
+    if texts and o.lexical_weight > 0 and vs.encoder.modality == "text" \
+            and text_field in vs.source_fields:
+        points, metric = with_lexical_view(unit, texts, o.lexical_weight, seed), "cosine"
     grid = _k_grid(k, k_range, len(ids)) if method == "kmeans" else []
     steps = _Steps(progress, max(len(grid), 1) + 3)
     k_scores: dict[int, float] = {}
     if method == "kmeans":
-        labels, k_scores = kmeans_search(vectors, grid, vs.metric, seed, steps.done)
+        labels, k_scores = kmeans_search(points, grid, metric, seed, steps.done)
         min_size = None
     else:
         min_size = (o.min_cluster_size if o.min_cluster_size is not None
                     else max(5, round(0.005 * len(ids))))
-        labels = hdbscan(vectors, min_size)
+        labels = hdbscan(points, min_size)
         steps.done("hdbscan")
     labels = numbered_by_size(labels)
     centroids = cluster_centroids(unit, labels)
     similarity = (np.einsum("ij,ij->i", unit, centroids[np.maximum(labels, 0)]) if len(centroids)
                   else np.zeros(len(ids), dtype=np.float32))
     similarity = np.where(labels >= 0, similarity, np.nan)
-    texts = collection.field_values(text_field, ids) if text_field else None
     terms = _distinctive_terms(texts, labels, len(centroids)) if texts else [()] * len(centroids)
     nearest_labels = _nearest_prompts(vs, centroids, prompts) if prompts else None
     steps.done("names")
@@ -203,7 +224,8 @@ def cluster(collection: IndexedCollection, options: ClusterOptions | None = None
               "k_range": list(k_range) if k == "auto" and method == "kmeans" else None,
               "where": filter_to_json(where), "name_field": text_field,
               "label_prompts": list(prompts) if prompts else None,
-              "min_cluster_size": min_size, "projection": projection, "seed": seed}
+              "min_cluster_size": min_size, "lexical_weight": o.lexical_weight,
+              "projection": projection, "seed": seed}
     summary = {"items": len(ids), "clusters": len(clusters), "noise": noise, "criterion": criterion,
                "k_scores": {str(kk): s for kk, s in k_scores.items()}, "seconds": seconds}
     run = save_run(collection, "cluster", params, _tables(clusters, assignments, coordinates), summary)

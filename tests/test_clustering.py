@@ -166,3 +166,26 @@ def test_errors_say_what_to_change(grouped, options, error, message):
 def test_hdbscan_groups_larger_than_the_selection_are_refused(grouped):
     with pytest.raises(InvalidInputError, match="more than the 160 items selected"):
         grouped[0].cluster(method="hdbscan", min_cluster_size=161)
+
+
+def test_the_words_of_a_text_space_join_its_vectors(store):
+    """Vectors that blur two topics together (each pair of topics shares one blob) are told apart
+    by the items' words at the default lexical weight, and not with the vectors alone."""
+    vectors, blob = blobs(n_groups=2, per_group=80)
+    topic = np.tile(np.repeat([0, 1], 40), 2) + 2 * blob  # 4 topics, 2 per blob
+    coll = store.create_collection("docs")
+    coll.ensure_space("text", ENCODER, source_fields=["text"])
+    rng = np.random.default_rng(2)
+    topics = list(TOPICS.values())
+    coll.upsert(Item(id=f"i{n:03d}", vectors={"text": v}, fields={
+        "text": " ".join(rng.choice(topics[t].split(), 4))})
+        for n, (v, t) in enumerate(zip(vectors, topic, strict=True)))
+    ids = sorted(f"i{n:03d}" for n in range(len(topic)))
+    truth = topic[[int(i[1:]) for i in ids]]
+
+    def agreement(**options) -> float:
+        by_id = {a.id: a.cluster for a in coll.cluster(k=4, **options).assignments}
+        return adjusted_rand_score(truth, [by_id[i] for i in ids])
+
+    assert agreement() > 0.9
+    assert agreement(lexical_weight=0) < 0.7
