@@ -21,6 +21,7 @@ KMEANS_ITERATIONS = 25
 KMEANS_RESTARTS = 5  # FAISS keeps the best of this many seeded starts (k-means has local optima)
 KMEANS_TRAIN_POINTS = 100_000  # FAISS trains on a sample of this many points beyond it
 HDBSCAN_DIMS = 16
+K_GROWTH = 1.5  # k=auto: each k tried past the top of the grid is this much larger
 LEXICAL_DIMS = 100  # the TF-IDF view is reduced to this many dimensions (LSA) before joining
 
 
@@ -37,7 +38,8 @@ def kmeans_search(vectors: np.ndarray, grid: list[int], metric: str, seed: int,
         return labels, {}
     fits: dict[int, np.ndarray] = {}
     scores: dict[int, float] = {}
-    for k in grid:
+
+    def fit(k: int) -> None:
         fits[k] = kmeans(vectors, k, spherical=spherical, seed=seed)
         # Fewer distinct clusters than 2 (all points on one centroid) has no silhouette.
         scores[k] = float(silhouette_score(
@@ -45,6 +47,15 @@ def kmeans_search(vectors: np.ndarray, grid: list[int], metric: str, seed: int,
             sample_size=min(len(vectors), SILHOUETTE_SAMPLE), random_state=seed)
         ) if 1 < len(np.unique(fits[k])) < len(vectors) else -1.0
         done(f"k-means k={k}")
+
+    for k in grid:
+        fit(k)
+    # A best k at the top of the grid says the grid stopped too soon: go on up while the score
+    # still rises (Debian's 2,000 development packages: silhouette peaks at 40-60 clusters).
+    top = max(grid)
+    while best_k(scores) == top and (larger := round(top * K_GROWTH)) <= len(vectors) // 10:
+        fit(larger)
+        top = larger
     return fits[best_k(scores)], scores
 
 

@@ -5,7 +5,9 @@ Each item is one point (the mean of its chunk vectors, see ``vectors``). Two met
 - ``kmeans`` (default): FAISS k-means, spherical in cosine spaces (centroids kept unit-length, so
   items join the centroid of highest cosine). ``k="auto"`` fits k-means for each k of a grid over
   ``k_range`` and keeps the k of highest **silhouette** (cosine in cosine spaces), measured on a
-  seeded sample of at most 5,000 items so the cost stays flat as collections grow. Silhouette is
+  seeded sample of at most 5,000 items so the cost stays flat as collections grow; when the best
+  is the largest k of the range, larger ones (x1.5 each) are tried while the score still rises,
+  up to a tenth of the items, so the range does not decide the answer. Silhouette is
   the usual label-free criterion; it prefers clear separation, so on corpora whose topics blend
   into one another it tends to pick few, broad clusters.
 - ``hdbscan``: scikit-learn's HDBSCAN, for "find the natural groups and leave noise out". Items
@@ -139,7 +141,9 @@ class ClusterOptions:
     space: str | None = option(help="Vector space (default: the only one, or 'text').")
     k: int | Literal["auto"] = option(
         "auto", help="k-means: number of clusters, or 'auto' to pick it by silhouette.")
-    k_range: tuple[int, int] = option((2, 40), help="With k='auto': smallest and largest k tried.")
+    k_range: tuple[int, int] = option(
+        (2, 40), help="With k='auto': smallest and largest k of the grid tried (past the largest, "
+                      "k goes on up while the silhouette still rises).")
     method: ClusterMethod = option(
         "kmeans", help="kmeans | hdbscan (finds dense groups and leaves noise out).")
     where: FilterInput = option(help="Which items to cluster (default: all).")
@@ -325,6 +329,7 @@ class _Steps:
 
     def done(self, stage: str) -> None:
         self.finished += 1
+        self.total = max(self.total, self.finished)  # k=auto may try more k than planned
         self.progress(self.finished, self.total, stage)
 
 

@@ -78,6 +78,16 @@ def test_auto_k_picks_the_true_number_of_groups(store):
     assert result.clusters[0].name == "cluster 0" and result.clusters[0].terms == ()
 
 
+def test_auto_k_goes_past_a_grid_that_stops_too_soon(store):
+    vectors, _ = blobs(n_groups=9, per_group=30, seed=4)
+    coll = store.create_collection("nine")
+    coll.ensure_space("v", ENCODER)
+    coll.upsert(Item(id=f"x{i}", vectors={"v": v}) for i, v in enumerate(vectors))
+    result = coll.cluster(k="auto", k_range=(2, 6))
+    assert sorted(result.k_scores)[:5] == [2, 3, 4, 5, 6] and max(result.k_scores) > 6
+    assert result.chosen_k == 9 and len(result.clusters) == 9
+
+
 def test_hdbscan_leaves_scattered_items_out_as_noise(store):
     vectors, truth = blobs(n_groups=3, per_group=40, spread=0.05, seed=5)
     scattered = np.random.default_rng(9).normal(size=(12, ENCODER.dim)).astype(np.float32)

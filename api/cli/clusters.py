@@ -39,7 +39,8 @@ def cluster_command(
     k: Annotated[str, typer.Option(
         "-k", help="Number of clusters for k-means, or 'auto' to pick it by silhouette.")] = "auto",
     k_min: Annotated[int, typer.Option(min=2, help="With -k auto: smallest k tried.")] = 2,
-    k_max: Annotated[int, typer.Option(min=2, help="With -k auto: largest k tried.")] = 40,
+    k_max: Annotated[int, typer.Option(min=2, help="With -k auto: largest k of the grid tried; "
+                                       "past it, k goes on up while the silhouette rises.")] = 40,
     space: SpaceOpt = None,
     where: WhereOpt = None,
     label: Annotated[list[str] | None, typer.Option(
