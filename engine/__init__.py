@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel, fit_reference
 from .batch import Answer, RecommendCall, SearchCall
+from .cluster_hierarchy import ClusterGroup, cluster_groups
 from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
 from .embedding import Embeddings
@@ -75,6 +76,7 @@ __all__ = [
     "Answer",
     "ById",
     "ChunkMatch",
+    "ClusterGroup",
     "ClusterOptions",
     "ClusterResult",
     "Collection",
@@ -132,6 +134,7 @@ __all__ = [
     "available_encoders",
     "choose_index",
     "cluster",
+    "cluster_groups",
     "count_interactions",
     "count_users",
     "fit_reference",

@@ -199,3 +199,29 @@ def test_the_words_of_a_text_space_join_its_vectors(store):
 
     assert agreement() > 0.9
     assert agreement(lexical_weight=0) < 0.7
+
+
+def test_clusters_of_clusters_follow_their_centroids(store):
+    """Six tight groups around two far-apart centres: the clusters fall into two groups, each
+    holding the clusters around one centre (k-means may merge or split the tight groups)."""
+    from kinsight.engine import cluster_groups
+
+    rng = np.random.default_rng(5)
+    poles = np.eye(ENCODER.dim)[:2] * 5
+    centres = np.repeat(poles, 3, axis=0) + 0.7 * rng.normal(size=(6, ENCODER.dim))
+    truth = np.repeat(np.arange(6), 25)
+    vectors = (centres[truth] + 0.1 * rng.normal(size=(150, ENCODER.dim))).astype(np.float32)
+    coll = store.create_collection("six")
+    coll.ensure_space("v", ENCODER)
+    coll.upsert(Item(id=f"x{i:03d}", vectors={"v": v}) for i, v in enumerate(vectors))
+    result = coll.cluster(k=6)
+    groups = cluster_groups(coll, result, groups=2)
+    assert len(groups) == 2 and sorted(c for g in groups for c in g.clusters) == list(range(6))
+    pole_of = {}
+    for a in result.assignments:
+        pole_of.setdefault(a.cluster, set()).add(int(a.id[1:]) // 75)
+    assert sorted({p for c in g.clusters for p in pole_of[c]}.pop() for g in groups) == [0, 1]
+    for g in groups:
+        assert len({p for c in g.clusters for p in pole_of[c]}) == 1
+    assert sum(g.size for g in groups) == 150
+    assert cluster_groups(coll, coll.cluster(k=2)) == []

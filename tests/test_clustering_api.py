@@ -141,6 +141,7 @@ def test_report_shows_a_past_run(tmp_path):
         assert re.search(f"<td>{topic}[0-9]+</td>", html)  # representatives are listed
         assert any(w in html for w in words.split())
     assert 'id="cluster-3"' in html  # auto picked the four topics
+    assert "Clusters of clusters" in html and "table class=\"groups\"" in html
 
 
 def test_report_in_a_browser(browser, tmp_path):
@@ -149,7 +150,7 @@ def test_report_in_a_browser(browser, tmp_path):
     path = write_report(tmp_path / "clusters.html", _report(tmp_path))
     browser.get(path.as_uri())
     assert browser.title == "Clusters of docs"
-    for section in ("parameters", "clusters", "map", "members"):
+    for section in ("parameters", "clusters", "groups", "map", "members"):
         assert browser.find_element(By.ID, section).is_displayed()
     plot = browser.find_element(By.CSS_SELECTOR, "#map svg")
     assert plot.size["width"] > 200 and plot.size["height"] > 100

@@ -10,7 +10,14 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from kinsight.engine import NOISE, ClusterResult, Collection, get_run, read_cluster_run
+from kinsight.engine import (
+    NOISE,
+    ClusterResult,
+    Collection,
+    cluster_groups,
+    get_run,
+    read_cluster_run,
+)
 
 from .page import Section, bar_svg, render_report, scatter_svg, table_html
 
@@ -27,8 +34,8 @@ def cluster_report(collection: Collection, run_id: str | None = None) -> str:
               "noise": result.noise, "seconds": round(result.seconds, 1)}
     if result.chosen_k is not None:
         params["k chosen"] = f"{result.chosen_k} (highest {result.criterion})"
-    sections = [_sizes(result), _map(result, run.params.get("projection", "pca")),
-                _members(collection, result)]
+    sections = [_sizes(result), _groups(collection, result),
+                _map(result, run.params.get("projection", "pca")), _members(collection, result)]
     return render_report(f"Clusters of {collection.name}", params, sections,
                          subtitle=f"{result.method} on space {result.space}, run {result.run_id}")
 
@@ -52,6 +59,21 @@ def _sizes(result: ClusterResult) -> Section:
     if result.noise:
         body += Markup(f'<p class="note">{result.noise} items are noise: in no cluster.</p>')
     return Section("clusters", "Clusters and sizes", body)
+
+
+def _groups(collection: Collection, result: ClusterResult) -> Section:
+    """Clusters of clusters: the run's clusters grouped by their centroids (``cluster_groups``)."""
+    names = {c.cluster: c.name for c in result.clusters}
+    rows = [{"group": g.name, "items": g.size,
+             "clusters": [f"{c}: {names[c]}" for c in g.clusters]}
+            for g in cluster_groups(collection, result)]
+    if not rows:
+        return Section("groups", "Clusters of clusters",
+                       Markup('<p class="note">Fewer than three clusters: nothing to group.</p>'))
+    body = Markup('<p class="note">The clusters grouped by how alike their centroids are '
+                  "(average linkage by cosine), largest group first.</p>")
+    return Section("groups", "Clusters of clusters",
+                   body + table_html(rows, ["group", "items", "clusters"], css_class="groups"))
 
 
 def _map(result: ClusterResult, projection: str) -> Section:
