@@ -56,6 +56,7 @@ from .options import Progress, option_default, within_bounds
 from .probes import ProbeOptions, ProbeResult
 from .recommend import STRATEGIES, RecommendOptions, WeightedExample, recommend, recommend_users
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
+from .saved_heads import HeadInfo, HeadPrediction, PredictOptions, PredictResult
 from .schema import validate_collection_name, validate_space_name
 from .search import FUSIONS, ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOptions
 from .spaces import VectorSpace
@@ -94,6 +95,8 @@ __all__ = [
     "Filter",
     "FilterError",
     "Fusion",
+    "HeadInfo",
+    "HeadPrediction",
     "Hit",
     "ImageFileError",
     "IndexSpec",
@@ -110,6 +113,8 @@ __all__ = [
     "Or",
     "PairMismatchOptions",
     "PairMismatchResult",
+    "PredictOptions",
+    "PredictResult",
     "ProbeOptions",
     "ProbeResult",
     "ProfilePolicy",

@@ -34,6 +34,7 @@ from .mismatch import (
 from .options import Progress, options_with, quiet
 from .probes import ProbeOptions, ProbeResult, train_probe
 from .recommend import RecommendOptions, WeightedExample, recommend
+from .saved_heads import HeadInfo, PredictOptions, PredictResult, list_heads, predict
 from .search import Hit, Query, SearchOptions, search, search_many
 from .storage import CollectionTables
 from .zero_shot import ZeroShotOptions, ZeroShotResult, zero_shot
@@ -137,6 +138,16 @@ class Collection(IndexedCollection):
         """A linear probe on ``label_field``: cross-validated report, predictions, doubts;
         options as a ``ProbeOptions`` or its fields; see ``engine.probes``."""
         return train_probe(self, label_field, options_with(ProbeOptions, options, changes))
+
+    def predict(self, head: str, inputs: Sequence[Any], options: PredictOptions | None = None, /,
+                **changes: Any) -> PredictResult:
+        """Labels of the saved ``head`` (see ``train_probe``) for new texts or pictures; options
+        as a ``PredictOptions`` or its fields (``top=5``); see ``engine.saved_heads``."""
+        return predict(self, head, inputs, options_with(PredictOptions, options, changes))
+
+    def heads(self) -> list[HeadInfo]:
+        """The heads saved with the collection, by name."""
+        return list_heads(self)
 
     def zero_shot(self, labels: Sequence[str], options: ZeroShotOptions | None = None, /,
                   **changes: Any) -> ZeroShotResult:

@@ -12,12 +12,16 @@ A head is scikit-learn's logistic regression on one of two feature sets:
 ``cross_validated_probe`` gives out-of-fold probabilities (each item predicted by the head of the
 fold that did not see it). ``regularization=None`` chooses scikit-learn's ``C`` from a small grid by
 an inner cross-validation on each training part only, so the outer estimate stays honest.
+
+A fitted head is kept as plain arrays (``to_arrays``/``from_arrays``: the coefficients, the
+scaler's statistics or the TF-IDF vocabulary and idf), never a pickle, so a saved head loads
+without running code from the store and across scikit-learn versions.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +73,44 @@ class ProbeHead:
         self._model.fit(self._features(vectors, texts), y)
         self.classes_ = self._model.classes_
         return self
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the head reads the texts beside the vectors."""
+        return self._words is not None
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted head as named arrays (numbers and strings, no objects)."""
+        arrays = {"coef": self._model.coef_, "intercept": self._model.intercept_,
+                  "classes": np.asarray(self.classes_, dtype=str),
+                  "regularization": np.asarray(self.regularization)}
+        if self._words is None:
+            return {**arrays, "mean": self._scaler.mean_, "scale": self._scaler.scale_}
+        return {**arrays, "terms": np.asarray(self._words.get_feature_names_out(), dtype=str),
+                "idf": self._words.idf_}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ProbeHead:
+        """The head ``to_arrays`` gave, predicting as it did."""
+        from sklearn.linear_model import LogisticRegression
+
+        head = cls(float(arrays["regularization"]))
+        head._model = LogisticRegression(C=head.regularization, max_iter=MAX_ITER, tol=TOL)
+        head._model.coef_, head._model.intercept_ = arrays["coef"], arrays["intercept"]
+        head._model.classes_ = head.classes_ = np.asarray(arrays["classes"], dtype=object)
+        head._scaler = head._words = None
+        if "terms" in arrays:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            head._words = TfidfVectorizer(sublinear_tf=True, vocabulary={
+                str(term): i for i, term in enumerate(arrays["terms"])})
+            head._words.idf_ = arrays["idf"]
+        else:
+            from sklearn.preprocessing import StandardScaler
+
+            head._scaler = StandardScaler()
+            head._scaler.mean_, head._scaler.scale_ = arrays["mean"], arrays["scale"]
+        return head
 
     def predict_proba(self, vectors: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         """``(n, len(classes_))`` probabilities."""

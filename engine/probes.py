@@ -14,7 +14,9 @@ items whose label is set, and reports:
 
 Classes with fewer labelled items than folds cannot be cross-validated: they are left out and
 listed in ``skipped_classes``. The run is saved (``runs.save_run``, operation ``classify``) with
-tables ``predictions`` (every item), ``classes`` and ``disagreements``.
+tables ``predictions`` (every item), ``classes`` and ``disagreements``, and the head fitted on all
+labelled items is saved with the collection (``saved_heads``, under ``save_as``) to label new
+texts or pictures later.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .heads import ProbeHead, choose_regularization, cross_validated_probe, sour
 from .indexed_collection import IndexedCollection
 from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
+from .saved_heads import save_head
 from .vectors import item_matrix
 
 __all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeOptions", "ProbeResult", "train_probe"]
@@ -83,6 +86,7 @@ class ProbeResult:
     predictions: list[Prediction]
     disagreements: list[Disagreement]
     skipped_classes: dict[str, int]
+    head: str  # the name the head fitted on all labelled items is saved under
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class ProbeOptions:
     doubt_below: float = option(0.1, gt=0, lt=1, help=(
         "List labelled items whose stored label gets a probability below this out of fold."))
     seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of the cross-validation folds.")
+    save_as: str | None = option(help=(
+        "Name the head fitted on all labelled items is saved under, replacing one of that name "
+        "(default: the label field); apply it to new items with predict."))
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -144,10 +151,10 @@ def train_probe(collection: IndexedCollection, label_field: str,
               if stored_probability[i] < doubt_below and predicted[i] != y[i]]
     unlabelled = np.array([label is None for label in stored], dtype=bool)
     predictions: list[Prediction] = []
+    c = regularization if regularization is not None else choose_regularization(
+        X, y, train_texts, seed=seed)
+    final = ProbeHead(c).fit(X, y, train_texts)
     if unlabelled.any():
-        c = regularization if regularization is not None else choose_regularization(
-            X, y, train_texts, seed=seed)
-        final = ProbeHead(c).fit(X, y, train_texts)
         proba = final.predict_proba(vectors[unlabelled], None if texts is None else
                                     [t for t, keep in zip(texts, unlabelled, strict=True) if keep])
         best = proba.argmax(axis=1)
@@ -167,9 +174,11 @@ def train_probe(collection: IndexedCollection, label_field: str,
             ("confidence", pa.float64()), ("stored_probability", pa.float64())])),
     }, {"accuracy": accuracy, "labelled": len(y), "unlabelled": len(predictions),
         "classes": len(classes), "disagreements": len(doubts), "skipped_classes": skipped})
+    head = save_head(collection, o.save_as or label_field, final, chosen_space, label_field,
+                     run.run_id, len(y))
     return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
                        fold_regularizations, texts is not None, per_class, predictions, doubts,
-                       skipped)
+                       skipped, head.name)
 
 
 def _labels(collection: IndexedCollection, label_field: str, where: FilterInput) -> dict[str, str | None]:

@@ -1,10 +1,18 @@
-"""Shared fixtures: in-memory stores per test, synthetic vectors, the fake encoder."""
+"""Shared fixtures: in-memory stores per test, synthetic vectors, the fake encoder, and a client
+of the HTTP API over an in-memory store (``client``; ``docs`` with ``DOCS`` upserted)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from kinsight.api.http import Settings, create_app
 from kinsight.engine import EncoderInfo, Item, Store
 from kinsight.indexers.model_cache import CACHE_ENV, VARIANT_ENV
 
@@ -53,3 +61,45 @@ def filled(store, vectors):
 
 def normalized(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+# -- the HTTP API ------------------------------------------------------------------------------
+SPEC = "fake:dim=32"
+DOCS = [
+    ("py-csv", "read a csv file with python and pandas", "python", 2021),
+    ("py-sort", "sort a python list of dicts by a key", "python", 2019),
+    ("rs-csv", "parse csv records in rust with serde", "rust", 2022),
+    ("rs-own", "ownership and borrowing in rust explained", "rust", 2020),
+    ("go-http", "write an http server in go", "go", 2018),
+    ("go-csv", "stream a large csv file in go", "go", 2023),
+]
+
+
+def doc_items(docs: list[tuple[str, str, str, int]] = DOCS) -> list[dict[str, Any]]:
+    return [{"id": i, "fields": {"text": t, "section": s, "year": y}} for i, t, s, y in docs]
+
+
+@contextmanager
+def serve(**settings: Any) -> Iterator[TestClient]:
+    """A client of an app over a fresh in-memory store; settings given explicitly, so the
+    tests never pick up KINSIGHT_* variables of the environment they run in."""
+    options: dict[str, Any] = {"encoder": SPEC, "api_key": None, **settings}
+    with Store(":memory:") as store, TestClient(create_app(Settings(**options), store=store)) as c:
+        yield c
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with serve() as c:
+        yield c
+
+
+@pytest.fixture
+def docs(client: TestClient) -> TestClient:
+    response = client.post("/collections/docs/items", json={"items": doc_items()})
+    assert response.status_code == 200, response.text
+    return client
+
+
+def search(client: TestClient, **body: Any) -> httpx.Response:
+    return client.post("/collections/docs/search", json=body)

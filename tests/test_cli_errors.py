@@ -37,6 +37,7 @@ EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("ingest",): ["{docs}", "--encoder", "fake:dim=8"],
     ("interactions", "ingest"): ["{interactions}"],
     ("mismatch", "duplicates"): [],
+    ("predict",): ["{docs}"],
     ("mismatch", "labels"): ["--label-field", "section"],
     ("mismatch", "pairs"): ["--a", "text", "--b", "text"],
     ("model", "prepare"): ["{docs}", "--encoder", "fake:dim=8"],

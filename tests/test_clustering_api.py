@@ -16,7 +16,7 @@ from kinsight.api.reports.clusters import cluster_report
 from kinsight.api.reports.page import write_report
 from kinsight.engine import Store
 
-from .test_http_api import serve
+from .conftest import serve
 
 runner = CliRunner()
 TOPICS = {

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from kinsight.api.http import Settings, create_app
 from kinsight.engine import Item, Store, load_encoder
 
-from .test_http_api import SPEC
+from .conftest import SPEC
 
 SEED = 15  # any fixed number: every generated case follows from it, so CI runs are repeatable
 MAX_EXAMPLES = 20  # generated cases per operation, on top of the examples in the schema

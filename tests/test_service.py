@@ -16,20 +16,7 @@ from fastapi.testclient import TestClient
 
 from kinsight.engine import encoders, load_encoder
 
-from .test_http_api import DOCS, SPEC, doc_items, search, serve
-
-
-@pytest.fixture
-def client() -> Iterator[TestClient]:
-    with serve() as c:
-        yield c
-
-
-@pytest.fixture
-def docs(client: TestClient) -> TestClient:
-    response = client.post("/collections/docs/items", json={"items": doc_items()})
-    assert response.status_code == 200, response.text
-    return client
+from .conftest import DOCS, SPEC, doc_items, search, serve
 
 
 class SlowEncoder:

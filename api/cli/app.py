@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("classify", "Label items: --train a logistic-regression head on the frozen "
                              "embeddings of labelled items, or label them --zero-shot from "
                              "label names alone."),
+    "predict": ("classify", "Label the texts or pictures of a file with a head saved by "
+                            "`classify --train`."),
     "mismatch": ("mismatch", "What does not agree with its partner: pairs of spaces, labels, "
                              "near-duplicates."),
     "align": ("align", "Train an adapter on the items that have vectors in both spaces (a "

@@ -1,5 +1,6 @@
 """``kinsight classify``: a linear probe trained on frozen embeddings and a label field
-(``--train``), or zero-shot labels from label prompts (``--zero-shot``)."""
+(``--train``), or zero-shot labels from label prompts (``--zero-shot``); ``kinsight predict``:
+a head saved by ``--train`` applied to the texts or pictures of a file."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from kinsight.engine import ProbeOptions, ProbeResult, SqlWhere, ZeroShotOptions, read_run_table
+from kinsight.engine import (
+    Collection,
+    PredictOptions,
+    PredictResult,
+    ProbeOptions,
+    ProbeResult,
+    SqlWhere,
+    ZeroShotOptions,
+    read_run_table,
+)
 
 from ..reporting import keep_whole, print_warnings
 from .common import (
@@ -31,7 +42,10 @@ from .common import (
 from .option_params import options_command
 from .results import busy, check_export_path, export_table
 
-__all__ = ["classify"]
+__all__ = ["classify", "predict"]
+
+# Inputs per call of the head (one encoder batch each).
+PREDICT_BATCH = 256
 
 
 @app.command()
@@ -66,7 +80,8 @@ def classify(
 
     --train prints the cross-validated accuracy and per-class report, predicts the unlabelled
     items, and lists labelled items whose stored label the head strongly disagrees with (likely
-    mislabels). --zero-shot turns each label into prompts, encodes them with the space's text
+    mislabels), and saves the head with the collection (--save-as; default: the label field) for
+    `kinsight predict`. --zero-shot turns each label into prompts, encodes them with the space's text
     encoder and gives each item the softmax over labels. Both are saved as runs in the store.
     """
     if train == (zero_shot_labels is not None):
@@ -96,6 +111,92 @@ def classify(
         _print(result, top)
     if out is not None:
         err.print(f"wrote predictions to {out}")
+
+
+@app.command()
+@options_command(PredictOptions)
+def predict(
+    options: dict[str, Any],
+    path: Annotated[Path, typer.Argument(help="JSONL, CSV, TSV or Parquet file, a folder of "
+                                              ".txt/.md files, or of pictures.")],
+    head: Annotated[str | None, typer.Option(
+        help="The saved head (default: the collection's only one).")] = None,
+    collection: CollectionOpt = None,
+    store: StoreOpt = DEFAULT_STORE,
+    space: SpaceOpt = None,
+    id_field: Annotated[str, typer.Option(help="Field holding each input's id.")] = "id",
+    text_field: Annotated[list[str] | None, typer.Option(
+        help="Field(s) to read, joined in order. Default: text.")] = None,
+    image_field: Annotated[str | None, typer.Option(
+        help="Read pictures: the field of a list file holding each picture's path, relative "
+             "to the list file (a folder of pictures needs none).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write every prediction to a .csv or .parquet file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Label the texts or pictures of a file with a head saved by `classify --train`, encoded
+    as the head's space stores items; refused when that space's encoder is not the head's."""
+    import pyarrow as pa
+
+    from .embed import read_inputs
+
+    check_export_path(out)
+    chosen = PredictOptions(**options, space=space)
+    inputs = read_inputs(path, id_field, tuple(text_field or ("text",)), image_field)
+    ids: list[str] = []
+    results: list[PredictResult] = []
+    problems: list[str] = []
+    with open_store(store, read_only=True) as opened:
+        coll = pick_collection(opened, collection)
+        name = head if head is not None else _only_head(coll)
+        batch: list[tuple[str, Any]] = []
+        with busy(f"labelling with head {name}", as_json):
+            for entry in [*inputs, None]:  # None: the end, flush the last batch
+                if isinstance(entry, str):
+                    problems.append(entry)
+                elif entry is not None:
+                    batch.append(entry)
+                if batch and (entry is None or len(batch) >= PREDICT_BATCH):
+                    results.append(coll.predict(name, [value for _, value in batch], chosen))
+                    ids += [item_id for item_id, _ in batch]
+                    batch.clear()
+    for problem in problems[:20]:
+        err.print(f"[yellow]skipped[/yellow] {escape(problem)}", highlight=False)
+    if not results:
+        fail(f"{path}: nothing to label ({len(problems)} problems)")
+    predictions = [p for result in results for p in result.predictions]
+    if out is not None:
+        export_table(pa.table({
+            "id": ids, "label": [p.label for p in predictions],
+            "probability": [p.probability for p in predictions],
+            "labels": [list(p.probabilities) for p in predictions],
+            "probabilities": [list(p.probabilities.values()) for p in predictions]}), out)
+    if as_json:
+        console.print_json(data={"head": results[0].head.name, "space": results[0].space,
+                                 "predictions": [{"id": i, **dataclasses.asdict(p)}
+                                                 for i, p in zip(ids, predictions, strict=True)]})
+    else:
+        info = results[0].head
+        console.print(f"head [bold]{info.name}[/bold] ({info.label_field}, {len(info.classes)} "
+                      f"classes, run {info.run_id}) over {len(ids)} inputs, space "
+                      f"{results[0].space}")
+        table = Table("id", "label", "probability", "next")
+        keep_whole(table, 0, ids)
+        for item_id, p in zip(ids, predictions, strict=True):
+            table.add_row(item_id, p.label, f"{p.probability:.3f}", ", ".join(
+                f"{label} {value:.3f}" for label, value in list(p.probabilities.items())[1:]))
+        console.print(table)
+    if out is not None:
+        err.print(f"wrote predictions to {out}")
+
+
+def _only_head(collection: Collection) -> str:
+    names = [info.name for info in collection.heads()]
+    if len(names) != 1:
+        fail(f"collection {collection.name!r} has {len(names)} saved heads"
+             + (f" ({', '.join(names)}): name one with --head" if names else
+                ": train one with `kinsight classify --train --label-field FIELD`"))
+    return names[0]
 
 
 def _zero_shot(collection: str | None, store: Path, labels: list[str], options: ZeroShotOptions,
@@ -149,7 +250,9 @@ def _print(result: ProbeResult, top: int) -> None:
         classes.add_row(c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}",
                         str(c.support))
     console.print(classes)
-    console.print(f"predicted {len(result.predictions)} unlabelled items")
+    console.print(f"predicted {len(result.predictions)} unlabelled items; saved head "
+                  f"[bold]{result.head}[/bold] (apply it: kinsight predict FILE --head "
+                  f"{result.head})")
     doubts = Table(title=f"{len(result.disagreements)} labels the probe doubts",
                    title_justify="left")
     for column in ("id", "stored", "p(stored)", "suggested", "confidence"):

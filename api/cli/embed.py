@@ -19,7 +19,7 @@ from kinsight.engine import DEFAULT_TEXT_ENCODER, Embeddings
 
 from .common import DEFAULT_STORE, StoreOpt, app, console, err, fail, open_store
 
-__all__ = ["embed"]
+__all__ = ["embed", "read_inputs"]
 
 
 @app.command()
@@ -48,11 +48,7 @@ def embed(
         fail("give --collection (and --space) or --encoder, not both")
     if space is not None and collection is None:
         fail("--space goes with --collection")
-    from kinsight.indexers.image_files import IMAGE_SUFFIXES
-
-    pictures = image_field is not None or (path.is_dir() and _has_pictures(path, IMAGE_SUFFIXES))
-    records = _pictures(path, id_field, image_field) if pictures else \
-        _texts(path, id_field, tuple(text_field or ("text",)))
+    records = read_inputs(path, id_field, tuple(text_field or ("text",)), image_field)
     if collection is None:
         spec = encoder or DEFAULT_TEXT_ENCODER
         from kinsight.engine import Store
@@ -71,6 +67,17 @@ def embed(
         err.print(f"... and {len(problems) - 20} more problems")
     console.print(f"wrote {written} vectors to {out}" + (
         f" ({len(problems)} skipped)" if problems else ""), highlight=False)
+
+
+def read_inputs(path: Path, id_field: str, text_fields: tuple[str, ...], image_field: str | None
+                ) -> Iterator[tuple[str, Any] | str]:
+    """(id, text or decoded picture) per record of what ``kinsight ingest`` reads, or a problem's
+    description: pictures with ``image_field`` or from a folder of them, texts otherwise."""
+    from kinsight.indexers.image_files import IMAGE_SUFFIXES
+
+    if image_field is not None or (path.is_dir() and _has_pictures(path, IMAGE_SUFFIXES)):
+        return _pictures(path, id_field, image_field)
+    return _texts(path, id_field, text_fields)
 
 
 def _has_pictures(folder: Path, suffixes: Iterable[str]) -> bool:

@@ -1,17 +1,25 @@
-"""Request and response bodies of ``POST /collections/{name}/classify`` (train a linear probe)
-and ``POST /collections/{name}/classify/zero-shot`` (labels from prompts); the fields that tune
-each derive from ``ProbeOptions`` and ``ZeroShotOptions`` by ``from_options``."""
+"""Request and response bodies of ``POST /collections/{name}/classify`` (train a linear probe),
+``.../classify/zero-shot`` (labels from prompts) and ``.../classify/predict`` (a saved head on new
+texts or pictures); the fields that tune each derive from ``ProbeOptions``, ``ZeroShotOptions``
+and ``PredictOptions`` by ``from_options``."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
 
-from kinsight.engine import ProbeOptions, ZeroShotOptions
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+
+from kinsight.engine import PredictOptions, ProbeOptions, ZeroShotOptions
 
 from .option_models import OptionsRequest, from_options
 
-__all__ = ["ClassReportOut", "ClassifyRequest", "ClassifyResponse", "DisagreementOut",
-           "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest", "ZeroShotResponse"]
+__all__ = ["PREDICT_EXAMPLES", "ClassReportOut", "ClassifyRequest", "ClassifyResponse",
+           "DisagreementOut", "HeadOut", "HeadPredictionOut", "PredictRequest", "PredictResponse",
+           "PredictTarget", "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest",
+           "ZeroShotResponse"]
+
+PREDICT_EXAMPLES: list[JsonValue] = [
+    {"head": "section", "texts": ["a fast text editor for the terminal"], "top": 3}]
 
 
 # The folds' seed is Python's for now, as it always was.
@@ -64,6 +72,49 @@ class ClassifyResponse(BaseModel):
     unlabelled: int
     predictions: list[PredictionOut]
     disagreements: list[DisagreementOut]
+    head: str = Field(description="The name the head fitted on all labelled items is saved "
+                                  "under; apply it with classify/predict.")
+    took_ms: float
+
+
+@from_options(PredictOptions)
+class PredictTarget(OptionsRequest):
+    """Which saved head, and how (pictures, as multipart, send these as form fields)."""
+
+    head: str = Field(min_length=1, description="The saved head (classify's save_as; default "
+                                                "there: the label field).")
+
+
+class PredictRequest(PredictTarget):
+    """Texts to label (pictures come as multipart, see the route)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": PREDICT_EXAMPLES})
+
+    texts: list[Annotated[str, StringConstraints(min_length=1)]] = Field(min_length=1)
+
+
+class HeadOut(BaseModel):
+    name: str
+    label_field: str
+    space: str = Field(description="The space it was trained on.")
+    encoder: str
+    fingerprint: str
+    classes: list[str]
+    lexical: bool
+    trained_on: int
+    run_id: str
+
+
+class HeadPredictionOut(BaseModel):
+    label: str
+    probability: float
+    probabilities: dict[str, float] = Field(description="The top labels, most probable first.")
+
+
+class PredictResponse(BaseModel):
+    head: HeadOut
+    space: str = Field(description="The space whose encoder read the inputs.")
+    predictions: list[HeadPredictionOut] = Field(description="One per input, in order.")
     took_ms: float
 
 

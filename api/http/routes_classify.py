@@ -1,27 +1,36 @@
-"""Classify: train a linear probe on frozen embeddings and a label field, or label items
-zero-shot from label prompts."""
+"""Classify: train a linear probe on frozen embeddings and a label field (its head is saved),
+label new texts or pictures with a saved head, or label items zero-shot from label prompts."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 
-from kinsight.engine import ProbeOptions, ZeroShotOptions
+from kinsight.engine import PredictOptions, ProbeOptions, ZeroShotOptions
 
-from .deps import CollectionDep, WriteLockDep
+from .deps import CollectionDep, SettingsDep, WriteLockDep
 from .models import ErrorOut
 from .models_classify import (
+    PREDICT_EXAMPLES,
     ClassifyRequest,
     ClassifyResponse,
     ClassReportOut,
     DisagreementOut,
+    HeadOut,
+    HeadPredictionOut,
     PredictionOut,
+    PredictRequest,
+    PredictResponse,
+    PredictTarget,
     ZeroShotPredictionOut,
     ZeroShotRequest,
     ZeroShotResponse,
 )
+from .routes_embed import texts_or_pictures, texts_or_pictures_body
+from .service import EncodedDep
 
 __all__ = ["router"]
 
@@ -47,7 +56,7 @@ def classify(body: ClassifyRequest, collection: CollectionDep,
         skipped_classes=result.skipped_classes, unlabelled=len(result.predictions),
         predictions=[PredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],
         disagreements=[DisagreementOut(**asdict(d)) for d in result.disagreements[: body.limit]],
-        took_ms=(time.perf_counter() - started) * 1000)
+        head=result.head, took_ms=(time.perf_counter() - started) * 1000)
 
 
 @router.post("/classify/zero-shot", summary="Label items from label names alone (prompts)")
@@ -64,4 +73,30 @@ def classify_zero_shot(body: ZeroShotRequest, collection: CollectionDep,
         templates=result.templates, temperature=result.temperature, accuracy=result.accuracy,
         warnings=result.warnings, items=len(result.predictions),
         predictions=[ZeroShotPredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],
+        took_ms=(time.perf_counter() - started) * 1000)
+
+
+@router.post("/classify/predict", summary="Label new texts or pictures with a saved head",
+             openapi_extra={"requestBody": texts_or_pictures_body(
+                 PredictRequest, PredictTarget, PREDICT_EXAMPLES)},
+             responses={415: {"model": ErrorOut, "description": "Neither JSON nor a form"}})
+async def classify_predict(request: Request, collection: CollectionDep, settings: SettingsDep,
+                           encoded: EncodedDep) -> PredictResponse:
+    """Texts as JSON ``{"head": H, "texts": [...]}``, or pictures as a multipart form (``image``
+    files, ``head`` and the other fields as form fields). The inputs are encoded as the head's
+    space stores items (or as ``space``, whose encoder must be the head's: 422 otherwise), and
+    each gets its ``top`` labels. Nothing is written: a prediction never waits for a write."""
+    started = time.perf_counter()
+    target, inputs = await texts_or_pictures(request, settings, PredictRequest, PredictTarget)
+    encoded(len(inputs))
+    result = await run_in_threadpool(collection.predict, target.head, inputs,
+                                     target.to_options(PredictOptions))
+    info = result.head
+    return PredictResponse(
+        head=HeadOut(name=info.name, label_field=info.label_field, space=info.space,
+                     encoder=info.encoder.spec, fingerprint=info.encoder.fingerprint,
+                     classes=info.classes, lexical=info.lexical, trained_on=info.trained_on,
+                     run_id=info.run_id),
+        space=result.space,
+        predictions=[HeadPredictionOut(**asdict(p)) for p in result.predictions],
         took_ms=(time.perf_counter() - started) * 1000)

@@ -2,17 +2,18 @@
 
 One route takes texts as JSON or pictures as a multipart form (files under ``image``, the target
 as form fields), so the same URL serves both, as the OpenAPI document says; the body is therefore
-read here rather than declared as a parameter.
+read here (``texts_or_pictures``, which ``classify/predict`` shares) rather than declared as a
+parameter.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from kinsight.engine import Embeddings, InvalidInputError, Store
@@ -24,29 +25,50 @@ from .routes_search import check_batch_size
 from .service import EncodedDep
 from .settings import Settings
 
-__all__ = ["router"]
+__all__ = ["router", "texts_or_pictures", "texts_or_pictures_body"]
+
+Target = TypeVar("Target", bound=BaseModel)
 
 router = APIRouter(tags=["embed"], responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
 
-_IMAGE_FORM = {
-    "type": "object", "required": ["image"],
-    "properties": {
+def texts_or_pictures_body(texts_model: type[BaseModel], form_model: type[BaseModel],
+                           examples: list[Any]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads ``texts_or_pictures``: ``texts_model``
+    as JSON, or pictures under ``image`` beside the fields of ``form_model`` as a form."""
+    form = {"type": "object", "required": ["image"], "properties": {
         "image": {"type": "array", "items": {"type": "string", "format": "binary"},
                   "description": "The pictures, in order (PNG, JPEG, GIF, WebP, ...)."},
         **{name: {**schema, "title": name}
-           for name, schema in EmbedTarget.model_json_schema()["properties"].items()},
-    },
-}
-_BODY = {"required": True, "content": {
-    "application/json": {"schema": EmbedRequest.model_json_schema(),
-                         "examples": {f"example {i + 1}": {"value": value}
-                                      for i, value in enumerate(EMBED_EXAMPLES)}},
-    "multipart/form-data": {"schema": _IMAGE_FORM},
-}}
+           for name, schema in form_model.model_json_schema()["properties"].items()}}}
+    return {"required": True, "content": {
+        "application/json": {"schema": texts_model.model_json_schema(),
+                             "examples": {f"example {i + 1}": {"value": value}
+                                          for i, value in enumerate(examples)}},
+        "multipart/form-data": {"schema": form},
+    }}
+
+
+async def texts_or_pictures(request: Request, settings: Settings, texts_model: type[Target],
+                            form_model: type[Target]) -> tuple[Target, list[Any]]:
+    """The body of such a route: ``(texts_model from JSON, its texts)``, or ``(form_model from
+    the form's fields, the decoded pictures)``; 415 for any other content type."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        body = _validated(texts_model, await _json(request))
+        inputs: list[Any] = list(body.texts)  # type: ignore[attr-defined]
+        target = body
+    elif kind == "multipart/form-data":
+        target, inputs = await _pictures(request, settings, form_model)
+    else:
+        raise HTTPException(415, f"send texts as application/json or pictures as "
+                                 f"multipart/form-data, not {kind or 'no content type'}")
+    check_batch_size(len(inputs), settings, "inputs")
+    return target, inputs
 
 
 @router.post("/embed", summary="The vectors kinsight would store for texts or pictures",
-             openapi_extra={"requestBody": _BODY},
+             openapi_extra={"requestBody": texts_or_pictures_body(
+                 EmbedRequest, EmbedTarget, EMBED_EXAMPLES)},
              responses={415: {"model": ErrorOut, "description": "Neither JSON nor a form"}})
 async def embed(request: Request, store: StoreDep, settings: SettingsDep,
                 encoded: EncodedDep) -> EmbedResponse:
@@ -56,17 +78,7 @@ async def embed(request: Request, store: StoreDep, settings: SettingsDep,
     other modality, unit-length in a cosine space); with ``encoder`` (one the server serves) those
     a new space of it would store. One vector per input: a text longer than the encoder reads is
     encoded from its beginning (an ingest would add vectors for its later chunks)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    inputs: list[Any]
-    if kind == "application/json":
-        body = _validated(EmbedRequest, await _json(request))
-        target, inputs = body, list(body.texts)
-    elif kind == "multipart/form-data":
-        target, inputs = await _pictures(request, settings)
-    else:
-        raise HTTPException(415, f"send texts as application/json or pictures as "
-                                 f"multipart/form-data, not {kind or 'no content type'}")
-    check_batch_size(len(inputs), settings, "inputs")
+    target, inputs = await texts_or_pictures(request, settings, EmbedRequest, EmbedTarget)
     encoded(len(inputs))
     embeddings = await run_in_threadpool(_embed, store, settings, target, inputs)
     return EmbedResponse(vectors=embeddings.vectors.tolist(), dim=embeddings.encoder.dim,
@@ -83,19 +95,20 @@ async def _json(request: Request) -> Any:
         raise HTTPException(400, f"the body is not JSON: {e}") from e
 
 
-def _validated(model: type[EmbedTarget], data: Any) -> Any:
+def _validated(model: type[Target], data: Any) -> Target:
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise RequestValidationError(e.errors(include_url=False)) from e
 
 
-async def _pictures(request: Request, settings: Settings) -> tuple[EmbedTarget, list[Any]]:
+async def _pictures(request: Request, settings: Settings, model: type[Target]
+                    ) -> tuple[Target, list[Any]]:
     from kinsight.indexers.image_files import ImageFileError, open_image
 
     form = await request.form(max_files=settings.max_batch_items + 1)
     files = [f for f in form.getlist("image") if isinstance(f, UploadFile)]
-    target = _validated(EmbedTarget, {k: v for k, v in form.items() if k != "image"})
+    target = _validated(model, {k: v for k, v in form.items() if k != "image"})
     if not files:
         raise InvalidInputError("no pictures: send them as files under the form field 'image'")
     pictures = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .database import DATABASE_FILE, Database
 from .field_updates import FieldUpdate
-from .side_tables import InteractionTable, RunTables
+from .side_tables import HeadTable, InteractionTable, RunTables
 from .tables import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "CollectionTables",
     "Database",
     "FieldUpdate",
+    "HeadTable",
     "InteractionTable",
     "NewItem",
     "RunTables",

@@ -1,9 +1,11 @@
-"""The tables beside a collection's items: user interactions and analysis results.
+"""The tables beside a collection's items: user interactions, analysis results and saved heads.
 
 ``COLLECTION.interactions`` (user_id, item_id, kind, weight, ts) is appended in batches; writing it
 leaves the collection's generation, and so its indexes, alone. Result tables of analysis runs are
 ``COLLECTION.OPERATION_TABLE`` (say ``docs.anomaly_scores``), whose first column is ``run_id`` and
 last ``_row`` (the order the operation wrote); a run's row in the catalog lists them.
+``COLLECTION.heads`` (name, header JSON, arrays as ``.npz`` bytes, created_at) holds trained heads
+by name; saving one replaces the head of that name. Neither table changes the generation.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pyarrow as pa
 from ..schema import quote
 from .tables import CollectionTables
 
-__all__ = ["InteractionTable", "RunTables"]
+__all__ = ["HeadTable", "InteractionTable", "RunTables"]
 
 
 class InteractionTable:
@@ -121,3 +123,42 @@ class RunTables:
                         "FROM _run_rows", [run_id])
         finally:
             con.unregister("_run_rows")
+
+
+class HeadTable:
+    """The trained heads of one collection, by name (see ``engine.saved_heads``)."""
+
+    def __init__(self, tables: CollectionTables) -> None:
+        self.db = tables.db
+        self.name = tables.name
+        self.table = f"{tables.schema}.heads"
+
+    def exists(self) -> bool:
+        return bool(self.db.scalar(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = "
+            "'heads'", [self.name]))
+
+    def save(self, name: str, header: str, arrays: bytes, created_at: datetime) -> None:
+        """Write (or replace) the head ``name`` in one transaction."""
+        with self.db.writing() as con:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (name VARCHAR PRIMARY KEY, "
+                        "header VARCHAR NOT NULL, arrays BLOB NOT NULL, created_at TIMESTAMP "
+                        "NOT NULL)")
+            con.execute(f"DELETE FROM {self.table} WHERE name = ?", [name])
+            con.execute(f"INSERT INTO {self.table} VALUES (?, ?, ?, ?)",
+                        [name, header, arrays, created_at])
+
+    def headers(self) -> list[tuple[str, str, datetime]]:
+        """``(name, header, created_at)`` of every head, by name."""
+        if not self.exists():
+            return []
+        return self.db.cursor().execute(
+            f"SELECT name, header, created_at FROM {self.table} ORDER BY name").fetchall()
+
+    def arrays(self, name: str) -> bytes | None:
+        """The arrays of the head ``name`` (None when there is none)."""
+        if not self.exists():
+            return None
+        rows = self.db.cursor().execute(f"SELECT arrays FROM {self.table} WHERE name = ?",
+                                        [name]).fetchall()
+        return bytes(rows[0][0]) if rows else None
