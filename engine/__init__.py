@@ -60,6 +60,7 @@ from .search import FUSIONS, ById, ChunkMatch, Fusion, Hit, Query, SearchMode, S
 from .spaces import VectorSpace
 from .storage import DATABASE_FILE
 from .store import Store
+from .tuning import TuneEpoch, TuneOptions, TuneReport
 from .zero_shot import ZeroShotOptions, ZeroShotResult
 
 __all__ = [
@@ -124,6 +125,9 @@ __all__ = [
     "SqlWhere",
     "Store",
     "StoreLockedError",
+    "TuneEpoch",
+    "TuneOptions",
+    "TuneReport",
     "VectorSpace",
     "WeightedExample",
     "ZeroShotOptions",
