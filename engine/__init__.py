@@ -32,6 +32,7 @@ from .errors import (
     StoreLockedError,
 )
 from .evaluation import EvaluationOptions, load_qrels, load_queries
+from .evaluation import Query as JudgedQuery
 from .filters import And, Condition, Filter, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import FieldUpdate, IndexedCollection, Item
@@ -100,6 +101,7 @@ __all__ = [
     "Interaction",
     "InvalidInputError",
     "Item",
+    "JudgedQuery",
     "KinsightError",
     "LabelMismatchOptions",
     "LabelMismatchResult",
