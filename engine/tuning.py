@@ -87,7 +87,7 @@ class TuneOptions:
 @dataclass(frozen=True)
 class TuneEpoch:
     epoch: int
-    loss: float
+    loss: float | None  # the mean training loss; None for epoch 0, the identity
     validation_ndcg: float  # dense nDCG@10 of the validation queries
 
 
@@ -279,7 +279,7 @@ def _fit_adapter(collection: IndexedCollection, space: VectorSpace,
                      validation_queries, qrels)
 
     best = (validation_ndcg(matrix), 0, matrix.copy())
-    curve = [TuneEpoch(0, float("nan"), best[0])]
+    curve = [TuneEpoch(0, None, best[0])]
     steps, epoch = 0, 0
     for epoch in range(1, options.max_epochs + 1):
         losses = []

@@ -30,13 +30,17 @@ def synonym_judgments() -> tuple[list[Query], dict[str, dict[str, int]]]:
     return queries, {f"q{t}-{v}": {f"t{t}v{v}": 1} for t in range(TOPICS) for v in range(VARIANTS)}
 
 
-@pytest.fixture
-def synonyms(tmp_path):
-    path = tmp_path / "store"
+def synonym_store(path):
+    """A store at ``path`` whose collection ``docs`` holds the synonym records."""
     with Store(path) as store:
         ingest_records(store, synonym_records(), IngestOptions(
             collection="docs", encoder="fake:dim=128", language="en"), progress=False)
     return path
+
+
+@pytest.fixture
+def synonyms(tmp_path):
+    return synonym_store(tmp_path / "store")
 
 
 def test_infonce_gradient_matches_finite_differences():
