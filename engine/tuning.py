@@ -41,7 +41,7 @@ from .errors import InvalidInputError
 from .evaluation import Query, evaluate_run, score_searches
 from .indexed_collection import IndexedCollection
 from .options import SEED_MAX, Progress, check_bounds, option, quiet
-from .search import FUSIONS, ChunkMatch, Fusion, SearchOptions, _fuse, search_many
+from .search import FUSIONS, ChunkMatch, Fusion, SearchMode, SearchOptions, _fuse, search_many
 from .spaces import VectorSpace, encoder_for
 from .storage import StoredTuning
 from .vectors import mean_item_vectors
@@ -51,7 +51,9 @@ __all__ = ["TuneEpoch", "TuneOptions", "TuneReport", "infonce_loss", "tune"]
 log = logging.getLogger(__name__)
 
 ENCODE_BLOCK = 256
-FUSION_QUERIES = 2_000  # the fusion is chosen on at most this many (a seeded sample): 43 fusions
+# The fusion is chosen on at most this many queries (a seeded sample): each of the 43 fusions
+# is scored on all of them, in Python.
+FUSION_QUERIES = 2_000
 WEIGHTS = tuple(round(float(w), 2) for w in np.arange(0.0, 1.0001, 0.05))
 MIN_QUERIES = 5  # in each of training, validation and held-out
 
@@ -201,15 +203,17 @@ def _encode(space: VectorSpace, queries: Sequence[Query], progress: Progress) ->
     return np.concatenate(blocks)
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+Ranking = list[tuple[str, float, ChunkMatch | None]]
 
 
-def _dense_rankings(collection: IndexedCollection, space: VectorSpace, vectors: np.ndarray,
-                    k: int) -> list[list[tuple[str, float, ChunkMatch | None]]]:
-    options = SearchOptions(space=space.name, k=k, mode="dense", return_fields=())
+def _rankings(collection: IndexedCollection, space: VectorSpace,
+              queries: np.ndarray | Sequence[str], k: int, mode: SearchMode
+              ) -> list[Ranking]:
+    """Each query's top ``k`` as ``(id, score, None)``: query vectors ``(n, dim)`` (normalised
+    by search) in mode dense, texts in mode bm25."""
+    options = SearchOptions(space=space.name, k=k, mode=mode, return_fields=())
     return [[(h.id, h.score, None) for h in hits]
-            for hits in search_many(collection, list(_unit(vectors)), options)]
+            for hits in search_many(collection, list(queries), options)]
 
 
 def _ndcg(rankings: Sequence[Sequence[tuple[str, float, object]]], queries: Sequence[Query],
@@ -251,7 +255,7 @@ class _Pairs:
 def _pairs(collection: IndexedCollection, space: VectorSpace, queries: Sequence[Query],
            vectors: np.ndarray, qrels: Mapping[str, Mapping[str, int]], negatives: int) -> _Pairs:
     relevant = [{d: r for d, r in qrels[q.qid].items() if r > 0} for q in queries]
-    found = _dense_rankings(collection, space, vectors, negatives + max(map(len, relevant)))
+    found = _rankings(collection, space, vectors, negatives + max(map(len, relevant)), "dense")
     hard = [[i for i, _, _ in hits if i not in rel][:negatives]
             for hits, rel in zip(found, relevant, strict=True)]
     ids, items = mean_item_vectors(collection, space.name,
@@ -279,7 +283,7 @@ def _fit_adapter(collection: IndexedCollection, space: VectorSpace,
     rng = np.random.default_rng(options.seed)
 
     def validation_ndcg(m: np.ndarray) -> float:
-        return _ndcg(_dense_rankings(collection, space, x_validation @ m, 10),
+        return _ndcg(_rankings(collection, space, x_validation @ m, 10, "dense"),
                      validation_queries, qrels)
 
     best = (validation_ndcg(matrix), 0, matrix.copy())
@@ -328,11 +332,8 @@ def _choose_fusion(collection: IndexedCollection, space: VectorSpace, queries: S
                                                           replace=False))
         queries, vectors = [queries[i] for i in keep], vectors[keep]
     depth = Fusion().depth
-    dense = _dense_rankings(collection, space, vectors, depth)
-    bm25: list[list[tuple[str, float, ChunkMatch | None]]] = [
-        [(h.id, h.score, None) for h in hits] for hits in search_many(
-        collection, [q.text for q in queries],
-        SearchOptions(space=space.name, k=depth, mode="bm25", return_fields=()))]
+    dense = _rankings(collection, space, vectors, depth, "dense")
+    bm25 = _rankings(collection, space, [q.text for q in queries], depth, "bm25")
 
     def score(fusion: Fusion) -> float:
         return _ndcg([_fuse(d, b, fusion) for d, b in zip(dense, bm25, strict=True)],
