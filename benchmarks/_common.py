@@ -92,6 +92,11 @@ def corpus_records(docs: int | None = None, seed: int = 0) -> list[Record]:
             for i, r in enumerate(table.to_pylist())]
 
 
+def debian_store_path(docs: int | None = None) -> Path:
+    """The folder of ``debian_store``'s store."""
+    return RESULTS / f"debian-{docs or 'full'}-store"
+
+
 @contextmanager
 def debian_store(docs: int | None = None, seed: int = 0) -> Iterator[Store]:
     """A store with the Debian corpus indexed by the bundled MiniLM (collection ``debian``),
@@ -99,7 +104,7 @@ def debian_store(docs: int | None = None, seed: int = 0) -> Iterator[Store]:
     33k docs), later runs open it read-only, so several benchmarks can read it at once."""
     from kinsight.indexers import IngestOptions, ingest_records
 
-    store_dir = RESULTS / f"debian-{docs or 'full'}-store"
+    store_dir = debian_store_path(docs)
     records = corpus_records(docs, seed)
     if (store_dir / DATABASE_FILE).exists():
         with Store(store_dir, read_only=True) as store:

@@ -4,9 +4,10 @@ with a plain RRF of bm25s and FAISS computed in the same run, with queries/s nex
 Indexes only the long description ``text`` of every package (never the title, which is what the
 queries are), with the bundled all-MiniLM-L6-v2. The queries are split in two halves by the same
 seeded shuffle as benchmarks/fusion_study.py; quality is reported on the ``report`` half only,
-since the default fusion was chosen on the ``dev`` half. Queries/s are of the search as a user
-calls it, query encoding included: ``batched`` is one call for a block of queries, ``single``
-one call per query, on a sample of the report half.
+since the default fusion was chosen on the ``dev`` half, and ``kinsight tune`` (with its default
+options) is fitted on the ``dev`` half: the ``tuned`` rows search with what it fitted there.
+Queries/s are of the search as a user calls it, query encoding included: ``batched`` is one
+call for a block of queries, ``single`` one call per query, on a sample of the report half.
 
     .venv/bin/python benchmarks/quality.py                 # full corpus (~30 min the first time)
     .venv/bin/python benchmarks/quality.py --docs 5000     # a seeded random subset, quicker
@@ -20,11 +21,30 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 
 import numpy as np
-from _common import DATA, corpus_records, debian_store, item_vectors, print_table, save, split
+from _common import (
+    DATA,
+    corpus_records,
+    debian_store,
+    debian_store_path,
+    item_vectors,
+    print_table,
+    save,
+    split,
+)
 
-from kinsight.engine import FUSIONS, Collection, SearchOptions, load_encoder, load_qrels, load_queries
+from kinsight.engine import (
+    FUSIONS,
+    Collection,
+    SearchOptions,
+    Store,
+    TuneReport,
+    load_encoder,
+    load_qrels,
+    load_queries,
+)
 from kinsight.engine.evaluation import Query, evaluate_run
 from kinsight.engine.search import _fuse
 
@@ -111,6 +131,16 @@ def engine_rankings(collection: Collection, queries: Sequence[Query], vectors: n
     return out
 
 
+def tune_on_dev(docs: int | None, queries: Sequence[Query], qrels: dict[str, dict[str, int]]
+                ) -> TuneReport:
+    """``tune`` with its defaults on the dev half, saved in the kept store (a side table: the
+    items and indexes are left alone)."""
+    with debian_store(docs):  # made if missing
+        pass
+    with Store(debian_store_path(docs)) as store:
+        return store.collection("debian").tune(queries, qrels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=None, help="random subset of N documents")
@@ -121,21 +151,30 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     indexed = {r.id for r in corpus_records(args.docs)}
+    qrels = load_qrels(DATA / "debian" / "qrels.tsv")
+    halves = split([q for q in load_queries(DATA / "debian" / "queries.jsonl")
+                    if any(d in indexed for d in qrels.get(q.qid, {}))], args.seed)
+    tuning = tune_on_dev(args.docs, halves["dev"], qrels)
     with debian_store(args.docs) as store:
         collection = store.collection("debian")
-        qrels = load_qrels(DATA / "debian" / "qrels.tsv")
-        queries = split([q for q in load_queries(DATA / "debian" / "queries.jsonl")
-                         if any(d in indexed for d in qrels.get(q.qid, {}))], args.seed)["report"]
+        queries = halves["report"]
         judged = {q.qid: qrels[q.qid] for q in queries}
         baseline = RawBaseline(collection)
         vectors = baseline.encoder.encode([q.text for q in queries], role="query")
         runs = engine_rankings(collection, queries, vectors)
+        tuned = {"tuned": SearchOptions(k=DEPTH, tuned=True, return_fields=()),
+                 "dense, tuned": SearchOptions(k=DEPTH, mode="dense", tuned=True,
+                                               return_fields=())}
+        for name, options in tuned.items():
+            runs[name] = engine_ranker(collection, options)([q.text for q in queries])
         runs["bm25s + FAISS, RRF"] = baseline.rrf([q.text for q in queries], vectors)
         rankers: dict[str, Ranker] = {
             **{mode: engine_ranker(collection, SearchOptions(mode=mode, return_fields=()))
                for mode in ("bm25", "dense")},
             **{f"hybrid:{name}": engine_ranker(collection, SearchOptions(
                 mode="hybrid", fusion=fusion, return_fields=())) for name, fusion in FUSIONS.items()},
+            **{name: engine_ranker(collection, replace(options, k=10))
+               for name, options in tuned.items()},
             "bm25s + FAISS, RRF": baseline.rrf}
         sample = [q.text for q in queries[:args.speed_queries]]
         speed = {name: {"batched": queries_per_second(rank, sample, len(sample)),
@@ -150,9 +189,16 @@ def main() -> None:
                 f"seed {args.seed}; index: text only); queries/s on {len(sample)} of them",
                 ["search", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "q/s batched",
                  "q/s single"], rows)
+    fusion = tuning.fusion
+    print(f"tuned on the dev half ({tuning.queries}): fusion {fusion.method} "
+          f"{fusion.normalise} {fusion.dense_weight:.2f}, adapter "
+          f"{'epoch ' + str(tuning.best_epoch) if tuning.adapter else 'none'}; {tuning.seconds:.0f} s")
     save(f"quality-{args.docs or 'full'}", {
         "docs": len(indexed), "queries": len(queries), "half": "report", "seed": args.seed,
         "results": results,
+        "tuning": {"fusion": asdict(tuning.fusion), "adapter": tuning.adapter,
+                   "queries": tuning.queries, "best_epoch": tuning.best_epoch,
+                   "held_out_of_dev": tuning.held_out, "seconds": tuning.seconds},
         "command": "benchmarks/quality.py" + (f" --docs {args.docs}" if args.docs else ""),
     })
 

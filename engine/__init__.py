@@ -33,6 +33,7 @@ from .errors import (
     StoreLockedError,
 )
 from .evaluation import EvaluationOptions, load_qrels, load_queries
+from .evaluation import Query as JudgedQuery
 from .filters import And, Condition, Filter, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import FieldUpdate, IndexedCollection, Item
@@ -62,6 +63,7 @@ from .search import FUSIONS, ById, ChunkMatch, Fusion, Hit, Query, SearchMode, S
 from .spaces import VectorSpace
 from .storage import DATABASE_FILE
 from .store import Store
+from .tuning import TuneEpoch, TuneOptions, TuneReport
 from .zero_shot import ZeroShotOptions, ZeroShotResult
 
 __all__ = [
@@ -104,6 +106,7 @@ __all__ = [
     "Interaction",
     "InvalidInputError",
     "Item",
+    "JudgedQuery",
     "KinsightError",
     "LabelMismatchOptions",
     "LabelMismatchResult",
@@ -131,6 +134,9 @@ __all__ = [
     "SqlWhere",
     "Store",
     "StoreLockedError",
+    "TuneEpoch",
+    "TuneOptions",
+    "TuneReport",
     "VectorSpace",
     "WeightedExample",
     "ZeroShotOptions",

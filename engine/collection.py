@@ -37,6 +37,7 @@ from .recommend import RecommendOptions, WeightedExample, recommend
 from .saved_heads import HeadInfo, PredictOptions, PredictResult, list_heads, predict
 from .search import Hit, Query, SearchOptions, search, search_many
 from .storage import CollectionTables
+from .tuning import TuneOptions, TuneReport, tune
 from .zero_shot import ZeroShotOptions, ZeroShotResult, zero_shot
 
 if TYPE_CHECKING:
@@ -164,3 +165,13 @@ class Collection(IndexedCollection):
         ``EvaluationOptions`` or its fields (``modes=("dense",)``); see ``engine.evaluation``."""
         return evaluate_search(self, queries, qrels,
                                options_with(EvaluationOptions, options, changes), progress=progress)
+
+    def tune(
+        self, queries: Sequence[JudgedQuery], qrels: Mapping[str, Mapping[str, int]],
+        options: TuneOptions | None = None, /, *, progress: Progress = quiet, **changes: Any,
+    ) -> TuneReport:
+        """Fit a text space's fusion and query adapter to judged ``queries`` and save them for
+        ``search(..., tuned=True)``; options as a ``TuneOptions`` or its fields (``seed=1``);
+        see ``engine.tuning``."""
+        return tune(self, queries, qrels, options_with(TuneOptions, options, changes),
+                    progress=progress)

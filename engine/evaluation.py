@@ -42,6 +42,7 @@ __all__ = [
     "mrr_at_k",
     "ndcg_at_k",
     "recall_at_k",
+    "score_searches",
 ]
 
 log = logging.getLogger(__name__)
@@ -320,7 +321,20 @@ def evaluate_search(
     """Run every query in each search mode (each fusing one once per fusion) and score the
     rankings (see ``evaluate_run``), keyed as ``EvaluationOptions.runs`` names them;
     ``progress`` is told of the queries done, over all the runs, the run under way as stage."""
-    runs = (options or EvaluationOptions()).runs()
+    return score_searches(collection, queries, qrels, (options or EvaluationOptions()).runs(),
+                          progress=progress)
+
+
+def score_searches(
+    collection: IndexedCollection,
+    queries: Sequence[Query],
+    qrels: Mapping[str, Mapping[str, int]],
+    runs: Mapping[str, SearchOptions],
+    *,
+    progress: Progress = quiet,
+) -> dict[str, dict[str, float]]:
+    """Score each named search of ``runs`` on the ``queries`` (see ``evaluate_run``; the second
+    recall's cut-off is the search's ``k``)."""
     results: dict[str, dict[str, float]] = {}
     total, done = len(queries) * len(runs), 0
     asked = {q.qid for q in queries}

@@ -26,7 +26,7 @@ from .kernels import normalise_for
 from .lexical import LexicalKeeper
 from .schema import validate_space_name
 from .spaces import METRICS, VectorSpace
-from .storage import VECTOR_BLOCK, CollectionTables, FieldUpdate, NewItem, VectorRows
+from .storage import VECTOR_BLOCK, CollectionTables, FieldUpdate, NewItem, TuningTable, VectorRows
 
 __all__ = ["FieldUpdate", "IndexedCollection", "Item"]
 
@@ -66,6 +66,7 @@ class IndexedCollection:
         self.memory_budget = memory_budget
         self._indexes: dict[str, IndexKeeper] = {}
         self._lexical: dict[str, LexicalKeeper] = {}
+        self.tunings = TuningTable(tables)  # the spaces' tuned search settings (tuning.py)
 
     # -- schema -----------------------------------------------------------------------------
     def fields(self) -> dict[str, str]:

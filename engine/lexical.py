@@ -4,8 +4,9 @@ language (see analysers.py: Snowball stemmers, CJK bigrams).
 DuckDB's fts extension would do this inside the database, but extensions cannot be installed
 offline; bm25s is a pip package, fast, and matches the reference BM25 figures of the eval data.
 bm25s cannot update an index in place, so the index is rebuilt when its collection changed (a few
-seconds for 30k documents) and saved beside the FAISS files with the generation it reflects and
-the analyser that built it; a space whose language changed is rebuilt.
+seconds for 30k documents) and saved beside the FAISS files with the generation it reflects,
+the analyser that built it and its BM25 parameters; a space whose language changed, or a folder
+built with other parameters than ``BM25_PARAMETERS``, is rebuilt.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from .storage import CollectionTables
 if TYPE_CHECKING:
     import bm25s
 
-__all__ = ["SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper"]
+__all__ = ["BM25_PARAMETERS", "SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper"]
 
 log = logging.getLogger(__name__)
 
 # Below this many documents a stale index is rebuilt on the spot (well under a second).
 SYNC_REBUILD_LIMIT = 20_000
+# bm25s's defaults, written out so that the saved folders record them (kinsight.json) and a
+# change here rebuilds every folder saved with others: k1 0.9 beat 1.5 on the Debian dev half
+# (README, How the default fusion was chosen), not adopted until checked on other languages.
+BM25_PARAMETERS = {"k1": 1.5, "b": 0.75}
 
 
 class LexicalIndex:
@@ -50,7 +55,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, ids: list[str], texts: Iterable[str], generation: int,
               analyser: Analyser) -> LexicalIndex:
-        bm25 = load_bm25s().BM25()
+        bm25 = load_bm25s().BM25(**BM25_PARAMETERS)
         tokens = analyser.corpus(list(texts))
         if not tokens.vocab:  # no words at all (or no items): bm25s cannot index that
             return cls([], bm25, generation, analyser)
@@ -171,9 +176,15 @@ class LexicalKeeper:
                 return None
             # Folders saved before analysers were recorded were all built by the English one.
             analyser = analyser_for(state.get("language", "en"))
+            # Folders saved before parameters were recorded were built with bm25s's defaults.
+            built_with = state.get("bm25", {"k1": 1.5, "b": 0.75})
             if state.get("analyser", analyser.name) != analyser.name \
                     or not self._fits(state["generation"], analyser, generation):
                 return None  # stale, or built by another analyser (or by an older definition)
+            if built_with != BM25_PARAMETERS:
+                log.info("%s: built with BM25 %s, not %s; rebuilding", folder, built_with,
+                         BM25_PARAMETERS)
+                return None
             index = LexicalIndex(state["ids"], load_bm25s().BM25.load(str(folder)),
                                  generation, analyser)
         except (OSError, ValueError, KeyError, InvalidInputError) as e:
@@ -196,7 +207,7 @@ class LexicalKeeper:
         (tmp / "kinsight.json").write_text(json.dumps(
             {"generation": index.generation, "collection_uid": self.tables.uid,
              "language": index.analyser.language, "analyser": index.analyser.name,
-             "ids": index.ids}))
+             "bm25": BM25_PARAMETERS, "ids": index.ids}))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
         self._saved = (index.generation, index.analyser.name)

@@ -5,7 +5,8 @@ a selective filter is answered by an exact scan of the matching vectors instead,
 faster and exact when few items qualify. Long items have one vector per chunk: chunk scores are
 aggregated per item (best chunk by default, mean on request) and each hit says which chunk matched.
 Hybrid search fuses the dense and BM25 rankings: weighted z-scores (default), weighted min-max
-scores or reciprocal ranks.
+scores or reciprocal ranks. ``tuned=True`` searches with what ``kinsight tune`` fitted on the
+user's judgments (tuning.py): its fusion, and its linear adapter on text queries' vectors.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, NotFoundError
 from .filters import FilterInput
 from .indexed_collection import IndexedCollection
 from .kernels import knn_blocks, normalise_for
@@ -38,6 +39,7 @@ __all__ = [
     "resolve_mode",
     "search",
     "search_many",
+    "tuned_settings",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,8 @@ UNKNOWN_LANGUAGE_FUSION = Fusion(method="weighted", normalise="minmax", dense_we
 
 @dataclass(frozen=True)
 class SearchOptions:
-    """``return_fields``: None for all fields of each hit, or the names wanted (``()`` for none)."""
+    """``return_fields``: None for all fields of each hit, or the names wanted (``()`` for none).
+    ``tuned``: search with the space's tuned settings (``tuning.py``) in place of ``fusion``."""
 
     k: int = 10
     space: str | None = None
@@ -113,6 +116,7 @@ class SearchOptions:
     aggregate: Literal["max", "mean"] = "max"
     fusion: Fusion = field(default_factory=Fusion)
     return_fields: Sequence[str] | None = None
+    tuned: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,8 +159,10 @@ def search_many(
     space = collection.space(options.space)
     _log_warnings_once(collection.name, collection.uid, space)
     mode = resolve_mode(options.mode, space, queries)
-    fusion = options.fusion
-    if options.mode == "auto" and mode == "hybrid" and not space.encoder_knows_language():
+    fusion, adapter = options.fusion, None
+    if options.tuned:  # fitted on this space's own judgments: the language rule below is moot
+        fusion, adapter = tuned_settings(collection, space)
+    elif options.mode == "auto" and mode == "hybrid" and not space.encoder_knows_language():
         fusion = replace(UNKNOWN_LANGUAGE_FUSION, depth=fusion.depth)
     fields = collection.fields()
     unknown = [f for f in options.return_fields or () if f not in fields]
@@ -175,7 +181,7 @@ def search_many(
 
     ranked: list[list[tuple[str, float, ChunkMatch | None]]]
     if mode in ("dense", "hybrid"):
-        dense = _dense(collection, space, queries, depth, options, excluded)
+        dense = _dense(collection, space, queries, depth, options, excluded, adapter)
     if mode in ("bm25", "hybrid"):
         texts = [_query_text(collection, space, q) for q in queries]
         lexical, fresh = collection.lexical(space.name).current()
@@ -222,13 +228,29 @@ def _log_warnings_once(name: str, uid: str, space: VectorSpace) -> None:
 
 
 # -- dense ----------------------------------------------------------------------------------------
-def _query_vectors(collection: IndexedCollection, space: VectorSpace, queries: Sequence[Query]
-                   ) -> np.ndarray:
+def tuned_settings(collection: IndexedCollection, space: VectorSpace
+                   ) -> tuple[Fusion, np.ndarray | None]:
+    """The fusion and the query adapter ``(dim, dim)`` (or None) that ``kinsight tune`` saved
+    for ``space``."""
+    stored = collection.tunings.read(space.name)
+    if stored is None:
+        raise NotFoundError(
+            f"space {space.name!r} of collection {collection.name!r} has not been tuned; run "
+            "`kinsight tune --queries FILE --qrels FILE` (Collection.tune) on judged queries "
+            "first, or search without tuned")
+    return Fusion(**stored.fusion), stored.adapter
+
+
+def _query_vectors(collection: IndexedCollection, space: VectorSpace, queries: Sequence[Query],
+                   adapter: np.ndarray | None = None) -> np.ndarray:
+    """One vector per query; ``adapter`` (from a tune) maps the text queries' vectors, which is
+    what it was trained on (a stored item or a given vector is left as it is)."""
     texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
     out = np.zeros((len(queries), space.dim), dtype=np.float32)
     if texts:  # on an image space, by the text encoder that shares its embedding space
         encoder = encoder_for(space, "text")
-        out[[i for i, _ in texts]] = encoder.encode([t for _, t in texts], role="query")
+        encoded = encoder.encode([t for _, t in texts], role="query")
+        out[[i for i, _ in texts]] = encoded if adapter is None else encoded @ adapter
     for i, q in enumerate(queries):
         if isinstance(q, ById):
             out[i] = collection.item_vectors(_source_space(collection, space, q).name,
@@ -256,9 +278,9 @@ def _source_space(collection: IndexedCollection, space: VectorSpace, query: ById
 
 
 def _dense(collection: IndexedCollection, space: VectorSpace, queries: Sequence[Query], k: int,
-           options: SearchOptions, excluded: list[set[str]]
+           options: SearchOptions, excluded: list[set[str]], adapter: np.ndarray | None
            ) -> list[list[tuple[str, float, ChunkMatch | None]]]:
-    vectors = _query_vectors(collection, space, queries)
+    vectors = _query_vectors(collection, space, queries, adapter)
     keeper = collection.index(space.name)
     # The seqs of the vectors a filter matches, found in SQL (the ids never come through Python).
     allowed = None if options.where is None else collection.tables.vector_seqs(

@@ -48,6 +48,7 @@ EXTRA_ARGS: dict[tuple[str, ...], list[str]] = {
     ("runs", "show"): ["latest"],
     ("search",): ["text editor"],
     ("serve",): [],
+    ("tune",): ["--queries", "{queries}", "--qrels", "{qrels}"],
 }
 CREATES_STORE = {("ingest",), ("demo",), ("serve",)}  # a missing folder is fine for these
 CREATES_COLLECTION = {("ingest",)}  # and an unknown collection for this one

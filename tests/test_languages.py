@@ -186,6 +186,25 @@ def test_a_store_made_before_languages_opens_as_english(tmp_path, caplog):
     assert "building BM25" not in caplog.text  # the old BM25 folder served: it is English
 
 
+def test_a_bm25_folder_saved_with_other_parameters_is_rebuilt(tmp_path, monkeypatch, caplog):
+    from kinsight.engine import lexical
+
+    with Store(tmp_path / "s") as store:
+        ingest_russian(store, language="ru")
+        before = store.collection("ru").search("сетевой интерфейс", mode="bm25")
+    [state_file] = (tmp_path / "s").rglob("text.bm25/kinsight.json")
+    assert json.loads(state_file.read_text())["bm25"] == {"k1": 1.5, "b": 0.75}
+    monkeypatch.setattr(lexical, "BM25_PARAMETERS", {"k1": 0.5, "b": 0.2})
+    caplog.set_level(logging.INFO, logger="kinsight.engine.lexical")
+    with Store(tmp_path / "s") as store:
+        ru = store.collection("ru")
+        after = ru.search("сетевой интерфейс", mode="bm25")
+        ru.save_indexes()
+    assert "not {'k1': 0.5, 'b': 0.2}; rebuilding" in caplog.text
+    assert [h.score for h in after] != pytest.approx([h.score for h in before])
+    assert json.loads(state_file.read_text())["bm25"] == {"k1": 0.5, "b": 0.2}
+
+
 def test_english_only_encoders_are_known():
     minilm = EncoderInfo(spec="sentence-transformers:all-MiniLM-L6-v2", modality="text", dim=384,
                          fingerprint="x")

@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                             "`classify --train`."),
     "mismatch": ("mismatch", "What does not agree with its partner: pairs of spaces, labels, "
                              "near-duplicates."),
+    "tune": ("tune", "Fit search to relevance judgments: the hybrid fusion and a query "
+                     "adapter of the dense space, saved with the space for `search --tuned`."),
     "align": ("align", "Train an adapter on the items that have vectors in both spaces (a "
                        "picture and its caption), save it."),
     "runs": ("runs", "Analysis runs of a collection. With no command: list them, newest first."),

@@ -211,6 +211,9 @@ def search(
     )] = next(iter(FUSIONS)),
     aggregate: Annotated[str, typer.Option(
         help="How a long item's chunk scores combine: max (best chunk) | mean.")] = "max",
+    tuned: Annotated[bool, typer.Option(
+        help="Use what `kinsight tune` fitted for the space: its fusion (in place of --fusion) "
+             "and its query adapter.")] = False,
     queries: Annotated[Path | None, typer.Option(
         help="Batch: JSONL of {\"qid\", \"text\"}; writes one JSON line per query.")] = None,
     out: Annotated[Path | None, typer.Option(help="With --queries: output file (default stdout).")
@@ -232,7 +235,7 @@ def search(
         k=k, space=space, mode=_mode(mode), where=where, exact=exact,
         fusion=FUSIONS[one_of("fusion", fusion, tuple(FUSIONS))],
         aggregate=one_of("aggregate", aggregate, ("max", "mean")),
-        return_fields=() if queries else None)
+        return_fields=() if queries else None, tuned=tuned)
     with open_store(store, read_only=True) as opened:
         coll = pick_collection(opened, collection)
         if queries is not None:

@@ -34,6 +34,7 @@ from . import (
     routes_recommend,
     routes_runs,
     routes_search,
+    routes_tuning,
 )
 from .deps import StoreDep, require_api_key
 from .errors import install_error_handlers
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     }
     for module in (routes_collections, routes_items, routes_search, routes_images,
                    routes_recommend, routes_clusters, routes_anomalies, routes_classify,
-                   routes_mismatch, routes_runs, routes_embed):
+                   routes_mismatch, routes_runs, routes_embed, routes_tuning):
         app.include_router(module.router, dependencies=secured, responses=documented)
     app.add_api_route("/health", _health, methods=["GET"], tags=["health"],
                       summary="Liveness: the store is open (no API key needed)")

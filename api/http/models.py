@@ -232,11 +232,14 @@ class SearchRequest(_Request):
                               "weighted min-max scores, or reciprocal ranks.")
     dense_weight: float | None = Field(
         None, ge=0.0, le=1.0, description="Dense share of zscore or minmax; left out: the "
-                                          "fusion's own (0.6 for zscore).")
+                                          "fusion's own (0.5 for zscore).")
     aggregate: Literal["max", "mean"] = Field(
         "max", description="How a long item's chunk scores combine: best chunk or mean.")
     fields: list[FieldName] | None = Field(
         None, description="Fields to return with each hit; left out: all, []: none.")
+    tuned: bool = Field(False, description="Use what POST /collections/{name}/tune fitted for "
+                                           "the space: its fusion (in place of fusion and "
+                                           "dense_weight) and its query adapter.")
 
     _filter_not_sql = field_validator("filter", mode="before")(_no_sql)
 

@@ -86,7 +86,7 @@ def search_call(body: SearchRequest) -> SearchCall:
         k=body.k, space=body.space, mode=body.mode, where=body.filter, exact=body.exact,
         fusion=_fusion(body),
         aggregate=body.aggregate,
-        return_fields=body.fields)
+        return_fields=body.fields, tuned=body.tuned)
     return SearchCall(_query(body), options)
 
 

@@ -10,6 +10,7 @@ from .database import DATABASE_FILE, Database
 from .field_updates import FieldUpdate
 from .side_tables import HeadTable, InteractionTable, RunTables
 from .tables import VECTOR_BLOCK, CollectionTables, NewItem, VectorRows
+from .tunings import StoredTuning, TuningTable
 
 __all__ = [
     "DATABASE_FILE",
@@ -21,5 +22,7 @@ __all__ = [
     "InteractionTable",
     "NewItem",
     "RunTables",
+    "StoredTuning",
+    "TuningTable",
     "VectorRows",
 ]
