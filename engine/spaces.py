@@ -68,12 +68,25 @@ class VectorSpace:
     def check_encoder(self, other: EncoderInfo) -> None:
         """Refuse vectors or queries from another model than the one that built this space."""
         if other.fingerprint != self.encoder.fingerprint or other.dim != self.encoder.dim:
+            if other.spec == self.encoder.spec and other.dim == self.encoder.dim:
+                raise EncoderMismatchError(self.changed_encoder_message(other.fingerprint))
             raise EncoderMismatchError(
                 f"space {self.name!r} of collection {self.collection!r} was built with "
                 f"{self.encoder.spec} (fingerprint {self.encoder.fingerprint}, dim "
                 f"{self.encoder.dim}), not {other.spec} (fingerprint {other.fingerprint}, dim "
                 f"{other.dim}); use the same encoder, or build a new space with this one"
             )
+
+    def changed_encoder_message(self, fingerprint: str) -> str:
+        """Why the space's own encoder spec no longer fits it, and what to do."""
+        return (f"space {self.name!r} of collection {self.collection!r} was built with "
+                f"{self.encoder.spec} when it had fingerprint {self.encoder.fingerprint}; that "
+                f"spec now loads fingerprint {fingerprint}: its weights, its adapter or the "
+                "preprocessing that feeds it changed (e.g. a retrained adapter, or a kinsight "
+                "upgrade that pads pictures instead of cropping them), so its vectors would not "
+                "compare with the stored ones. Ingest the items again into a new collection, or "
+                f"drop this one (kinsight collections drop {self.collection}) and ingest again; "
+                "or restore the version it was built with")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> VectorSpace:
@@ -92,12 +105,7 @@ def encoder_for(space: VectorSpace, modality: Modality) -> Encoder:
     comparable exactly when their fingerprints are equal."""
     encoder = load_encoder(space.encoder.spec)
     if encoder.info.fingerprint != space.encoder.fingerprint:
-        raise EncoderMismatchError(
-            f"space {space.name!r} of collection {space.collection!r} was built with "
-            f"{space.encoder.spec} when it had fingerprint {space.encoder.fingerprint}; that spec "
-            f"now loads fingerprint {encoder.info.fingerprint} (its weights or adapter changed, "
-            "e.g. retrained or upgraded): restore the weights it was built with, or ingest again "
-            "into a new collection or space")
+        raise EncoderMismatchError(space.changed_encoder_message(encoder.info.fingerprint))
     if encoder.info.modality != modality:
         partner = encoder.info.partner
         if partner is None:

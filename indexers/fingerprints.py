@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported only to hash weights in memory: file hashes need none
     import torch
 
-__all__ = ["FINGERPRINT_CHARS", "hash_files", "hash_parameters"]
+__all__ = ["FINGERPRINT_CHARS", "hash_files", "hash_parameters", "hash_text"]
 
 FINGERPRINT_CHARS = 16
 _HASH_BLOCK = 1 << 20
@@ -28,6 +28,12 @@ def hash_files(paths: Iterable[Path]) -> str:
             while block := stream.read(_HASH_BLOCK):
                 digest.update(block)
     return digest.hexdigest()[:FINGERPRINT_CHARS]
+
+
+def hash_text(text: str) -> str:
+    """First 16 hex digits of the SHA-256 of ``text``: a fingerprint made of others (weights
+    and the preprocessing that feeds them)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:FINGERPRINT_CHARS]
 
 
 def hash_parameters(model: torch.nn.Module) -> str:

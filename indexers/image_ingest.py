@@ -147,7 +147,7 @@ class PictureDecoder:
 def _image_space(name: str, encoder: Encoder, source_field: str) -> _ImageSpace:
     torch_encoder = encoder if isinstance(encoder, TorchImageEncoder) else None
     return _ImageSpace(name, source_field, torch_encoder.transform if torch_encoder else None,
-                       torch_encoder.pixels.resize if torch_encoder else None,
+                       torch_encoder.pixels.size if torch_encoder else None,
                        gpu_jpeg=torch_encoder is not None
                        and _gpu_jpeg_supported(torch_encoder.device))
 

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER, Collection, Encoder, FieldUpdate, Store
+from kinsight.engine.errors import ImageFileError
 
 from .chunking import DEFAULT_MAX_CHUNKS, ChunkedText, Chunker, capped_overlap, words_per_chunk
 from .executors import EncodeExecutor
@@ -171,6 +172,7 @@ def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
         return ingest_records(store, records, options, progress=progress, on_commit=on_commit)
     from .image_ingest import read_image_records
 
+    _prepare_image_encoders(path, options, progress)
     pictures, image_root = read_image_records(path, options)
     return ingest_records(store, pictures, options, progress=progress, on_commit=on_commit,
                           image_root=image_root)
@@ -185,6 +187,26 @@ def _prepare_encoders(path: str | Path, options: IngestOptions, progress: bool) 
         texts = (text_of(r, source.fields) for r in read_records(
             path, id_field=options.id_field, text_fields=source.fields) if isinstance(r, Record))
         prepare_if_unrecorded(source.encoder, texts, progress=progress)
+
+
+def _prepare_image_encoders(path: str | Path, options: IngestOptions, progress: bool) -> None:
+    """Choose the fastest CPU variant of the bundled image model on the first pictures, where
+    this machine has none recorded yet (``model_prepare``; once per model and kind of CPU)."""
+    from .image_files import open_image
+    from .image_ingest import image_path, read_image_records
+    from .model_prepare import prepare_image_if_unrecorded
+
+    def pictures(field: str) -> Iterator[Any]:
+        records, root = read_image_records(path, options)
+        for record in records:
+            if isinstance(record, Record) and record.fields.get(field):
+                with suppress(ImageFileError):  # ingest reports it, with the others
+                    yield open_image(image_path(root, record.fields[field]))
+
+    for source in options.sources():
+        if source.kind == "image":
+            prepare_image_if_unrecorded(source.encoder, pictures(source.fields[0]),
+                                        progress=progress)
 
 
 def ingest_records(store: Store, records: Iterable[Record | Problem], options: IngestOptions, *,

@@ -1,4 +1,4 @@
-"""``kinsight model prepare``: pick the fastest CPU variant of a text model that keeps its vectors.
+"""``kinsight model prepare``: pick the fastest CPU variant of a model that keeps its vectors.
 
 The candidates are torch float32 (the reference), torch bfloat16 autocast where the CPU has AMX,
 and the ONNX Runtime graphs (float32 fused, int8 dynamically quantised) exported once from the
@@ -6,7 +6,9 @@ model's folder (``onnx_export``). Each encodes the same sample of the user's tex
 passes the quality gate when the mean cosine of its vectors with float32's is at least
 ``MIN_MEAN_COSINE``; the fastest that passes is recorded in the cache (``model_cache``), where
 every later load on this kind of machine finds it without timing anything again. Ingest runs this
-on its file's first texts when nothing is recorded yet (``prepare_if_unrecorded``).
+on its file's first texts when nothing is recorded yet (``prepare_if_unrecorded``). The bundled
+image model is chosen for alike on the first pictures (``prepare_image_if_unrecorded``), among
+the variants of ``image_variants``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from itertools import islice
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -34,9 +37,9 @@ from .sentence_encoder import (
     weights_fingerprint,
 )
 
-__all__ = ["MIN_MEAN_COSINE", "REFERENCE", "SAMPLE_SIZE", "PrepareOptions", "cpu_candidates",
-           "fastest_passing", "needs_prepare", "prepare_if_unrecorded", "prepare_text_encoder",
-           "run_gate"]
+__all__ = ["IMAGE_SAMPLE_SIZE", "MIN_MEAN_COSINE", "REFERENCE", "SAMPLE_SIZE", "PrepareOptions",
+           "cpu_candidates", "fastest_passing", "needs_prepare", "prepare_if_unrecorded",
+           "prepare_image_if_unrecorded", "prepare_text_encoder", "run_gate"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ MIN_MEAN_COSINE = 0.99
 # 64 texts of up to 256 tokens: a few seconds a variant on 2 cores, enough to rank the variants
 # (they differ by tens of %); the cosines of 64 texts pin the mean to ~1e-3.
 SAMPLE_SIZE = 64
+# 24 pictures: ~5 s a round in eager torch on 2 cores; the variants differ by 1.3-3x.
+IMAGE_SAMPLE_SIZE = 24
 _WARM_UP = 8
 
 
@@ -66,9 +71,10 @@ class PrepareOptions:
             raise InvalidInputError(f"min_mean_cosine {self.min_mean_cosine} must be in (0, 1]")
 
 
-def run_gate(candidates: Mapping[str, Encoder], texts: Sequence[str], options: PrepareOptions, *,
+def run_gate(candidates: Mapping[str, Encoder], texts: Sequence[Any], options: PrepareOptions, *,
              progress: bool = False) -> list[VariantResult]:
-    """Time every candidate on ``texts`` and compare its vectors with ``candidates[REFERENCE]``'s.
+    """Time every candidate on ``texts`` (or pictures) and compare its vectors with
+    ``candidates[REFERENCE]``'s.
 
     Rounds alternate the candidates (a, b, c, a, b, c) so drift of the machine hits all alike;
     docs/s is from each one's best round. Raises ``InvalidInputError`` without a reference.
@@ -140,6 +146,18 @@ def cpu_candidates(reference: SentenceEncoder, argument: str, fingerprint: str
     return candidates, notes
 
 
+def _record(results: list[VariantResult], spec: str, fingerprint: str, sample: int,
+            options: PrepareOptions) -> VariantChoice:
+    choice = VariantChoice(
+        variant=fastest_passing(results), spec=spec, fingerprint=fingerprint,
+        machine=model_cache.machine_key(), cpu_flags=tuple(sorted(model_cache.cpu_flags())),
+        sample_texts=sample, min_mean_cosine=options.min_mean_cosine, results=tuple(results),
+        versions=_versions(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    path = model_cache.write_choice(choice)
+    log.info("chose %s for %s on this machine; recorded in %s", choice.variant, spec, path)
+    return choice
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for package in ("kinsight", "torch", "sentence-transformers", "onnxruntime"):
@@ -154,7 +172,9 @@ def _sentence_argument(spec: str) -> str:
     scheme, argument = split_spec(spec)
     if scheme != SCHEME:
         raise InvalidInputError(f"model prepare chooses among variants of {SCHEME} models; "
-                                f"{spec!r} is a {scheme!r} encoder, which runs as it is")
+                                f"{spec!r} is a {scheme!r} encoder: an image model is prepared "
+                                "by kinsight ingest on its first pictures (KINSIGHT_IMAGE_VARIANT "
+                                "pins one), other encoders run as they are")
     return argument
 
 
@@ -190,15 +210,8 @@ def prepare_text_encoder(spec: str, texts: Iterable[str], options: PrepareOption
         raise EncoderError(f"{spec} loaded as {reference!r}, not as torch float32")
     candidates, notes = cpu_candidates(reference, argument, fingerprint)
     results = run_gate(candidates, sample, options, progress=progress)
-    choice = VariantChoice(
-        variant=fastest_passing(results), spec=reference.info.spec, fingerprint=fingerprint,
-        machine=model_cache.machine_key(), cpu_flags=tuple(sorted(model_cache.cpu_flags())),
-        sample_texts=len(sample), min_mean_cosine=options.min_mean_cosine,
-        results=tuple(results + notes), versions=_versions(),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    path = model_cache.write_choice(choice)
-    log.info("chose %s for %s on this machine; recorded in %s", choice.variant, spec, path)
-    return choice
+    return _record(results + notes, reference.info.spec, reference.info.fingerprint, len(sample),
+                   options)
 
 
 def needs_prepare(spec: str) -> bool:
@@ -223,3 +236,42 @@ def prepare_if_unrecorded(spec: str, texts: Iterable[str], *, progress: bool = T
     log.warning("choosing the fastest CPU variant of %s on this machine (once; kinsight model "
                 "prepare does the same)", spec)
     return prepare_text_encoder(spec, texts, progress=progress)
+
+
+def prepare_image_if_unrecorded(spec: str, pictures: Iterable[Any], *, progress: bool = True
+                                ) -> VariantChoice | None:
+    """Choose and record the fastest CPU variant of the bundled image model (``efficientnet:``)
+    on the first ``IMAGE_SAMPLE_SIZE`` of ``pictures`` (RGB PIL images, read only when needed),
+    where none is pinned or recorded for this kind of CPU; None when nothing was to do. Other
+    image encoders run as they are."""
+    from .image_encoders import EFFICIENTNET_SCHEME, efficientnet_fingerprint, load_efficientnet_variant
+    from .image_variants import ImageVariant, pinned_image_variant
+
+    scheme, argument = split_spec(spec)
+    if scheme != EFFICIENTNET_SCHEME or pinned_image_variant() is not None \
+            or not model_cache.runs_on_cpu():
+        return None
+    if model_cache.read_choice(efficientnet_fingerprint()) is not None:
+        return None
+    sample = list(islice(pictures, IMAGE_SAMPLE_SIZE))
+    if not sample:
+        return None
+    reference = load_efficientnet_variant(argument, "torch-fp32")  # REFERENCE
+    log.warning("choosing the fastest CPU variant of %s on this machine (once)", spec)
+    options = PrepareOptions(sample_size=len(sample))
+    candidates: dict[str, Encoder] = {REFERENCE: reference}
+    notes: list[VariantResult] = []
+    others: tuple[ImageVariant, ...] = ("torch-bf16", "onnx-fp32")
+    for variant in others:
+        if variant == "torch-bf16" and not model_cache.has_amx():
+            notes.append(VariantResult(variant, None, None, None, False,
+                                       "this CPU has no AMX: bfloat16 would be slower than float32"))
+            continue
+        try:
+            candidates[variant] = load_efficientnet_variant(argument, variant)
+        except EncoderError as e:
+            log.warning("no %s variant of %s: %s", variant, spec, e)
+            notes.append(VariantResult(variant, None, None, None, False, str(e)))
+    results = run_gate(candidates, sample, options, progress=progress)
+    return _record(results + notes, reference.info.spec, reference.info.fingerprint, len(sample),
+                   options)

@@ -12,8 +12,10 @@ Spec: ``open_clip:ARCH@WEIGHTS:TOWER``
 * ``TOWER`` is ``image`` (the default when left out) or ``text``.
 
 Both towers of one model share its fingerprint (they are loaded once and share the weights), so a
-space built by one can be queried by the other. Each tower's preprocessing is the model's own:
-open_clip's image transform, open_clip's tokenizer.
+space built by one can be queried by the other. The text tower tokenizes with open_clip's tokenizer;
+the image tower takes the model's size, mean and std but kinsight's shared preprocessing
+(``PixelConfig``: the whole picture padded to a square, never centre-cropped), which is part of the
+fingerprint.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _is_path(weights: str) -> bool:
 @dataclass(frozen=True)
 class _Clip:
     model: Any
-    preprocess: Any
+    pixels: PixelConfig
     tokenizer: Any
     fingerprint: str
     device: str
@@ -125,38 +127,28 @@ def _load_clip(arch: str, weights: str) -> _Clip:
         raise EncoderError(
             f"cannot load open_clip model {arch!r} with weights {weights!r}: {e}. Without a "
             "network, pass a local checkpoint file (open_clip:ARCH@/path/to/checkpoint.pt)") from e
+    pixels = _pixel_config(model)
     if weights == _RANDOM:
-        fingerprint = f"random-{hash_parameters(model)}"
+        fingerprint = f"random-{pixels.fingerprint(hash_parameters(model))}"
         log.warning("open_clip %s runs on RANDOM weights (seed %d): its vectors are meaningless "
                     "beyond tests and speed runs", arch, _RANDOM_SEED)
     elif Path(weights).is_file():
-        fingerprint = hash_files([Path(weights)])
+        fingerprint = pixels.fingerprint(hash_files([Path(weights)]))
     else:
-        fingerprint = hash_parameters(model)
+        fingerprint = pixels.fingerprint(hash_parameters(model))
     model.eval().to(device)
     if device.startswith("cuda"):
         model.half()
-    preprocess = open_clip.image_transform(model.visual.image_size, is_train=False,
-                                           **_transform_options(model))
     log.info("loaded open_clip %s@%s on %s in %.1fs (weights %s)", arch, weights, device,
              time.perf_counter() - started, fingerprint)
-    return _Clip(model, preprocess, open_clip.get_tokenizer(arch), fingerprint, device)
-
-
-def _transform_options(model: Any) -> dict[str, Any]:
-    config = getattr(model.visual, "preprocess_cfg", {}) or {}
-    return {key: config[key] for key in ("mean", "std", "interpolation", "resize_mode")
-            if key in config}
+    return _Clip(model, pixels, open_clip.get_tokenizer(arch), fingerprint, device)
 
 
 def _pixel_config(model: Any) -> PixelConfig:
     config = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = model.visual.image_size
     side = int(size[0] if isinstance(size, tuple | list) else size)
-    if config.get("resize_mode", "shortest") != "shortest":
-        log.info("open_clip resize mode %s: the GPU decode path resizes the shortest side instead",
-                 config.get("resize_mode"))
-    return PixelConfig(size=side, resize=side, mean=tuple(config.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+    return PixelConfig(size=side, mean=tuple(config.get("mean", open_clip.OPENAI_DATASET_MEAN)),
                        std=tuple(config.get("std", open_clip.OPENAI_DATASET_STD)),
                        interpolation=config.get("interpolation", "bicubic"))
 
@@ -210,8 +202,8 @@ def load_open_clip_encoder(argument: str) -> TorchImageEncoder | OpenClipTextEnc
         return OpenClipTextEncoder(clip, info)
     info = EncoderInfo(spec=parsed.spec, modality="image", dim=dim, fingerprint=clip.fingerprint,
                        partner=partner, temperature=_temperature(clip.model))
-    return TorchImageEncoder(info, clip.model.encode_image, clip.preprocess,
-                             _pixel_config(clip.model), clip.device)
+    return TorchImageEncoder(info, clip.model.encode_image, clip.pixels.pil_transform(),
+                             clip.pixels, clip.device)
 
 
 def _temperature(model: Any) -> float | None:

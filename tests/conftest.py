@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from kinsight.api.http import Settings, create_app
 from kinsight.engine import EncoderInfo, Item, Store
+from kinsight.indexers.image_variants import IMAGE_VARIANT_ENV
 from kinsight.indexers.model_cache import CACHE_ENV, VARIANT_ENV
 
 from .browser import browser  # noqa: F401  (a fixture for the browser tests)
@@ -26,11 +27,12 @@ VECTOR_ENCODER = EncoderInfo(spec="vectors:synthetic", modality="text", dim=16,
 def model_cache_dir(tmp_path_factory):
     """Prepared model variants go to a folder of this run, never the user's cache; torch float32
     is pinned so no test depends on (or pays for) a variant choice, except those in
-    test_text_variants.py, which unpin it."""
+    test_text_variants.py and test_image_variants.py, which unpin it."""
     with pytest.MonkeyPatch.context() as patch:
         folder = tmp_path_factory.mktemp("model-cache")
         patch.setenv(CACHE_ENV, str(folder))
         patch.setenv(VARIANT_ENV, "torch-fp32")
+        patch.setenv(IMAGE_VARIANT_ENV, "torch-fp32")
         yield folder
 
 

@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -241,6 +242,46 @@ def test_bundled_efficientnet_finds_a_resized_copy(pictures: Path, tmp_path: Pat
         open_image(pictures / "green.jpg").resize((100, 75)).save(copy, quality=80)
         hits = search_by_image(store.collection("real"), copy, SearchOptions(k=5))
         assert hits[0].id == "green" and hits[0].score > hits[1].score + 0.05
+
+
+def clef(end: int) -> Image.Image:
+    """A 256×72 white strip with a mark near its left end (``end`` picks which), as the treble
+    and bass clef of Tux Paint were: the same picture but for one end."""
+    pixels = np.full((72, 256, 3), 255, np.uint8)
+    pixels[20:52, 30:56] = 0
+    pixels[30 + 8 * end:44, 4:24] = (200, 20, 20)  # the part that differs: within 24 px of the end
+    pixels[30:40, 100:156] = (20, 20, 200)
+    return Image.fromarray(pixels, "RGB")
+
+
+def test_wide_pictures_are_padded_not_cropped() -> None:
+    encoder = load_encoder(TINY)
+    pixels = encoder.pixels
+    fitted = encoder.transform(clef(0))
+    assert tuple(fitted.shape) == (3, pixels.size, pixels.size)
+    white = [(1.0 - m) / s for m, s in zip(pixels.mean, pixels.std, strict=True)]
+    for channel, value in enumerate(white):  # white bands above and below, content between
+        assert torch.allclose(fitted[channel, 0], torch.full((pixels.size,), value), atol=1e-4)
+        assert torch.allclose(fitted[channel, -1], torch.full((pixels.size,), value), atol=1e-4)
+    assert not torch.allclose(fitted[:, pixels.size // 2, :4], fitted[:, 0, :4])  # left end kept
+    vectors = encoder.encode([clef(0), clef(1)])
+    assert np.abs(vectors[0] - vectors[1]).max() > 1e-4  # the ends tell them apart (cropped: equal)
+    # the GPU path's tensor transform puts the picture in the same place
+    tensor = torch.from_numpy(np.array(clef(0))).permute(2, 0, 1).contiguous()
+    assert (pixels.tensor_transform()(tensor) - fitted).abs().mean() < 0.02
+
+
+def test_a_space_of_older_preprocessing_says_to_ingest_again(pictures: Path) -> None:
+    encoder = load_encoder(TINY)
+    old = type(encoder.info)(**{**encoder.info.__dict__, "fingerprint": "random-before-padding"})
+    with Store(":memory:") as store:
+        pics = store.create_collection("pics")
+        pics.ensure_space("image", old)
+        with pytest.raises(EncoderMismatchError) as refused:
+            search_by_image(pics, pictures / "red.png")
+    message = str(refused.value)
+    assert "preprocessing" in message and "kinsight collections drop pics" in message
+    assert "random-before-padding" in message and encoder.info.fingerprint in message
 
 
 # -- CLI and HTTP ---------------------------------------------------------------------------------
