@@ -118,7 +118,8 @@ def sequential_ingest(records: list[Record], options: IngestOptions) -> float:
             pipeline = IngestPipeline(collection, options, load_encoders(options))
             report = IngestReport()
             for batch in pipeline._read(records):
-                pipeline._write(pipeline._encode(pipeline._diff(batch)), report, None)
+                encoded = next(pipeline._encode(iter([pipeline._diff(batch)])))
+                pipeline._write(encoded, report, None)
             collection.refresh()
         seconds = time.perf_counter() - start
     if report.written != len(records):
