@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from kinsight.engine import EncoderInfo, Item, Store
+from kinsight.indexers import model_cache
 from kinsight.indexers.model_cache import CACHE_ENV, VARIANT_ENV
 
 from .browser import browser  # noqa: F401  (a fixture for the browser tests)
@@ -24,6 +27,19 @@ def model_cache_dir(tmp_path_factory):
         patch.setenv(CACHE_ENV, str(folder))
         patch.setenv(VARIANT_ENV, "torch-fp32")
         yield folder
+
+
+@pytest.fixture(scope="session")
+def minilm_export(model_cache_dir: Path) -> Path:
+    """The ONNX export of the bundled MiniLM, made once per run (~10-20 s), in the run's cache."""
+    from kinsight.indexers.onnx_export import ensure_onnx_export
+    from kinsight.indexers.sentence_encoder import local_folder, weights_fingerprint
+
+    folder = local_folder("")
+    assert folder is not None
+    fingerprint = weights_fingerprint(folder)
+    ensure_onnx_export(folder, fingerprint, model_cache.onnx_dir(fingerprint))
+    return model_cache.onnx_dir(fingerprint)
 
 
 @pytest.fixture
