@@ -2,12 +2,15 @@
 the CLI (``--workers``) and ``anomalies --targets``; clear errors without Ray or with a bad model.
 
 Tests that start Ray are marked ``ray`` (skipped by default: ``pytest -m ray`` runs them) and share
-one local Ray of two CPUs for the whole run (``ray_local``).
+one local Ray of two CPUs for the whole run (``ray_local``); the crash test, also ``slow``, runs
+drivers of their own (``pytest -m "ray and slow"``).
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,7 @@ from kinsight.indexers.records import Record
 SPEC = "fake:dim=32,max_tokens=8"  # short chunks: items of several chunks cross slice bounds
 OPTIONS = IngestOptions(collection="docs", encoder=SPEC, batch_size=8)
 MINILM = "sentence-transformers:all-MiniLM-L6-v2"
+CRASH_CHILD = Path(__file__).with_name("ray_crash_child.py")
 
 
 def docs(n: int) -> list[Record]:
@@ -168,3 +172,37 @@ def test_workers_go_with_targets_only(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["anomalies", "--store", str(tmp_path / "s"),
                                       "--workers", "2"])
     assert result.exit_code == 2 and "--targets" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_driver_killed_mid_ingest_reencodes_only_what_was_not_committed(tmp_path: Path
+                                                                          ) -> None:
+    pytest.importorskip("ray")
+    total = 4000
+    child = subprocess.Popen([sys.executable, str(CRASH_CHILD), str(tmp_path), str(total)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    acked: set[str] = set()
+    assert child.stdout is not None
+    for line in child.stdout:  # kill once a few batches are committed: mid-ingest
+        if line.startswith("ACK"):
+            acked.update(line.split()[1:])
+        if len(acked) >= 200:
+            break
+    child.send_signal(signal.SIGKILL)
+    rest, _ = child.communicate(timeout=60)
+    acked.update(i for line in rest.splitlines() if line.startswith("ACK")
+                 for i in line.split()[1:])
+    assert "REPORT" not in rest, "the ingest finished before the kill; give it more records"
+    with Store(tmp_path) as store:
+        committed = store.collection("docs").count()
+        assert not set(acked) - {item.id for item in store.collection("docs").get(sorted(acked))}
+    assert len(acked) <= committed < total
+
+    again = subprocess.run([sys.executable, str(CRASH_CHILD), str(tmp_path), str(total)],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    written, unchanged = map(int, again.stdout.splitlines()[-1].split()[1:])
+    assert (written, unchanged) == (total - committed, committed)  # nothing encoded twice
+    with Store(tmp_path) as store:
+        assert store.collection("docs").count() == total
