@@ -124,7 +124,7 @@ class RayExecutor:
                       ) -> Generator[dict[str, np.ndarray], None, None]:
         ray = self.ray
         pending: deque[tuple[Any, int] | None] = deque()  # (result, actor) per job; None: empty
-        busy: list[int] = []  # jobs out per actor
+        busy = [0] * len(self.actors)  # jobs out per actor (none before the first job)
 
         def collect() -> dict[str, np.ndarray]:
             head = pending.popleft()
@@ -179,6 +179,7 @@ class RayExecutor:
         gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
         count = self.workers or (gpus or max(1, int(cpus) // CPUS_PER_WORKER))
         if gpus and count > gpus:
+            self.close()
             raise InvalidInputError(f"{count} Ray workers asked for, but the cluster has {gpus} "
                                     f"GPU(s), one per worker; give --workers {gpus} or fewer")
         threads = None if gpus else max(1, int(cpus // count))
@@ -232,5 +233,5 @@ def _worker_error(error: Exception) -> Exception:
         return cause
     log.debug("Ray worker failure", exc_info=error)
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return EncoderError(f"a Ray worker failed ({type(error).__name__}: {first}); rerun the "
-                        "ingest (what was written is kept and not encoded again)")
+    return EncoderError(f"a Ray worker failed ({type(error).__name__}: {first}); run the command "
+                        "again (an ingest keeps what it wrote and does not encode it again)")

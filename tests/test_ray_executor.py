@@ -121,7 +121,8 @@ def test_results_come_in_order_with_a_bounded_window(ray_local: None) -> None:
 
     local = LocalExecutor({"text": load_encoder(SPEC)})
     try:
-        for n, block in enumerate(executor.encode_stream(jobs())):
+        assert list(executor.encode_stream([EncodeJob(texts={"text": ["warm"]})]))  # starts them
+        for n, block in enumerate(executor.encode_stream(jobs())):  # a second stream, same actors
             assert sent - n <= IN_FLIGHT_PER_WORKER * 2  # never more jobs out than the window
             expected = local.encode(EncodeJob(texts={"text": [f"job {n} word{m}"
                                                               for m in range(n % 4)]}))
