@@ -6,7 +6,10 @@ runs alternate (raw, kinsight, raw, kinsight, ...) so drift of the machine hits 
 headline is kinsight_time / raw_time (target: under 1.10). A re-ingest of the same records shows
 what skipping unchanged items costs. A third arm runs kinsight's own stages one after another in
 one thread (the loop ingest was before the pipeline) on the same records, so the pipeline's gain
-from overlapping reading, encoding and DuckDB writes is measured beside it.
+from overlapping reading, encoding and DuckDB writes is measured beside it. With Ray installed
+(``bash scripts/setup.sh --ray``), the same ingest on the ``ray`` executor with 1 and 2 workers (a
+local Ray of the same CPU count; each worker loads the model before the timed run, and that start
+is reported apart): docs/s, the ratio to ``local`` and the worst |cosine - 1| against its vectors.
 
     .venv/bin/python benchmarks/ingest_throughput.py                 # 2000 docs, 2 reps: ~5 min
     .venv/bin/python benchmarks/ingest_throughput.py --docs 200 --repeats 1   # a quick check
@@ -15,6 +18,7 @@ from overlapping reading, encoding and DuckDB writes is measured beside it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import statistics
@@ -32,6 +36,7 @@ from kinsight.engine import Store, load_encoder
 from kinsight.indexers import IngestOptions, IngestReport, ingest_records
 from kinsight.indexers.chunking import chunk_text, words_per_chunk
 from kinsight.indexers.devices import configure_cpu_threads
+from kinsight.indexers.executors import EncodeJob
 from kinsight.indexers.model_cache import VARIANT_ENV
 from kinsight.indexers.pipeline import IngestPipeline, load_encoders
 from kinsight.indexers.records import Record
@@ -118,12 +123,34 @@ def sequential_ingest(records: list[Record], options: IngestOptions) -> float:
             pipeline = IngestPipeline(collection, options, load_encoders(options))
             report = IngestReport()
             for batch in pipeline._read(records):
-                pipeline._write(pipeline._encode(pipeline._diff(batch)), report, None)
+                encoded = next(pipeline._encode(iter([pipeline._diff(batch)])))
+                pipeline._write(encoded, report, None)
             collection.refresh()
         seconds = time.perf_counter() - start
     if report.written != len(records):
         raise SystemExit(f"the sequential arm wrote {report.written} of {len(records)} items")
     return seconds
+
+
+def ray_ingest(records: list[Record], options: IngestOptions, workers: int
+               ) -> tuple[float, float, IngestReport, np.ndarray]:
+    """Ingest into a fresh store on ``workers`` Ray actors, started (models loaded) before the
+    clock starts. Returns the workers' start seconds, the ingest's seconds (open..close), its
+    report and the stored vectors in ingest order."""
+    from kinsight.indexers.ray_executor import RayExecutor
+
+    start = time.perf_counter()
+    executor = RayExecutor({options.space: options.encoder}, workers=workers)
+    list(executor.encode_stream([EncodeJob(texts={options.space: ["warm-up"]})]))
+    started = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="kinsight-ingest-bench-") as tmp:
+        start = time.perf_counter()
+        with Store(tmp) as store:
+            report = ingest_records(store, records, options, progress=False, executor=executor)
+        seconds = time.perf_counter() - start
+        with Store(tmp) as store:
+            blocks = list(store.collection(options.collection).vector_blocks(options.space))
+    return started, seconds, report, np.concatenate([v for _, v, _ in blocks])
 
 
 def main() -> None:
@@ -133,6 +160,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-per-batch", action="store_true",
                         help="skip the raw-encode-per-ingest-batch arm (saves ~1/3 of the time)")
+    parser.add_argument("--no-ray", action="store_true",
+                        help="skip the ray executor arms (run only when Ray is installed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -167,6 +196,15 @@ def main() -> None:
     reingest_times: list[float] = []
     reports: list[IngestReport] = []
     max_diff = 0.0
+    ray_workers = () if args.no_ray or importlib.util.find_spec("ray") is None else (1, 2)
+    if ray_workers:
+        import ray
+
+        # A Ray of the CPUs local gets; the variant pinned above is passed on to its workers.
+        ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False)
+    ray_times: dict[int, list[float]] = {w: [] for w in ray_workers}
+    ray_starts: dict[int, list[float]] = {w: [] for w in ray_workers}
+    ray_cos: dict[int, float] = {w: 0.0 for w in ray_workers}
     for rep in range(args.repeats):
         seconds, raw_vectors = raw_encode(model, texts)
         raw_times.append(seconds)
@@ -184,6 +222,17 @@ def main() -> None:
         reports.append(report)
         print(f"rep {rep + 1}: kinsight ingest {seconds:.1f}s (re-ingest {again_seconds:.2f}s)",
               flush=True)
+        for workers in ray_workers:
+            started, seconds, ray_report, ray_vectors = ray_ingest(records, options, workers)
+            if ray_report.chunks != len(texts):
+                raise SystemExit(f"ray ingest encoded {ray_report.chunks} chunks, local "
+                                 f"{len(texts)}")
+            cosines = np.sum(ray_vectors * stored, axis=1)  # both unit length, same order
+            ray_cos[workers] = max(ray_cos[workers], float(np.max(np.abs(cosines - 1))))
+            ray_times[workers].append(seconds)
+            ray_starts[workers].append(started)
+            print(f"rep {rep + 1}: kinsight ingest on {workers} Ray worker(s) {seconds:.1f}s "
+                  f"(their start {started:.1f}s)", flush=True)
         sequential_times.append(sequential_ingest(records, options))
         print(f"rep {rep + 1}: kinsight stages in sequence {sequential_times[-1]:.1f}s",
               flush=True)
@@ -209,6 +258,13 @@ def main() -> None:
     reingest = statistics.median(reingest_times)
     rows.append(["kinsight re-ingest, all unchanged", reingest, n / reingest, 0.0,
                  reingest / raw])
+    ray_rows: list[list[Any]] = [["local (in process)", 0.0, kin, n / kin, 1.0, "0"]]
+    for workers in ray_workers:
+        seconds = statistics.median(ray_times[workers])
+        rows.append([f"kinsight ingest, ray executor, {workers} worker(s)", seconds, n / seconds,
+                     len(texts) / seconds, seconds / raw])
+        ray_rows.append([f"ray, {workers} worker(s)", statistics.median(ray_starts[workers]),
+                         seconds, n / seconds, kin / seconds, f"{ray_cos[workers]:.1e}"])
     print_table(f"Ingest throughput: {n} Debian docs, {len(texts)} chunks, all-MiniLM-L6-v2, "
                 f"{threads} torch threads, median of {args.repeats}",
                 ["run", "seconds", "docs/s", "chunks/s", "time / raw"], rows)
@@ -222,6 +278,11 @@ def main() -> None:
                        stages["encode"] - raw, (stages["encode"] - raw) / kin])
     print_table("kinsight stages (report.seconds, median)", ["stage", "seconds", "share"],
                 stage_rows)
+    if ray_workers:
+        print_table(f"Encode executors: ingest_records on the same {n} docs, {threads} CPUs "
+                    "(worker start: Ray actors loading the model, before the timed run)",
+                    ["executor", "worker start s", "seconds", "docs/s", "docs/s / local",
+                     "max |cos - 1| vs local"], ray_rows)
     ratio = kin / raw
     print(f"\nkinsight / raw = {ratio:.3f} ({'within' if ratio < 1.10 else 'OVER'} the 10% target);"
           f" max |vector difference| = {max_diff:.2e}; pipeline / stages in sequence = "
@@ -234,11 +295,15 @@ def main() -> None:
         "sequential_stages_seconds": sequential_times,
         "ratio_kinsight_over_raw": ratio, "kinsight_stages_median": stages,
         "kinsight_stages": [r.seconds for r in reports], "max_abs_vector_diff": max_diff,
+        "ray_seconds": {str(w): t for w, t in ray_times.items()},
+        "ray_worker_start_seconds": {str(w): t for w, t in ray_starts.items()},
+        "ray_max_abs_cos_minus_1": {str(w): c for w, c in ray_cos.items()},
         "git": git_state(),
         "command": "benchmarks/ingest_throughput.py"
                    + (f" --docs {args.docs}" if args.docs != 2000 else "")
                    + (f" --repeats {args.repeats}" if args.repeats != 2 else "")
-                   + (" --no-per-batch" if args.no_per_batch else ""),
+                   + (" --no-per-batch" if args.no_per_batch else "")
+                   + (" --no-ray" if args.no_ray else ""),
     })
 
 

@@ -1,15 +1,18 @@
 """Where the encode stage of the ingest pipeline runs: the ``EncodeExecutor`` interface.
 
 The pipeline hands each batch's inputs to an executor as one ``EncodeJob`` (the chunk texts of
-every text space, the decoded pictures of every image space) and gets one block of vectors per
-space back, row for row. ``LocalExecutor`` (the default) runs the encoders the pipeline loaded, in
-this process. An executor that spreads jobs over workers (Ray actors, each loading the model from
-its path) fits behind the same two methods; the pipeline stays the only writer either way.
+every text space, the decoded pictures of every image space), as a stream of jobs, and gets one
+block of vectors per space back for each job, row for row, in the order of the jobs.
+``LocalExecutor`` (the default) runs the encoders the pipeline loaded, in this process, one job at
+a time. ``ray_executor.RayExecutor`` spreads the jobs over Ray actors, each loading the model from
+its path, with a few jobs in flight; the pipeline stays the only writer either way. Each job is
+encoded whole, by one encoder call, so the vectors do not depend on the executor (int8 variants
+quantise a batch's activations together: cutting a job differently would move its vectors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,10 +33,13 @@ class EncodeJob:
 
 
 class EncodeExecutor(Protocol):
-    """Turns jobs into vectors: ``encode`` returns, for every space of the job, float32
-    ``(inputs, dim)`` in the order of its inputs; ``close`` releases workers (once, at the end)."""
+    """Turns jobs into vectors: ``encode_stream`` yields, for each job in order, the vectors of
+    every space of the job, float32 ``(inputs, dim)`` in the order of its inputs (an empty job:
+    ``{}``); it may take a few jobs ahead of what it has yielded. ``close`` releases workers (once,
+    at the end)."""
 
-    def encode(self, job: EncodeJob) -> dict[str, np.ndarray]: ...
+    def encode_stream(self, jobs: Iterable[EncodeJob]
+                      ) -> Generator[dict[str, np.ndarray], None, None]: ...
 
     def close(self) -> None: ...
 
@@ -46,7 +52,13 @@ class LocalExecutor:
         self.encoders = dict(encoders)
         self.gpu_jpeg = frozenset(gpu_jpeg)
 
+    def encode_stream(self, jobs: Iterable[EncodeJob]
+                      ) -> Generator[dict[str, np.ndarray], None, None]:
+        for job in jobs:
+            yield self.encode(job)
+
     def encode(self, job: EncodeJob) -> dict[str, np.ndarray]:
+        """One job's vectors (see ``EncodeExecutor``)."""
         vectors: dict[str, np.ndarray] = {}
         if job.pixels:
             from .image_ingest import image_vectors  # torch: only for pictures

@@ -161,21 +161,23 @@ def timed(report: IngestReport, stage: str) -> Iterator[None]:
 
 
 def ingest_file(store: Store, path: str | Path, options: IngestOptions, *,
-                progress: bool = True, on_commit: Callable[[list[str]], None] | None = None
-                ) -> IngestReport:
+                progress: bool = True, on_commit: Callable[[list[str]], None] | None = None,
+                executor: EncodeExecutor | None = None) -> IngestReport:
     """Ingest a JSONL, CSV or Parquet file, or a folder of .txt/.md files (of images, when
-    ``options`` has an image space: then relative image paths are relative to the list file)."""
+    ``options`` has an image space: then relative image paths are relative to the list file);
+    ``executor`` as in ``ingest_records``."""
     if not options.has_images:
         _prepare_encoders(path, options, progress)
         text_fields = tuple(dict.fromkeys(f for s in options.sources() for f in s.fields))
         records = read_records(path, id_field=options.id_field, text_fields=text_fields)
-        return ingest_records(store, records, options, progress=progress, on_commit=on_commit)
+        return ingest_records(store, records, options, progress=progress, on_commit=on_commit,
+                              executor=executor)
     from .image_ingest import read_image_records
 
     _prepare_image_encoders(path, options, progress)
     pictures, image_root = read_image_records(path, options)
     return ingest_records(store, pictures, options, progress=progress, on_commit=on_commit,
-                          image_root=image_root)
+                          image_root=image_root, executor=executor)
 
 
 def _prepare_encoders(path: str | Path, options: IngestOptions, progress: bool) -> None:

@@ -10,20 +10,23 @@ whatever the input, and DuckDB commits batch n while n+1 is encoded and n+2 read
   content is unchanged but whose other fields changed become field updates (no encoder runs);
   the rest have their texts chunked;
 - decode (image spaces only): their pictures, on a few threads (``image_ingest.PictureDecoder``);
-- encode: every space's inputs of the batch, by the executor (``executors``; ``local`` by default);
+- encode: every space's inputs of the batch as one job, by the executor (``executors``; ``local``
+  by default, in this process; ``ray_executor`` spreads the jobs over workers, a few in flight);
 - write, in the caller's thread, the only writer: the batch's items with their vectors and its
   field updates, in one transaction; only then is the batch acknowledged
   (``on_commit``), so whatever was acknowledged survives a crash, and a rerun encodes only what
   was not committed.
 
 Each stage's time is added up in ``IngestReport.seconds`` (as the stages overlap, their sum is
-more than the time the ingest took, ``IngestReport.wall_seconds``).
+more than the time the ingest took, ``IngestReport.wall_seconds``); the encode stage's is the time
+it waited for vectors and put the items together, not the time it waited for batches to encode.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +53,7 @@ from .ingest import (
     text_of,
 )
 from .records import Problem, Record
-from .stages import pipelined
+from .stages import Streamed, pipelined
 
 __all__ = ["IngestPipeline", "load_encoders"]
 
@@ -141,12 +144,12 @@ class IngestPipeline:
         """Ingest ``records``; see the module docstring. Closes the executor at the end."""
         started = time.perf_counter()
         report = IngestReport()
-        steps: list[Callable[[_Batch], _Batch]] = [self._diff]
+        steps: list[Callable[[_Batch], _Batch] | Streamed] = [self._diff]
         if self.decoder is not None:
             report.seconds = {"read": 0.0, "diff": 0.0, "decode": 0.0, "encode": 0.0,
                               "write": 0.0}
             steps.append(self._decode)
-        steps.append(self._encode)
+        steps.append(Streamed(self._encode))
         bar = tqdm(desc=f"ingest {self.options.collection}", unit=" items",
                    disable=not progress, dynamic_ncols=True)
         try:
@@ -222,12 +225,39 @@ class IngestPipeline:
         batch.timed("decode", since)
         return batch
 
-    def _encode(self, batch: _Batch) -> _Batch:
-        since = time.perf_counter()
-        job = EncodeJob(texts={space: [c.text for _, chunks in pairs for c in chunks]
-                               for space, pairs in batch.chunks.items() if pairs},
-                        pixels=batch.pixels)
-        vectors = self.executor.encode(job) if job.texts or job.pixels else {}
+    def _encode(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
+        waiting: deque[_Batch] = deque()  # handed to the executor, vectors not back yet
+        idle = 0.0  # time spent waiting for the next batch, not encoding
+
+        def jobs() -> Iterator[EncodeJob]:
+            nonlocal idle
+            while True:
+                since = time.perf_counter()
+                batch = next(batches, None)
+                idle += time.perf_counter() - since
+                if batch is None:
+                    return
+                waiting.append(batch)
+                yield EncodeJob(texts={space: [c.text for _, chunks in pairs for c in chunks]
+                                       for space, pairs in batch.chunks.items() if pairs},
+                                pixels=batch.pixels)
+
+        results = self.executor.encode_stream(jobs())
+        try:
+            while True:
+                since, idle_before = time.perf_counter(), idle
+                vectors = next(results, None)
+                if vectors is None:
+                    return
+                batch = waiting.popleft()
+                self._assemble(batch, vectors)
+                batch.timed("encode", since + idle - idle_before)
+                yield batch
+        finally:
+            results.close()  # a stopped run drops the jobs still in flight
+
+    def _assemble(self, batch: _Batch, vectors: dict[str, np.ndarray]) -> None:
+        """The batch's items, each with its slice of the job's vectors."""
         per_item: dict[str, dict[str, np.ndarray]] = {r.id: {} for r in batch.changed}
         spans: dict[str, dict[str, list[tuple[int, int]]]] = {r.id: {} for r in batch.changed}
         for space, block in vectors.items():
@@ -247,8 +277,6 @@ class IngestPipeline:
             batch.items.append(Item(id=record.id, fields=fields,
                                     content_hash=batch.hashes[record.id],
                                     vectors=per_item[record.id], spans=spans[record.id]))
-        batch.timed("encode", since)
-        return batch
 
     def _write(self, batch: _Batch, report: IngestReport,
                on_commit: Callable[[list[str]], None] | None) -> None:

@@ -8,7 +8,9 @@ cleanly, and torch's DataLoader maps a dataset rather than a stream; so this is 
 
 ``pipelined(source, steps)`` yields ``steps[-1](...steps[0](batch))`` for each batch of
 ``source``, in order, in the caller's thread, which does the last stage (the writes) itself. At
-most ``depth`` batches wait between two stages, so memory stays bounded whatever the input.
+most ``depth`` batches wait between two stages, so memory stays bounded whatever the input. A step
+wrapped in ``Streamed`` maps the stream of batches to the stream of results instead (one result
+per batch, in order), so it can work on a few batches at once (encoders on several workers).
 An exception in any stage (the source's iteration included) stops every stage and is raised in
 the caller, as the stage raised it; the caller's own exception, or its leaving the loop early,
 stops them too. Either way every thread has ended when the generator closes.
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["pipelined"]
+__all__ = ["Streamed", "pipelined"]
 
 _POLL_SECONDS = 0.1  # how soon a blocked stage notices that the run stopped
 
@@ -39,8 +41,16 @@ class _Failed:
 _STOPPED = object()
 
 
-def pipelined(source: Iterable[Any], steps: Sequence[Callable[[Any], Any]], *, depth: int = 2,
-              name: str = "kinsight-stage") -> Iterator[Any]:
+@dataclass(frozen=True)
+class Streamed:
+    """A step that takes the iterator of its batches and yields one result per batch, in order;
+    it may read a few batches ahead of what it has yielded."""
+
+    step: Callable[[Iterator[Any]], Iterator[Any]]
+
+
+def pipelined(source: Iterable[Any], steps: Sequence[Callable[[Any], Any] | Streamed], *,
+              depth: int = 2, name: str = "kinsight-stage") -> Iterator[Any]:
     """Each batch of ``source`` through ``steps``, every step in its own thread; see the module
     docstring."""
     stop = threading.Event()
@@ -56,19 +66,30 @@ def pipelined(source: Iterable[Any], steps: Sequence[Callable[[Any], Any]], *, d
             return
         _put(links[0], _End(), stop)
 
-    def work(step: Callable[[Any], Any], inbox: queue.Queue[Any], outbox: queue.Queue[Any]
-             ) -> None:
-        while (batch := _get(inbox, stop)) is not _STOPPED:
-            if isinstance(batch, _End | _Failed):
-                _put(outbox, batch, stop)
-                return
-            try:
-                result = step(batch)
-            except BaseException as e:
-                _put(outbox, _Failed(e), stop)
-                return
-            if not _put(outbox, result, stop):
-                return
+    def work(step: Callable[[Any], Any] | Streamed, inbox: queue.Queue[Any],
+             outbox: queue.Queue[Any]) -> None:
+        ended: list[_End | _Failed] = []
+
+        def batches() -> Iterator[Any]:
+            while (batch := _get(inbox, stop)) is not _STOPPED:
+                if isinstance(batch, _End | _Failed):
+                    ended.append(batch)
+                    return
+                yield batch
+
+        results = step.step(batches()) if isinstance(step, Streamed) else map(step, batches())
+        try:
+            for result in results:
+                if not _put(outbox, result, stop):
+                    return
+        except BaseException as e:
+            _put(outbox, _Failed(e), stop)
+            return
+        finally:
+            if isinstance(results, Generator):
+                results.close()  # a streamed step's own clean-up runs in its thread
+        if ended:
+            _put(outbox, ended[0], stop)
 
     threads = [threading.Thread(target=read, name=f"{name}-read", daemon=True)]
     threads += [threading.Thread(target=work, args=(step, links[n], links[n + 1]),

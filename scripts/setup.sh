@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (once) and install kinsight with every extra, editable. Safe to re-run.
 # --bench also installs the baselines the benchmarks compare with (the bench extra: PyOD).
+# --ray also installs Ray, for encoding on Ray workers (kinsight ingest --workers N / --ray ADDR).
 # pip's own output (pages of notes about package indexes and editable builds) goes to
 # .venv/install.log; it is shown only when the install fails.
 set -euo pipefail
@@ -9,8 +10,9 @@ PYTHON="${PYTHON:-python3}"
 extras=all
 for arg in "$@"; do
     case "$arg" in
-        --bench) extras=all,bench ;;
-        *) echo "usage: bash scripts/setup.sh [--bench]" >&2; exit 2 ;;
+        --bench) extras="$extras,bench" ;;
+        --ray) extras="$extras,ray" ;;
+        *) echo "usage: bash scripts/setup.sh [--bench] [--ray]" >&2; exit 2 ;;
     esac
 done
 if [ ! -x .venv/bin/python ]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from kinsight.api.http import Settings, create_app
 from kinsight.engine import EncoderInfo, Item, Store
+from kinsight.indexers import model_cache
 from kinsight.indexers.image_variants import IMAGE_VARIANT_ENV
 from kinsight.indexers.model_cache import CACHE_ENV, VARIANT_ENV
 
@@ -34,6 +36,19 @@ def model_cache_dir(tmp_path_factory):
         patch.setenv(VARIANT_ENV, "torch-fp32")
         patch.setenv(IMAGE_VARIANT_ENV, "torch-fp32")
         yield folder
+
+
+@pytest.fixture(scope="session")
+def minilm_export(model_cache_dir: Path) -> Path:
+    """The ONNX export of the bundled MiniLM, made once per run (~10-20 s), in the run's cache."""
+    from kinsight.indexers.onnx_export import ensure_onnx_export
+    from kinsight.indexers.sentence_encoder import local_folder, weights_fingerprint
+
+    folder = local_folder("")
+    assert folder is not None
+    fingerprint = weights_fingerprint(folder)
+    ensure_onnx_export(folder, fingerprint, model_cache.onnx_dir(fingerprint))
+    return model_cache.onnx_dir(fingerprint)
 
 
 @pytest.fixture

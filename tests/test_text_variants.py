@@ -1,8 +1,8 @@
 """The fast CPU variants of the text model: ONNX export, the quality gate, the recorded choice.
 
-The real MiniLM is exported once per test run into the run's cache folder (conftest); each test
-that records a choice gets a cache of its own that links to that export, so tests do not see each
-other's choices.
+The real MiniLM is exported once per test run into the run's cache folder (conftest's
+``minilm_export``); each test that records a choice gets a cache of its own that links to that
+export, so tests do not see each other's choices.
 """
 
 from __future__ import annotations
@@ -42,19 +42,6 @@ def debian_texts(n: int) -> list[Record]:
     rows = pq.read_table(demo_data() / "debian_sample.parquet").slice(0, n).to_pylist()
     return [Record(id=r.pop("id"), fields=r, source="debian_sample.parquet", line=i + 1)
             for i, r in enumerate(rows)]
-
-
-@pytest.fixture(scope="session")
-def minilm_export(model_cache_dir: Path) -> Path:
-    """The ONNX export of the bundled MiniLM, made once per run (~10-20 s)."""
-    from kinsight.indexers.onnx_export import ensure_onnx_export
-    from kinsight.indexers.sentence_encoder import local_folder, weights_fingerprint
-
-    folder = local_folder("")
-    assert folder is not None
-    fingerprint = weights_fingerprint(folder)
-    ensure_onnx_export(folder, fingerprint, model_cache.onnx_dir(fingerprint))
-    return model_cache.onnx_dir(fingerprint)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,8 +34,12 @@ from .common import (
     open_store,
     pick_collection,
 )
+from .executor_options import RayOpt, WorkersOpt, encode_executor
 from .option_params import options_command
 from .results import busy, check_export_path, export_table
+
+if TYPE_CHECKING:
+    from kinsight.indexers.executors import EncodeExecutor
 
 __all__ = ["anomalies_command"]
 
@@ -72,6 +76,8 @@ def anomalies_command(
     out: Annotated[Path | None, typer.Option(
         help="Write every score to a .csv or .parquet file.")] = None,
     top: Annotated[int, typer.Option(min=0, help="Items shown, worst first (0: all).")] = 20,
+    workers: WorkersOpt = None,
+    ray_address: RayOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a detector on reference items, score the targets, flag those past the threshold.
@@ -85,6 +91,9 @@ def anomalies_command(
         fail("give --reference-where or --reference-collection, not both")
     if targets is not None and target_where is not None:
         fail("give --target-where or --targets, not both")
+    if (workers or ray_address) and targets is None:
+        fail("--workers/--ray encode the new items of --targets FILE; stored items are not "
+             "encoded again")
     if detector is not None and (reference_where or reference_collection):
         fail("--detector brings its own reference; leave out --reference-where/-collection")
     check_export_path(out)
@@ -103,7 +112,10 @@ def anomalies_command(
             model.save(save_detector)
         target_set: Any = SqlWhere(target_where) if target_where else None
         if targets is not None:
-            target_set = _new_items(chosen_space, targets, tuple(text_field or ["text"]), id_field)
+            executor = encode_executor({chosen_space.name: chosen_space.encoder.spec}, workers,
+                                       ray_address)
+            target_set = _new_items(chosen_space, targets, tuple(text_field or ["text"]), id_field,
+                                    executor)
         with busy("scoring", as_json):
             result = coll.anomalies(chosen, targets=target_set, model=model)
         if out is not None:
@@ -124,7 +136,8 @@ def anomalies_command(
         err.print(f"wrote {len(result.scores)} scores to {out}")
 
 
-def _new_items(space: Any, path: Path, text_fields: tuple[str, ...], id_field: str) -> NewVectors:
+def _new_items(space: Any, path: Path, text_fields: tuple[str, ...], id_field: str,
+               executor: EncodeExecutor | None) -> NewVectors:
     from kinsight.indexers import Problem, Record, read_records
     from kinsight.indexers.embed import encode_items
 
@@ -138,7 +151,7 @@ def _new_items(space: Any, path: Path, text_fields: tuple[str, ...], id_field: s
         fail(f"{path} has no usable records with text in {', '.join(text_fields)}")
     texts = ["\n\n".join(str(r.fields[f]).strip() for f in text_fields if r.fields.get(f))
              for r in records]
-    return NewVectors(encode_items(space, texts), ids=[r.id for r in records])
+    return NewVectors(encode_items(space, texts, executor=executor), ids=[r.id for r in records])
 
 
 def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:

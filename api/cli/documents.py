@@ -47,6 +47,7 @@ from .common import (
     pick_collection,
     progress_bar,
 )
+from .executor_options import RayOpt, WorkersOpt, encode_executor
 
 if TYPE_CHECKING:
     from kinsight.indexers.ingest import IngestOptions
@@ -96,6 +97,8 @@ def ingest(
                               "records of a JSONL, CSV or Parquet file: nothing is encoded, ids "
                               "not stored are listed and not added, and fields a vector space "
                               "is made from are left as they are.")] = False,
+    workers: WorkersOpt = None,
+    ray_address: RayOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read records, embed their text (or pictures) and store them; re-running skips unchanged
@@ -125,6 +128,8 @@ def ingest(
                             encoder=encoder or DEFAULT_TEXT_ENCODER, batch_size=batch_size,
                             spaces=spaces, max_chunks=max_chunks, language=language)
     _check_before_loading_models(path, options)
+    if fields_only and (workers or ray_address):
+        fail("--fields-only encodes nothing; drop --workers/--ray")
     if fields_only:
         if path.is_dir():
             fail(f"{path} is a folder; --fields-only reads a JSONL, CSV or Parquet file of "
@@ -134,11 +139,13 @@ def ingest(
         with open_store(store) as opened:
             report = update_fields_file(opened, path, options, progress=not as_json)
     else:
+        executor = encode_executor({s.name: s.encoder for s in options.sources()}, workers,
+                                   ray_address)  # before the store opens: Ray may be missing
         with open_store(store, create=True) as opened:
             if collection is None and options.collection not in opened.list_collections():
                 err.print(f"ingesting into the new collection {options.collection!r} "
                           "(--collection NAME to choose)", highlight=False)
-            report = ingest_file(opened, path, options, progress=not as_json)
+            report = ingest_file(opened, path, options, progress=not as_json, executor=executor)
     if as_json:
         console.print_json(data={
             "read": report.read, "written": report.written, "updated": report.updated,
