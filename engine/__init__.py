@@ -10,6 +10,7 @@ from .anomalies import AnomalyOptions, AnomalyResult, NewVectors, ReferenceModel
 from .batch import Answer, RecommendCall, SearchCall
 from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
+from .drift import DriftRow, drift, drift_by
 from .embedding import Embeddings
 from .encoders import (
     DEFAULT_TEXT_ENCODER,
@@ -80,6 +81,7 @@ __all__ = [
     "Collection",
     "Condition",
     "DimensionMismatchError",
+    "DriftRow",
     "DuplicateOptions",
     "DuplicatesResult",
     "Embeddings",
@@ -134,6 +136,8 @@ __all__ = [
     "cluster",
     "count_interactions",
     "count_users",
+    "drift",
+    "drift_by",
     "fit_reference",
     "get_run",
     "list_runs",
