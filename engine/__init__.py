@@ -54,7 +54,14 @@ from .mismatch import (
 )
 from .options import Progress, option_default, within_bounds
 from .probes import ProbeOptions, ProbeResult
-from .recommend import STRATEGIES, RecommendOptions, WeightedExample, recommend, recommend_users
+from .recommend import (
+    RECOMMEND_MODES,
+    STRATEGIES,
+    RecommendOptions,
+    WeightedExample,
+    recommend,
+    recommend_users,
+)
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .schema import validate_collection_name, validate_space_name
 from .search import FUSIONS, ById, ChunkMatch, Fusion, Hit, Query, SearchMode, SearchOptions
@@ -68,6 +75,7 @@ __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "FUSIONS",
     "NOISE",
+    "RECOMMEND_MODES",
     "STRATEGIES",
     "AlreadyExistsError",
     "And",
