@@ -2,9 +2,10 @@
 
 Quality: for each package with a related package (Debian's recommends/suggests/enhances) in the
 corpus, is a related package among its top 10 recommendations? Hit rate (share of packages with at
-least one) and Recall@10 (share of their related packages found), for dense recommendations
-(average_vector of the one item), best_score, BM25 "more like this" (the item's text as a BM25
-query), hybrid "more like this", and random; then the effect of MMR diversity on hit rate and
+least one) and Recall@10 (share of their related packages found), for kinsight's default (hybrid
+"more like this": the item's vector and its text as a BM25 query, search's weighted fusion),
+dense recommendations (average_vector of the one item), best_score, BM25 "more like this",
+reciprocal-rank fusion of dense and BM25, and random; then the effect of MMR diversity on hit rate and
 intra-list similarity (mean pairwise cosine of the 10 items).
 
 Speed, at 33k items: latency of one item-to-item call against a raw FAISS query with the same
@@ -13,6 +14,8 @@ per user. Users are synthetic: each picks 5-30 packages of one or two sections, 
 kinds (view, like, purchase, dislike) over the last 90 days.
 
     .venv/bin/python benchmarks/recommend.py             # all related pairs (~10 min on 2 cores)
+    .venv/bin/python benchmarks/recommend.py --store-docs 6000 --split test  # packages outside
+                                                        # the development sample only
     .venv/bin/python benchmarks/recommend.py --docs 2000 # the first 2,000 packages with pairs
 """
 
@@ -26,7 +29,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 import numpy as np
-from _common import DATA, debian_store, item_vectors, print_table, save
+from _common import DATA, debian_store, item_vectors, print_table, save, split_rows
 
 from kinsight.engine import (
     ById,
@@ -37,7 +40,7 @@ from kinsight.engine import (
     recommend,
     recommend_users,
 )
-from kinsight.engine.search import SearchOptions, search
+from kinsight.engine.search import Fusion, SearchOptions, search
 
 K = 10
 
@@ -83,15 +86,17 @@ def quality_and_latency(coll, related, ids, matrix, seed) -> tuple[list, list, d
     row = {i: n for n, i in enumerate(ids)}
     docs = list(related)
     rng = random.Random(seed)
-    dense_opts = RecommendOptions(k=K, return_fields=())
+    dense_opts = RecommendOptions(k=K, mode="dense", return_fields=())
     methods = {
+        "kinsight default (hybrid)": lambda d: [h.id for h in recommend(
+            coll, [d], options=RecommendOptions(k=K, return_fields=()))],
         "dense (average_vector)": lambda d: [h.id for h in recommend(coll, [d], options=dense_opts)],
         "dense (best_score)": lambda d: [h.id for h in recommend(coll, [d], options=RecommendOptions(
             k=K, strategy="best_score", return_fields=()))],
         "BM25 more-like-this": lambda d: [h.id for h in search(coll, ById(d), SearchOptions(
             k=K, mode="bm25", return_fields=()))],
-        "hybrid more-like-this": lambda d: [h.id for h in search(coll, ById(d), SearchOptions(
-            k=K, mode="hybrid", return_fields=()))],
+        "RRF of dense and BM25": lambda d: [h.id for h in search(coll, ById(d), SearchOptions(
+            k=K, mode="hybrid", fusion=Fusion(method="rrf"), return_fields=()))],
         "random": lambda d: rng.sample([i for i in ids if i != d][:50_000], K),
     }
     quality, latency, found_by = [], [], {}
@@ -103,7 +108,7 @@ def quality_and_latency(coll, related, ids, matrix, seed) -> tuple[list, list, d
         latency.append((name, float(np.median(ms)), float(np.percentile(ms, 95))))
         print(f"{name}: hit rate {hit:.3f}, recall@10 {recall:.3f}, p50 {np.median(ms):.1f} ms")
     for diversity in (0.1, 0.25, 0.5):
-        options = RecommendOptions(k=K, diversity=diversity, return_fields=())
+        options = RecommendOptions(k=K, diversity=diversity, mode="dense", return_fields=())
         found, ms = timed(docs, lambda d, o=options: [h.id for h in recommend(coll, [d], options=o)])
         hit, recall = scores(found, related)
         name = f"dense + MMR diversity {diversity}"
@@ -173,16 +178,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=None,
                         help="evaluate the first N packages that have related packages")
+    parser.add_argument("--store-docs", type=int, default=None,
+                        help="the store of N packages (default: all)")
+    parser.add_argument("--split", choices=("dev", "test", "all"), default="all",
+                        help="packages whose recommendations are scored")
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    with debian_store() as store:
+    with debian_store(args.store_docs) as store:
         coll = store.collection("debian")
         ids, matrix = item_vectors(coll)
         fields = coll.fields_of(ids)
         sections = [str(fields[i].get("section")) for i in ids]
-        related = related_pairs(set(ids))
+        scored = {ids[i] for i in split_rows(ids, args.split)}
+        related = {d: r for d, r in related_pairs(set(ids)).items() if d in scored}
         if args.docs:
             related = dict(list(related.items())[: args.docs])
         print(f"{len(related)} packages with {sum(map(len, related.values()))} related packages")
@@ -198,13 +208,15 @@ def main() -> None:
     print_table("Latency per item-to-item call (ms)", ["method", "p50", "p95"],
                 [*latency, ("raw FAISS query (floor)", floor, float("nan"))])
     print_table("Users", ["measure", "value"], [(k, v) for k, v in users.items()])
-    save("recommend" + (f"-{args.docs}" if args.docs else ""), {
+    save("recommend" + (f"-{args.docs}" if args.docs else "") + f"-{args.split}", {
         "packages": len(related), "items": len(ids),
         "quality": [dict(zip(["method", "hit_rate", "recall@10", "intra_list_similarity"], q,
                              strict=True)) for q in quality],
         "latency_ms": [dict(zip(["method", "p50", "p95"], r, strict=True)) for r in latency],
         "raw_faiss_p50_ms": floor, "users": users,
-        "command": "benchmarks/recommend.py" + (f" --docs {args.docs}" if args.docs else ""),
+        "command": "benchmarks/recommend.py" + (f" --docs {args.docs}" if args.docs else "")
+                   + (f" --store-docs {args.store_docs}" if args.store_docs else "")
+                   + f" --split {args.split}",
     })
 
 

@@ -11,6 +11,7 @@ from .batch import Answer, RecommendCall, SearchCall
 from .cluster_hierarchy import ClusterGroup, cluster_groups
 from .clustering import NOISE, ClusterOptions, ClusterResult, cluster, read_cluster_run
 from .collection import Collection
+from .drift import DriftRow, drift, drift_by
 from .embedding import Embeddings
 from .encoders import (
     DEFAULT_TEXT_ENCODER,
@@ -55,7 +56,14 @@ from .mismatch import (
 )
 from .options import Progress, option_default, within_bounds
 from .probes import ProbeOptions, ProbeResult
-from .recommend import STRATEGIES, RecommendOptions, WeightedExample, recommend, recommend_users
+from .recommend import (
+    RECOMMEND_MODES,
+    STRATEGIES,
+    RecommendOptions,
+    WeightedExample,
+    recommend,
+    recommend_users,
+)
 from .runs import RunInfo, get_run, list_runs, read_run_table, save_run
 from .saved_heads import HeadInfo, HeadPrediction, PredictOptions, PredictResult
 from .schema import validate_collection_name, validate_space_name
@@ -71,6 +79,7 @@ __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "FUSIONS",
     "NOISE",
+    "RECOMMEND_MODES",
     "STRATEGIES",
     "AlreadyExistsError",
     "And",
@@ -85,6 +94,7 @@ __all__ = [
     "Collection",
     "Condition",
     "DimensionMismatchError",
+    "DriftRow",
     "DuplicateOptions",
     "DuplicatesResult",
     "Embeddings",
@@ -148,6 +158,8 @@ __all__ = [
     "cluster_groups",
     "count_interactions",
     "count_users",
+    "drift",
+    "drift_by",
     "fit_reference",
     "get_run",
     "list_runs",

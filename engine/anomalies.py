@@ -7,12 +7,19 @@ targets: a filter on the collection (every item when None) or new vectors (``New
 of new items or a request body, encoded by the caller). Targets that are reference items get
 their out-of-sample score, so no item scores against itself.
 
+The default method, ``auto``, is ``combined`` in a text space (k-NN on the vectors and the rarity
+of the words they came from, calibrated together: ``text_detectors``) and ``knn`` elsewhere, and
+for new items given as vectors alone.
+
 Each score comes with its percentile among the reference (comparable across methods and runs),
-whether it passes the threshold, and the nearest reference items, which show why it stands out.
-The run is saved (``runs.save_run``) with two tables, read back by reports:
+whether it passes the threshold, and what shows why it stands out: the nearest reference items
+and, for the text detectors, the item's words rarest in the reference (``unusual_words``, for
+anomalies). The summary says whether the batch drifted (``drift``: the share flagged against the
+expected ``1 - threshold_percentile/100``, by a binomial test). The run is saved
+(``runs.save_run``) with two tables, read back by reports:
 
 - ``anomalies_scores``: id, score, percentile, is_anomaly, in_reference, neighbour_ids,
-  neighbour_similarities, x, y (2-D map: PCA of the reference), worst first;
+  neighbour_similarities, unusual_words, x, y (2-D map: PCA of the reference), worst first;
 - ``anomalies_reference``: id, score (out of sample), x, y of every reference item.
 
 A fitted ``ReferenceModel`` can be saved and loaded to score later batches (the online case);
@@ -22,21 +29,22 @@ loading checks that the space was built by the same encoder.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pyarrow as pa
 
 from .detectors import (
-    METHODS,
     AnomalyMethod,
     Detector,
     detector_parameters,
     load_detector_arrays,
     make_detector,
+    resolve_method,
 )
+from .drift import drift
 from .encoders import EncoderInfo
 from .errors import EncoderMismatchError, InvalidInputError
 from .filters import FilterInput, filter_to_json
@@ -59,13 +67,19 @@ __all__ = [
 ]
 
 
+ANOMALY_METHODS: tuple[str, ...] = get_args(AnomalyMethod)
+UNUSUAL_WORDS = 5  # words listed with each anomaly a text detector flags
+
+
 @dataclass(frozen=True)
 class NewVectors:
     """Items that are not in the collection, as vectors ``(n, dim)`` (a file of new items, a
-    request body: the caller encodes them); ``ids`` name them (default ``new-0``, ``new-1``...)."""
+    request body: the caller encodes them); ``ids`` name them (default ``new-0``, ``new-1``...);
+    ``texts`` are what they were encoded from, which the text detectors read."""
 
     vectors: np.ndarray
     ids: Sequence[str] | None = None
+    texts: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,8 @@ class Neighbour:
 class AnomalyScore:
     """``score``: the detector's raw normality (higher: more normal); ``percentile``: share
     (0-100) of reference items more normal than this one; ``in_reference``: a reference item,
-    scored out of sample."""
+    scored out of sample; ``unusual_words``: of an anomaly a text detector flagged, its words
+    rarest in the reference texts, rarest first."""
 
     id: str
     score: float
@@ -88,11 +103,13 @@ class AnomalyScore:
     is_anomaly: bool
     in_reference: bool
     neighbours: tuple[Neighbour, ...]
+    unusual_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AnomalyResult:
-    """Every target's score, worst first; ``threshold`` is the raw score at ``threshold_percentile``."""
+    """Every target's score, worst first; ``threshold`` is the raw score at
+    ``threshold_percentile``; ``drift`` compares the share flagged with the expected one."""
 
     run_id: str
     method: str
@@ -100,6 +117,7 @@ class AnomalyResult:
     threshold: float
     n_reference: int
     scores: list[AnomalyScore]
+    drift: Any = None  # drift.DriftRow of the whole batch
 
     @property
     def anomalies(self) -> list[AnomalyScore]:
@@ -142,11 +160,13 @@ class AnomalyOptions:
     method's default (``detectors``); each belongs to the methods named in its help."""
 
     space: str | None = option(help="Vector space (default: the only one).")
-    method: AnomalyMethod = option("knn", help=f"Detector: {' | '.join(METHODS)}.")
+    method: AnomalyMethod = option("auto", help=(
+        f"Detector: {' | '.join(ANOMALY_METHODS)}; auto is combined (vectors and words) in a "
+        "text space, knn elsewhere."))
     threshold_percentile: float = option(95.0, gt=0, lt=100, help=(
         "Items beyond this percentile of the reference's out-of-sample scores are anomalies."))
     n_neighbors: int | None = option(
-        ge=1, help="knn and lof: neighbours the detector looks at (default 10 and 20).")
+        ge=1, help="knn, lof and combined: neighbours the detector looks at (default 10, 20, 20).")
     aggregate: Literal["mean", "kth"] | None = option(
         help="knn: the neighbours' mean similarity, or the k-th one's alone (default mean).")
     n_estimators: int | None = option(ge=1, help="iforest: trees in the forest (default 200).")
@@ -158,13 +178,14 @@ class AnomalyOptions:
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if self.method not in METHODS:
+        if self.method not in ANOMALY_METHODS:
             raise InvalidInputError(f"unknown anomaly method {self.method!r}; use one of "
-                                    f"{', '.join(METHODS)}")
+                                    f"{', '.join(ANOMALY_METHODS)}")
         own = detector_parameters(self.method)
-        for name in sorted({p for m in METHODS for p in detector_parameters(m)} - set(own)):
+        everyone = {p for m in ANOMALY_METHODS for p in detector_parameters(m)}
+        for name in sorted(everyone - set(own)):
             if getattr(self, name) is not None:
-                takers = [m for m in METHODS if name in detector_parameters(m)]
+                takers = [m for m in ANOMALY_METHODS if name in detector_parameters(m)]
                 raise InvalidInputError(f"method {self.method!r} does not take {name}; it "
                                         f"applies to {' and '.join(takers)}")
 
@@ -194,10 +215,12 @@ def fit_reference(
         raise InvalidInputError(f"the reference ({_describe(reference)}) matches no item with a "
                                 f"vector in space {reference_space.name!r}; widen the filter")
     metric = "l2" if target_space.metric == "l2" else "ip"
-    detector = make_detector(o.method, threshold_percentile=o.threshold_percentile, metric=metric,
-                             **o.detector_params())
-    return ReferenceModel(detector.fit(vectors), target_space.encoder, source.name, tuple(ref_ids),
-                          _describe(reference))
+    method = resolve_method(o.method, _has_texts(target_space))
+    detector = make_detector(method, threshold_percentile=o.threshold_percentile, metric=metric,
+                             language=target_space.keyword_language, **o.detector_params())
+    texts = _texts(source, reference_space, ref_ids) if detector.needs_texts else None
+    return ReferenceModel(detector.fit(vectors, texts=texts), target_space.encoder, source.name,
+                          tuple(ref_ids), _describe(reference))
 
 
 def anomalies(
@@ -213,7 +236,9 @@ def anomalies(
     o = options or AnomalyOptions()
     target_space = collection.space(o.space)
     if model is None:
-        model = fit_reference(collection, o, reference=reference)
+        vectors_alone = isinstance(targets, NewVectors) and targets.texts is None
+        model = fit_reference(collection, replace(o, method="knn") if vectors_alone
+                              and o.method == "auto" else o, reference=reference)
     else:
         target_space.check_encoder(model.encoder)
     ids, vectors = _targets(collection, target_space, targets)
@@ -221,23 +246,33 @@ def anomalies(
         raise InvalidInputError(f"the targets ({_describe(targets)}) match no item with a vector "
                                 f"in space {target_space.name!r}; check the filter")
     detector = model.detector
-    scores = detector.score_samples(vectors)
+    texts = _target_texts(collection, target_space, targets, ids) if detector.needs_texts \
+        else None
+    scores = detector.score_samples(vectors, texts=texts)
     own_rows = _reference_rows(collection, model, ids)
     in_reference = own_rows >= 0
     scores[in_reference] = detector.reference_scores_[own_rows[in_reference]]
     percentiles = detector.percentiles(scores)
     near = _neighbours(model, vectors, own_rows, o.neighbours)
     order = np.argsort(scores, kind="stable")  # worst (least normal) first
-    results = [AnomalyScore(ids[i], float(scores[i]), float(percentiles[i]),
-                            bool(scores[i] < detector.threshold_), bool(in_reference[i]), near[i])
-               for i in order]
+    terms = detector.reference_terms()
+    results = []
+    for i in order:
+        flagged = bool(scores[i] < detector.threshold_)
+        words = terms.unusual_words(texts[i], UNUSUAL_WORDS) if flagged and terms and texts \
+            else ()
+        results.append(AnomalyScore(ids[i], float(scores[i]), float(percentiles[i]), flagged,
+                                    bool(in_reference[i]), near[i], words))
     params_out = {
         "method": detector.method, "detector": detector.get_params(),
         "threshold_percentile": detector.threshold_percentile, "space": target_space.name,
         "reference": model.selection,
         "targets": _describe(targets), "neighbours": o.neighbours}
-    summary = {"targets": len(ids), "anomalies": sum(r.is_anomaly for r in results),
-               "reference": len(model.reference_ids), "threshold": detector.threshold_}
+    batch = drift("batch", len(ids), sum(r.is_anomaly for r in results),
+                  1 - detector.threshold_percentile / 100)
+    summary = {"targets": len(ids), "anomalies": batch.flagged,
+               "reference": len(model.reference_ids), "threshold": detector.threshold_,
+               "expected_share": batch.expected, "drift_p_value": batch.p_value}
     reference_xy, target_xy = _map(detector.reference_, vectors)
     run = save_run(collection, "anomalies", params_out, {
         "scores": _scores_table(results, target_xy[order]),
@@ -246,7 +281,38 @@ def anomalies(
                                "x": reference_xy[:, 0], "y": reference_xy[:, 1]}),
     }, summary)
     return AnomalyResult(run.run_id, detector.method, detector.threshold_percentile,
-                         detector.threshold_, len(model.reference_ids), results)
+                         detector.threshold_, len(model.reference_ids), results, batch)
+
+
+def _has_texts(space: VectorSpace) -> bool:
+    """Whether a space's items have source texts the text detectors can read."""
+    return space.encoder.modality == "text" and bool(space.source_fields)
+
+
+def _texts(collection: IndexedCollection, space: VectorSpace, ids: Sequence[str]) -> list[str]:
+    """The source texts of stored items: their source fields joined, as the BM25 index has them."""
+    if not _has_texts(space):
+        raise InvalidInputError(f"space {space.name!r} holds {space.encoder.modality} vectors, "
+                                "not texts: the lexical and combined detectors read texts; use "
+                                "a vector method such as knn")
+    known = [f for f in space.source_fields if f in collection.fields()]
+    columns = [collection.field_values(f, ids) for f in known]
+    return [" ".join(str(value or "") for value in values) for values in zip(*columns, strict=True)
+            ] if columns else [""] * len(ids)
+
+
+def _target_texts(collection: IndexedCollection, space: VectorSpace,
+                  targets: FilterInput | NewVectors, ids: list[str]) -> list[str]:
+    if not isinstance(targets, NewVectors):
+        return _texts(collection, space, ids)
+    if targets.texts is None:
+        raise InvalidInputError("new items given as vectors alone cannot be scored by a detector "
+                                "that reads texts (lexical, combined, the default auto of a text "
+                                "space): send their texts, or choose method knn")
+    if len(targets.texts) != len(ids):
+        raise InvalidInputError(f"{len(targets.texts)} texts for {len(ids)} new items; give "
+                                "one text each")
+    return list(targets.texts)
 
 
 def _targets(collection: IndexedCollection, space: VectorSpace, targets: FilterInput | NewVectors
@@ -301,6 +367,8 @@ def _scores_table(results: list[AnomalyScore], xy: np.ndarray) -> pa.Table:
                                   pa.list_(pa.string())),
         "neighbour_similarities": pa.array([[n.similarity for n in r.neighbours] for r in results],
                                            pa.list_(pa.float64())),
+        "unusual_words": pa.array([list(r.unusual_words) for r in results],
+                                  pa.list_(pa.string())),
         "x": pa.array(xy[:, 0], pa.float64()),
         "y": pa.array(xy[:, 1], pa.float64()),
     })

@@ -23,6 +23,10 @@ Saving. ``save`` writes the reference vectors, their out-of-sample scores and th
 ``.npz`` (arrays) with a JSON header; ``load`` refits the final model from them. Refitting is cheap
 and deterministic (seeded), gives identical scores, and avoids pickle/joblib files, which execute
 code when loaded and break across scikit-learn versions.
+
+Two more read the items' texts beside their vectors (``text_detectors``): ``lexical`` (how rare
+a text's words are in the reference) and ``combined`` (k-NN and lexical, calibrated together),
+the default of text spaces; ``auto`` picks it there and ``knn`` elsewhere (``resolve_method``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import inspect
 import json
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -41,6 +46,7 @@ from .kernels import knn, leave_one_out
 __all__ = [
     "METHODS",
     "MIN_REFERENCE",
+    "TEXT_METHODS",
     "AnomalyMethod",
     "Detector",
     "IsolationForestDetector",
@@ -50,13 +56,16 @@ __all__ = [
     "detector_parameters",
     "load_detector_arrays",
     "make_detector",
+    "resolve_method",
 ]
 
-AnomalyMethod = Literal["knn", "lof", "iforest", "mahalanobis"]
-METHODS: tuple[str, ...] = get_args(AnomalyMethod)
+AnomalyMethod = Literal["auto", "knn", "lof", "iforest", "mahalanobis", "lexical", "combined"]
+TEXT_METHODS: tuple[str, ...] = ("lexical", "combined")  # they read the items' texts too
+METHODS: tuple[str, ...] = tuple(m for m in get_args(AnomalyMethod)  # on vectors alone
+                                 if m not in ("auto", *TEXT_METHODS))
 
 MIN_REFERENCE = 20  # below this, a 95th percentile of the reference is not a number to trust
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: text detectors' term counts beside the arrays
 CROSS_FIT_FOLDS = 5  # folds of the out-of-sample reference scores of iforest and mahalanobis
 
 
@@ -70,10 +79,12 @@ class Detector:
     """
 
     method: ClassVar[str]
+    needs_texts: ClassVar[bool] = False  # the text detectors' fit and score take texts=
     threshold_percentile: float
     metric: str
 
-    def fit(self, X: np.ndarray, y: Any = None) -> Detector:
+    def fit(self, X: np.ndarray, y: Any = None, *, texts: Sequence[str] | None = None
+            ) -> Detector:
         X = _as_matrix(X)
         if len(X) < MIN_REFERENCE:
             raise InvalidInputError(
@@ -84,7 +95,7 @@ class Detector:
                 f"threshold_percentile must be between 0 and 100, got {self.threshold_percentile}")
         if self.metric not in ("ip", "l2"):
             raise InvalidInputError(f"metric must be 'ip' or 'l2', got {self.metric!r}")
-        self._restore(X, self._held_out_scores(X))
+        self._restore(X, self._held_out_scores(X, _checked_texts(texts, len(X))))
         return self
 
     def __init__(self, *, threshold_percentile: float = 95.0, metric: str = "ip") -> None:
@@ -102,17 +113,25 @@ class Detector:
         scikit-learn costs ~3 s, and every command that imports the engine would pay it."""
         return {name: getattr(self, name) for name in self.parameter_names()}
 
-    def score_samples(self, X: np.ndarray) -> np.ndarray:
-        """Raw normality ``(n,)`` float64: higher is more normal; the scale depends on the method."""
-        return self._score(self._check_fitted(X))
+    def score_samples(self, X: np.ndarray, *, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Raw normality ``(n,)`` float64: higher is more normal; the scale depends on the method.
+        ``texts``: the items' source texts, one per row (read by the text detectors only)."""
+        X = self._check_fitted(X)
+        return self._score(X, _checked_texts(texts, len(X)))
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
+    def decision_function(self, X: np.ndarray, *, texts: Sequence[str] | None = None
+                          ) -> np.ndarray:
         """``score_samples(X) - threshold_``: negative for anomalies."""
-        return self.score_samples(X) - self.threshold_
+        return self.score_samples(X, texts=texts) - self.threshold_
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, *, texts: Sequence[str] | None = None) -> np.ndarray:
         """``+1`` for normal items, ``-1`` for anomalies (as scikit-learn's detectors)."""
-        return np.where(self.decision_function(X) < 0, -1, 1)
+        return np.where(self.decision_function(X, texts=texts) < 0, -1, 1)
+
+    def reference_terms(self) -> Any:
+        """The reference's term counts (``text_detectors.ReferenceTerms``) of a text detector,
+        which name the words that make an item odd; None for the vector methods."""
+        return None
 
     def percentiles(self, scores: np.ndarray) -> np.ndarray:
         """Anomaly percentile of raw scores: the share (0-100) of reference items, scored out of
@@ -135,9 +154,10 @@ class Detector:
                 **(header or {})}
         target = Path(path)
         with open(target, "wb") as handle:  # np.savez would append .npz to a name without it
-            np.savez_compressed(handle, reference=self.reference_,
-                                reference_scores=self.reference_scores_,
-                                header=np.array(json.dumps(meta)))
+            arrays: dict[str, Any] = {"reference": self.reference_,
+                                      "reference_scores": self.reference_scores_,
+                                      "header": np.array(json.dumps(meta)), **self._arrays()}
+            np.savez_compressed(handle, **arrays)
         return target
 
     # -- what each method provides -----------------------------------------------------------
@@ -146,10 +166,17 @@ class Detector:
         """Fit the method's model on reference vectors."""
 
     @abstractmethod
-    def _score(self, X: np.ndarray) -> np.ndarray:
-        """Raw normality of already checked vectors."""
+    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Raw normality of already checked vectors (and their texts, for text detectors)."""
 
-    def _held_out_scores(self, X: np.ndarray) -> np.ndarray:
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """What a saved detector needs besides its reference vectors and scores."""
+        return {}
+
+    def _load_arrays(self, saved: Any, reference: np.ndarray) -> None:
+        """Read back what ``_arrays`` saved (before ``_restore``)."""
+
+    def _held_out_scores(self, X: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
         """Out-of-sample score of each reference vector: k-fold cross-fitting (a model that never
         saw an item scores it). Neighbour methods override this with leave-one-out."""
         from sklearn.model_selection import KFold
@@ -203,11 +230,11 @@ class KNNDetector(Detector):
             raise InvalidInputError(f"aggregate must be 'mean' or 'kth', got {self.aggregate!r}")
         _check_neighbours(self.n_neighbors, len(X))
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         similarities, _ = knn(X, self.reference_, self.n_neighbors, self.metric)
         return self._aggregate(similarities)
 
-    def _held_out_scores(self, X: np.ndarray) -> np.ndarray:
+    def _held_out_scores(self, X: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
         _check_neighbours(self.n_neighbors, len(X) - 1)
         similarities, _ = leave_one_out(X, self.n_neighbors, self.metric)
         return self._aggregate(similarities)
@@ -237,10 +264,10 @@ class LOFDetector(Detector):
         self._model = LocalOutlierFactor(n_neighbors=self.n_neighbors, novelty=True,
                                          algorithm="brute").fit(X)
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         return np.asarray(self._model.score_samples(X), dtype=np.float64)
 
-    def _held_out_scores(self, X: np.ndarray) -> np.ndarray:
+    def _held_out_scores(self, X: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
         # LOF of the training items is computed from their neighbours without themselves.
         self._fit_model(X)
         return np.asarray(self._model.negative_outlier_factor_, dtype=np.float64)
@@ -264,7 +291,7 @@ class IsolationForestDetector(Detector):
         self._model = IsolationForest(n_estimators=self.n_estimators,
                                       random_state=self.seed).fit(X)
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         return np.asarray(self._model.score_samples(X), dtype=np.float64)
 
 
@@ -290,28 +317,51 @@ class MahalanobisDetector(Detector):
         self._pca = PCA(n_components=components, svd_solver="covariance_eigh").fit(X)
         self._covariance = LedoitWolf().fit(self._pca.transform(X))
 
-    def _score(self, X: np.ndarray) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         return -np.asarray(self._covariance.mahalanobis(self._pca.transform(X)), dtype=np.float64)
 
 
-_DETECTORS: dict[str, type[Detector]] = {cls.method: cls for cls in (
-    KNNDetector, LOFDetector, IsolationForestDetector, MahalanobisDetector)}
-_SHARED = ("threshold_percentile", "metric")  # every method's; the rest are its own
+# Every method's, set by the caller rather than the user; the rest are the method's own.
+_SHARED = ("threshold_percentile", "metric", "language")
+
+
+def _detectors() -> dict[str, type[Detector]]:
+    from .text_detectors import CombinedDetector, LexicalDetector  # they build on this module
+
+    return {cls.method: cls for cls in (KNNDetector, LOFDetector, IsolationForestDetector,
+                                        MahalanobisDetector, LexicalDetector, CombinedDetector)}
+
+
+def resolve_method(method: str, has_texts: bool) -> str:
+    """The method ``auto`` stands for: ``combined`` where the items have source texts (a text
+    space), ``knn`` elsewhere; any other method as given."""
+    if method == "auto":
+        return "combined" if has_texts else "knn"
+    return method
 
 
 def detector_parameters(method: str) -> tuple[str, ...]:
-    """The parameters of a method's own (``n_neighbors`` for knn and lof...), by name."""
-    return tuple(p for p in _DETECTORS[method].parameter_names() if p not in _SHARED)
+    """The parameters of a method's own (``n_neighbors`` for knn and lof...), by name; ``auto``
+    takes those its two choices share."""
+    if method == "auto":
+        return tuple(sorted(set(detector_parameters("knn"))
+                            & set(detector_parameters("combined"))))
+    return tuple(p for p in _detectors()[method].parameter_names() if p not in _SHARED)
 
 
 def make_detector(method: str, *, threshold_percentile: float = 95.0, metric: str = "ip",
-                  **params: Any) -> Detector:
-    """A detector by method name, with its own parameters (``n_neighbors``, ``n_components``...)."""
-    if method not in _DETECTORS:
-        raise InvalidInputError(f"unknown anomaly method {method!r}; use one of {', '.join(METHODS)}")
+                  language: str | None = None, **params: Any) -> Detector:
+    """A detector by method name, with its own parameters (``n_neighbors``, ``n_components``...);
+    ``language`` is the texts' (text detectors only)."""
+    detectors = _detectors()
+    if method not in detectors:
+        raise InvalidInputError(f"unknown anomaly method {method!r}; use one of "
+                                f"{', '.join(detectors)}")
+    if detectors[method].needs_texts:
+        params["language"] = language
     try:
-        return _DETECTORS[method](threshold_percentile=threshold_percentile, metric=metric,
-                                  **params)
+        return detectors[method](threshold_percentile=threshold_percentile, metric=metric,
+                                 **params)
     except TypeError as e:
         raise InvalidInputError(f"method {method!r} does not take these parameters: {e}") from e
 
@@ -323,15 +373,22 @@ def load_detector_arrays(path: str | Path) -> tuple[Detector, dict[str, Any]]:
             meta = json.loads(str(saved["header"]))
             reference = saved["reference"].astype(np.float32)
             reference_scores = saved["reference_scores"]
+            detector = make_detector(meta["method"], **meta["params"])
+            detector._load_arrays(saved, reference)
     except (OSError, ValueError, KeyError) as e:
         raise InvalidInputError(f"{path} is not a saved kinsight detector ({e}); save one with "
                                 "--save-detector or ReferenceModel.save") from e
     if meta.get("format") != FORMAT_VERSION:
         raise InvalidInputError(f"{path} was saved in detector format {meta.get('format')}; "
                                 f"this version reads format {FORMAT_VERSION}: fit it again")
-    detector = make_detector(meta["method"], **meta["params"])
     detector._restore(reference, reference_scores)
     return detector, meta
+
+
+def _checked_texts(texts: Sequence[str] | None, n: int) -> Sequence[str] | None:
+    if texts is not None and len(texts) != n:
+        raise InvalidInputError(f"{len(texts)} texts for {n} vectors; give one text per vector")
+    return texts
 
 
 def _as_matrix(X: Any) -> np.ndarray:

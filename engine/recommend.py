@@ -11,6 +11,12 @@ these"), each with an optional weight; a user's stored interactions add examples
   similarity, else ``-(best negative)^2`` (Qdrant's step formula: clearly "negative" items sink).
   A weight scales an example's similarities (relative to the largest weight).
 
+``mode``: ``hybrid`` (default) makes "more like this" of one item in a text space fuse the dense
+ranking with the item's own text as a BM25 query (search's hybrid fusion: an item's words find
+related packages that its vector ranks lower, 0.301 against 0.292 hit@10 on the Debian pairs of
+the development split); other requests (several examples, vectors, negatives, users, best_score,
+a mix of spaces, diversity) rank on vectors, as ``dense`` always does.
+
 Examples given in the call, ``exclude`` and (unless ``include_seen``) a user's own items never
 come back. ``diversity`` re-ranks the
 candidates by maximal marginal relevance (0 = pure relevance, 1 = pure novelty); scores stay the
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -33,11 +39,13 @@ from .filters import FilterInput
 from .indexed_collection import IndexedCollection
 from .interactions import ProfilePolicy, UserProfile, user_profiles
 from .kernels import unit_rows
-from .search import Hit, SearchOptions, search_many
+from .search import ById, Hit, SearchOptions, search_many
 from .vectors import mean_item_vectors
 
 __all__ = [
+    "RECOMMEND_MODES",
     "Example",
+    "RecommendMode",
     "RecommendOptions",
     "Strategy",
     "WeightedExample",
@@ -49,6 +57,8 @@ Example = str | np.ndarray  # an item id, or a vector of the space
 WeightedExample = Example | tuple[Example, float]
 Strategy = Literal["average_vector", "best_score"]
 STRATEGIES: tuple[Strategy, ...] = ("average_vector", "best_score")
+RecommendMode = Literal["hybrid", "dense"]
+RECOMMEND_MODES: tuple[RecommendMode, ...] = get_args(RecommendMode)
 USER_BLOCK = 512  # users whose queries go to the index in one batch
 
 
@@ -56,10 +66,12 @@ USER_BLOCK = 512  # users whose queries go to the index in one batch
 class RecommendOptions:
     """``space``: a space name, or ``{space: weight}`` to mix several (None: the only space).
     ``candidates``: how many nearest items are re-ranked by ``best_score``, a space mix or
-    diversity (default ``max(10 k, 100)``). ``include_seen`` lets a user's own items come back."""
+    diversity (default ``max(10 k, 100)``). ``include_seen`` lets a user's own items come back.
+    ``mode``: see the module docstring."""
 
     k: int = 10
     strategy: Strategy = "average_vector"
+    mode: RecommendMode = "hybrid"
     space: str | Mapping[str, float] | None = None
     where: FilterInput = None
     diversity: float = 0.0
@@ -163,6 +175,11 @@ def _recommend_one(collection: IndexedCollection, pos: list[tuple[Example, float
     depth = options.k if plain else options.candidates or max(10 * options.k, 100)
     search = SearchOptions(k=depth, mode="dense", where=options.where,
                            return_fields=options.return_fields if plain else ())
+    if plain and options.mode == "hybrid" and _more_like_this(collection, spaces, pos, neg):
+        [name] = spaces
+        query = ById(str(pos[0][0]))
+        return search_many(collection, [query], replace(_in_space(search, name), mode="hybrid"),
+                           exclude=[excluded])[0]
     found: dict[str, float] = {}
     for name, (p, n) in examples.items():
         if p is None:
@@ -367,6 +384,14 @@ def _spaces(collection: IndexedCollection, space: str | Mapping[str, float] | No
     return dict(space)
 
 
+def _more_like_this(collection: IndexedCollection, spaces: dict[str, float],
+                    pos: list[tuple[Example, float]], neg: list[tuple[Example, float]]) -> bool:
+    """Whether a request is "more like this one stored item" in a space with a keyword index."""
+    [name] = spaces
+    return len(pos) == 1 and isinstance(pos[0][0], str) and not neg \
+        and collection.space(name).keyword_language is not None
+
+
 def _in_space(options: SearchOptions, space: str) -> SearchOptions:
     return replace(options, space=space)
 
@@ -377,6 +402,9 @@ def _check(options: RecommendOptions) -> None:
     if options.strategy not in STRATEGIES:
         raise InvalidInputError(f"unknown strategy {options.strategy!r}; use one of "
                                 f"{', '.join(STRATEGIES)}")
+    if options.mode not in RECOMMEND_MODES:
+        raise InvalidInputError(f"unknown recommendation mode {options.mode!r}; use one of "
+                                f"{', '.join(RECOMMEND_MODES)}")
     if not 0.0 <= options.diversity <= 1.0:
         raise InvalidInputError(f"diversity must be between 0 and 1, got {options.diversity}")
     if options.candidates is not None and options.candidates < options.k:

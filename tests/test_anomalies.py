@@ -14,7 +14,7 @@ from kinsight.engine import (
     read_run_table,
 )
 from kinsight.engine.anomalies import AnomalyOptions, NewVectors, ReferenceModel, fit_reference
-from kinsight.engine.detectors import METHODS, KNNDetector, make_detector
+from kinsight.engine.detectors import METHODS, TEXT_METHODS, KNNDetector, make_detector
 
 from .conftest import VECTOR_ENCODER, normalized
 
@@ -184,3 +184,100 @@ def test_errors_name_the_problem(store):
                                            fingerprint="other-16"))
     with pytest.raises(EncoderMismatchError):
         docs.anomalies(reference=other)
+
+
+# -- detectors that read the texts ---------------------------------------------------------------
+COMMON = [f"common{chr(97 + i)}{chr(97 + j)}" for i in range(12) for j in range(12)]
+
+
+def texts(n: int, seed: int, vocabulary: list[str] = COMMON) -> list[str]:
+    """Sentences of eight words drawn from ``vocabulary``: the reference's way of writing."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(vocabulary, 8)) for _ in range(n)]
+
+
+def odd_texts(n: int, seed: int) -> list[str]:
+    """Sentences mostly in words the reference never uses, each with its own rare word."""
+    return [f"{t} zebra{chr(97 + i)} xylophone" for i, t in enumerate(texts(n, seed)[:n])]
+
+
+@pytest.mark.parametrize("method", TEXT_METHODS)
+def test_text_detectors_flag_unseen_words_and_calibrate(method):
+    detector = make_detector(method, language="en").fit(cloud(600, seed=1), texts=texts(600, 1))
+    fresh, odd = texts(2000, seed=2), odd_texts(10, seed=3)
+    vectors = cloud(2010, seed=4)  # the same cloud: only the words tell the odd ones apart
+    scores = detector.score_samples(vectors, texts=fresh + odd)
+    if method == "lexical":
+        assert set(np.argsort(scores)[:10]) == set(range(2000, 2010))
+    else:  # half of its evidence (the vectors) says nothing here, but the words still count
+        assert np.mean(scores[2000:]) < np.quantile(scores[:2000], 0.3)
+    flagged = float(np.mean(detector.predict(vectors[:2000], texts=fresh) == -1))
+    assert 0.02 <= flagged <= 0.08, flagged
+    words = detector.reference_terms().unusual_words(odd[0], 2)
+    assert set(words) == {"zebraa", "xylophon"} or set(words) == {"zebraa", "xylophone"}
+
+
+def test_combined_detector_sees_vectors_too():
+    """Outlying vectors with the reference's words are still found: the k-NN part sees them."""
+    detector = make_detector("combined", language="en").fit(cloud(600, 1), texts=texts(600, 1))
+    vectors = np.concatenate([cloud(300, seed=2), outliers(5, seed=3)])
+    scores = detector.score_samples(vectors, texts=texts(305, seed=4))
+    assert np.mean(scores[300:]) < np.quantile(scores[:300], 0.3)
+
+
+def test_text_detectors_need_one_text_per_vector(tmp_path):
+    detector = make_detector("lexical").fit(cloud(50, 1), texts=texts(50, 1))
+    with pytest.raises(InvalidInputError, match="reads the items' texts"):
+        detector.score_samples(cloud(3, 2))
+    with pytest.raises(InvalidInputError, match="2 texts for 3 vectors"):
+        detector.score_samples(cloud(3, 2), texts=["a", "b"])
+    path = detector.save(tmp_path / "lexical.npz")
+    from kinsight.engine.detectors import load_detector_arrays
+
+    loaded, _ = load_detector_arrays(path)
+    batch = texts(20, seed=5) + odd_texts(2, seed=6)
+    np.testing.assert_array_equal(loaded.score_samples(cloud(22, 7), texts=batch),
+                                  detector.score_samples(cloud(22, 7), texts=batch))
+
+
+def _text_collection(store):
+    docs = store.create_collection("docs")
+    docs.ensure_space("text", VECTOR_ENCODER, source_fields=["title", "text"])
+    words = texts(120, seed=20) + odd_texts(4, seed=21)
+    docs.upsert(Item(id=f"{'n' if i < 120 else 'odd'}{i}",
+                     fields={"title": "", "text": t, "kind": "normal" if i < 120 else "odd"},
+                     vectors={"text": v})
+                for i, (t, v) in enumerate(zip(words, np.concatenate(
+                    [cloud(120, seed=22), outliers(4, seed=23)]), strict=True)))
+    return docs
+
+
+def test_default_run_on_a_text_space_reads_the_words(store):
+    docs = _text_collection(store)
+    result = docs.anomalies(reference={"field": "kind", "op": "eq", "value": "normal"})
+    assert result.method == "combined"
+    assert {s.id for s in result.scores[:4]} == {f"odd{i}" for i in range(120, 124)}
+    assert all(s.is_anomaly and "xylophone" in s.unusual_words for s in result.scores[:4])
+    assert all(not s.unusual_words for s in result.scores if not s.is_anomaly)
+    assert read_run_table(docs, result.run_id, "scores").column("unusual_words").to_pylist()[0]
+    # The batch holds 4 odd items of 124 (3%, 5% expected): no evidence of drift either way.
+    assert result.drift.flagged == len(result.anomalies) and result.drift.p_value > 0.01
+    # New items sent as vectors alone are scored on the vectors.
+    new = docs.anomalies(targets=NewVectors(cloud(3, seed=23)))
+    assert new.method == "knn"
+    with pytest.raises(InvalidInputError, match="send their texts"):
+        docs.anomalies(method="lexical", targets=NewVectors(cloud(3, seed=23)))
+    lexical = docs.anomalies(method="lexical", targets=NewVectors(
+        cloud(2, seed=24), texts=["zebra xylophone", texts(1, 25)[0]]))
+    assert lexical.scores[0].id == "new-0" and lexical.scores[0].is_anomaly
+
+
+def test_drift_tests_the_share_flagged():
+    from kinsight.engine import drift, drift_by
+
+    assert drift("b", 1000, 50, 0.05).p_value > 0.5
+    assert drift("b", 1000, 120, 0.05).p_value < 1e-6
+    assert drift("b", 1000, 5, 0.05).p_value < 1e-6  # too few flagged is news too
+    rows = drift_by(["a"] * 100 + ["b"] * 100, [True] * 40 + [False] * 60 + [False] * 100, 0.05)
+    assert [(r.group, r.items, r.flagged) for r in rows] == [("a", 100, 40), ("b", 100, 0)]
+    assert rows[0].p_value < 1e-6 and rows[0].share == 0.4

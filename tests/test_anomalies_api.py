@@ -52,6 +52,9 @@ def test_cli_flags_the_other_section_and_exports_every_score(store, tmp_path):
     assert {s["id"] for s in report["scores"][:3]} == {"sound0", "sound1", "sound2"}
     assert all(s["is_anomaly"] for s in report["scores"][:3])
     assert report["scores"][0]["neighbours"][0]["id"].startswith("editor")
+    # The default detector of a text space reads the words too, and names the odd ones.
+    assert report["method"] == "combined" and "drift_p_value" in report
+    assert {"mp3", "audio"} <= set(report["scores"][0]["unusual_words"])
     exported = pcsv.read_csv(out)
     assert exported.num_rows == 33 and "neighbour_ids" in exported.column_names
     table = invoke("anomalies", "--reference-where", "section = 'editors'",
@@ -164,6 +167,12 @@ def test_report_renders_every_part_of_a_run(store, tmp_path):
     assert "mp3 audio player" in anomalies_part  # the items' fields
     neighbours_part = html[html.index('id="neighbours"'):html.index('id="map"')]
     assert "editor" in neighbours_part
+    assert "mp3" in anomalies_part  # the unusual words
+    drift_part = html[html.index('id="drift"'):]
+    assert "this batch" in drift_part and "section =" not in drift_part
+    by_section, _ = _report(store, tmp_path, "--by", "section")
+    drift_part = by_section.read_text()[by_section.read_text().index('id="drift"'):]
+    assert "section =" in drift_part and "sound" in drift_part and "earlier run" in drift_part
     missing = invoke("report", "anomalies", "--run", "anomalies-nope", "--out",
                      str(tmp_path / "x.html"), store=store)
     assert missing.exit_code == 2 and "no run" in missing.output

@@ -14,13 +14,14 @@ from kinsight.engine import (
     Item,
     NotFoundError,
     ProfilePolicy,
+    RecommendCall,
     RecommendOptions,
     recommend,
     recommend_users,
     user_profiles,
 )
 
-from .conftest import normalized
+from .conftest import VECTOR_ENCODER, normalized
 
 IMAGE_ENCODER = EncoderInfo(spec="vectors:image", modality="image", dim=8, fingerprint="img-8")
 
@@ -32,7 +33,7 @@ def ranking(vectors: np.ndarray, scores: np.ndarray, leave_out: set[int], k: int
 
 def test_one_positive_is_its_nearest_items_and_never_itself(filled, vectors):
     unit = normalized(vectors)
-    hits = recommend(filled, ["d7"])
+    hits = recommend(filled, ["d7"], options=RecommendOptions(mode="dense"))
     assert [h.id for h in hits] == ranking(unit, unit @ unit[7], {7}, 10)
     assert hits[0].fields["n"] in range(300)  # fields come with the hits
 
@@ -186,3 +187,28 @@ def test_errors_name_the_problem(filled):
         filled.add_interactions([Interaction("a", "d1"), Interaction(" ", "d1")])
     with pytest.raises(InvalidInputError, match="weight must be a finite number"):
         filled.add_interactions([Interaction("a", "d1", weight=float("nan"))])
+
+
+def test_more_like_one_text_item_fuses_its_words_by_default(store, vectors):
+    """The item whose text shares the positive's rare words comes back in hybrid mode though its
+    vector is the farthest; dense mode, several examples and a picture space rank on vectors."""
+    docs = store.create_collection("docs")
+    docs.ensure_space("text", VECTOR_ENCODER, source_fields=["text"])
+    unit = normalized(vectors[:100])
+    by_vector = np.argsort(-(unit @ unit[0]))  # d0 itself first
+    wordy = {int(i): " zanzibar" * n for n, i in enumerate(by_vector[40:45])}  # far, same words
+    docs.upsert(Item(id=f"d{i}", fields={"text": "zanzibar quokka" + wordy[i] if i in wordy
+                                         else "zanzibar quokka" if i == 0 else f"plain item {i}"},
+                     vectors={"text": unit[i]}) for i in range(100))
+    hybrid = [h.id for h in recommend(docs, ["d0"])]
+    dense = [h.id for h in recommend(docs, ["d0"], options=RecommendOptions(mode="dense"))]
+    assert {f"d{i}" for i in wordy} & set(hybrid) and not {f"d{i}" for i in wordy} & set(dense)
+    assert "d0" not in hybrid
+    assert dense == ranking(unit, unit @ unit[0], {0}, 10)
+    two = [h.id for h in recommend(docs, ["d0", "d1"])]
+    assert two == ranking(unit, unit @ normalized(unit[0] + unit[1]), {0, 1}, 10)
+    batch = docs.recommend_batch([RecommendCall(["d0"]), RecommendCall(["d0"], options=
+                                                                       RecommendOptions(mode="dense"))])
+    assert [h.id for h in batch[0]] == hybrid and [h.id for h in batch[1]] == dense
+    with pytest.raises(InvalidInputError, match="unknown recommendation mode"):
+        recommend(docs, ["d0"], options=RecommendOptions(mode="bm25"))  # type: ignore[arg-type]

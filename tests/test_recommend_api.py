@@ -40,7 +40,8 @@ def rec(client: TestClient, **body: object) -> list[str]:
 
 
 def test_http_item_to_item_and_user_recommendations(client):
-    assert rec(client, positive=["vim"], k=2) == ["emacs", "nano"]
+    assert rec(client, positive=["vim"], k=2, mode="dense") == ["emacs", "nano"]
+    assert set(rec(client, positive=["vim"], k=2)) == {"emacs", "nano"}  # hybrid: words too
     assert "vim" not in rec(client, positive=["vim", {"id": "sox", "weight": 0.5}], k=5)
     assert set(rec(client, positive=["vim"], k=5,
                    filter={"field": "section", "op": "eq", "value": "sound"})) == {"mpg123", "sox"}
@@ -95,7 +96,8 @@ def test_cli_recommend_interactions_and_batch(tmp_path):
     base = ["--store", store]
     assert runner.invoke(app, ["ingest", str(docs), "--encoder", "fake:dim=256", *base]
                          ).exit_code == 0
-    result = runner.invoke(app, ["recommend", "--like", "vim", "-k", "2", "--json", *base])
+    result = runner.invoke(app, ["recommend", "--like", "vim", "-k", "2", "--mode", "dense",
+                                 "--json", *base])
     assert result.exit_code == 0, result.output
     assert [h["id"] for h in json.loads(result.output)] == ["emacs", "nano"]
 

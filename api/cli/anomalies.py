@@ -127,6 +127,8 @@ def anomalies_command(
                 "threshold_percentile": result.threshold_percentile,
                 "threshold": result.threshold, "reference": result.n_reference,
                 "targets": len(result.scores), "anomalies": len(result.anomalies),
+                "expected_share": result.drift.expected,
+                "drift_p_value": result.drift.p_value,
                 "scores": [dataclasses.asdict(s) for s in shown]})
             return
         _print(coll, result, shown)
@@ -151,7 +153,8 @@ def _new_items(space: Any, path: Path, text_fields: tuple[str, ...], id_field: s
         fail(f"{path} has no usable records with text in {', '.join(text_fields)}")
     texts = ["\n\n".join(str(r.fields[f]).strip() for f in text_fields if r.fields.get(f))
              for r in records]
-    return NewVectors(encode_items(space, texts, executor=executor), ids=[r.id for r in records])
+    return NewVectors(encode_items(space, texts, executor=executor), ids=[r.id for r in records],
+                      texts=texts)
 
 
 def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:
@@ -161,7 +164,8 @@ def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:
                         f"percentile (run {result.run_id})", title_justify="left", expand=True)
     for name, options in (("#", {"justify": "right", "width": 4}), ("id", {"ratio": 2}),
                           ("pct", {"justify": "right", "width": 6}), ("flag", {"width": 4}),
-                          ("nearest reference items", {"ratio": 3}), ("text", {"ratio": 3})):
+                          ("nearest reference items", {"ratio": 3}),
+                          ("unusual words", {"ratio": 2}), ("text", {"ratio": 3})):
         table.add_column(name, overflow="fold", **options)  # type: ignore[arg-type]
     keep_whole(table, 1, [score.id for score in shown])
     for rank, score in enumerate(shown, start=1):
@@ -169,5 +173,10 @@ def _print(coll: Collection, result: AnomalyResult, shown: list[Any]) -> None:
         text = " ".join(str(item.get("title") or item.get("text") or "").split())[:160]
         near = ", ".join(f"{n.id} ({n.similarity:.2f})" for n in score.neighbours)
         table.add_row(str(rank), score.id, f"{score.percentile:.1f}",
-                      "[red]yes[/red]" if score.is_anomaly else "", near, text)
+                      "[red]yes[/red]" if score.is_anomaly else "", near,
+                      ", ".join(score.unusual_words), text)
     console.print(table)
+    drift = result.drift
+    err.print(f"{drift.flagged} of {drift.items} flagged ({drift.share:.1%}; a batch drawn like "
+              f"the reference: {drift.expected:.1%}); binomial p = {drift.p_value:.3g}",
+              highlight=False)

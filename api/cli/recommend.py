@@ -17,6 +17,7 @@ from rich.markup import escape
 from tqdm import tqdm
 
 from kinsight.engine import (
+    RECOMMEND_MODES,
     STRATEGIES,
     Collection,
     ProfilePolicy,
@@ -73,6 +74,9 @@ def recommend_command(
     strategy: Annotated[str, typer.Option(
         help="average_vector (one query from the examples, fastest) | best_score (every "
              "candidate against every example).")] = "average_vector",
+    mode: Annotated[str, typer.Option(
+        help="hybrid (more like one text item: its vector and its words, fused) | dense "
+             "(vectors alone).")] = "hybrid",
     diversity: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="0 = most relevant; higher trades relevance for variety (MMR).")
     ] = 0.0,
@@ -88,7 +92,8 @@ def recommend_command(
     """Recommend items: more like --like items (and unlike --unlike ones), for a --user, or for
     many --users at once into a Parquet/JSONL file (a nightly job)."""
     options = RecommendOptions(
-        k=k, strategy=one_of("strategy", strategy, STRATEGIES), diversity=diversity,
+        k=k, strategy=one_of("strategy", strategy, STRATEGIES),
+        mode=one_of("mode", mode, RECOMMEND_MODES), diversity=diversity,
         where=where, space=_spaces(space), include_seen=include_seen,
         profile=ProfilePolicy() if half_life is None else ProfilePolicy(
             half_life_days=half_life or None))

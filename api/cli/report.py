@@ -56,6 +56,8 @@ def report_anomalies(
     top: Annotated[int, typer.Option(min=1, help="Anomalies listed.")] = 50,
     thumbnail_field: Annotated[str | None, typer.Option(
         help="Field holding image thumbnails (bytes) to show beside each anomaly.")] = None,
+    by: Annotated[str | None, typer.Option(
+        help="Field whose values the drift table is broken down by, e.g. section.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The report of an anomalies run: parameters, score histogram with the threshold, the top
@@ -66,7 +68,8 @@ def report_anomalies(
     with open_store(store, read_only=True) as opened:
         coll = pick_collection(opened, collection)
         run_id = run or latest_anomaly_run(coll)
-        html = render_anomaly_report(coll, run_id, top=top, thumbnail_field=thumbnail_field)
+        html = render_anomaly_report(coll, run_id, top=top, thumbnail_field=thumbnail_field,
+                                     by=by)
     path = write_report(out, html)
     if as_json:
         console.print_json(data={"run_id": run_id, "path": str(path)})

@@ -73,6 +73,8 @@ class AnomalyOut(BaseModel):
     is_anomaly: bool
     in_reference: bool
     neighbours: list[NeighbourOut]
+    unusual_words: list[str] = Field(description=(
+        "Of an anomaly flagged by a text detector: its words rarest in the reference texts."))
 
 
 class AnomaliesResponse(BaseModel):
@@ -83,5 +85,9 @@ class AnomaliesResponse(BaseModel):
     reference: int
     targets: int
     anomalies: int
+    expected_share: float = Field(description="Share of targets a batch drawn like the "
+                                              "reference would have flagged.")
+    drift_p_value: float = Field(description="Binomial test of the share flagged against the "
+                                             "expected one: small means the batch drifted.")
     scores: list[AnomalyOut]
     took_ms: float

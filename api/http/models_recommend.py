@@ -49,6 +49,9 @@ class RecommendRequest(_Request):
                                                   "and leave out the items they have.")
     k: int = Field(10, ge=1, le=1000)
     strategy: Literal["average_vector", "best_score"] = "average_vector"
+    mode: Literal["hybrid", "dense"] = Field("hybrid", description=(
+        "hybrid: more like one stored text item fuses its vector and its words (BM25); "
+        "dense: vectors alone."))
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="0: pure relevance; higher: "
                                                               "more varied (MMR).")
     space: str | None = Field(None, description="Vector space; left out: the only one.")

@@ -37,7 +37,7 @@ def score_anomalies(body: AnomaliesRequest, collection: CollectionDep, store: St
     if body.texts is not None:
         from kinsight.indexers.embed import encode_items
 
-        targets = NewVectors(encode_items(space, body.texts), ids=body.ids)
+        targets = NewVectors(encode_items(space, body.texts), ids=body.ids, texts=body.texts)
     elif body.vectors is not None:
         targets = NewVectors(np.asarray(body.vectors, dtype=np.float32), ids=body.ids)
     reference: Any = body.reference
@@ -49,10 +49,12 @@ def score_anomalies(body: AnomaliesRequest, collection: CollectionDep, store: St
         run_id=result.run_id, method=result.method,
         threshold_percentile=result.threshold_percentile, threshold=result.threshold,
         reference=result.n_reference, targets=len(result.scores),
-        anomalies=len(result.anomalies),
+        anomalies=len(result.anomalies), expected_share=result.drift.expected,
+        drift_p_value=result.drift.p_value,
         scores=[AnomalyOut(id=s.id, score=s.score, percentile=s.percentile,
                            is_anomaly=s.is_anomaly, in_reference=s.in_reference,
                            neighbours=[NeighbourOut(id=n.id, similarity=n.similarity)
-                                       for n in s.neighbours])
+                                       for n in s.neighbours],
+                           unusual_words=list(s.unusual_words))
                 for s in result.scores[: body.limit]],
         took_ms=(time.perf_counter() - started) * 1000)

@@ -61,7 +61,7 @@ def recommend_batch(body: RecommendBatchRequest, collection: CollectionDep,
 
 def _recommend_call(body: RecommendRequest) -> RecommendCall:
     options = RecommendOptions(
-        k=body.k, strategy=body.strategy, diversity=body.diversity,
+        k=body.k, strategy=body.strategy, mode=body.mode, diversity=body.diversity,
         space=body.spaces if body.spaces is not None else body.space, where=body.filter,
         exclude=body.exclude, include_seen=body.include_seen, return_fields=body.fields,
         profile=ProfilePolicy(half_life_days=body.half_life_days))

@@ -3,8 +3,10 @@
 Everything comes from the run's tables (``anomalies_scores``, ``anomalies_reference``) and the
 items' current fields, so any past run can be reported: its parameters, a histogram of the scores
 with the threshold, the top anomalies with their fields (and thumbnails, when the collection keeps
-them in a field), the reference items nearest to each, and a 2-D map of reference and targets
-with the anomalies marked.
+them in a field), the words that made each odd (text detectors), the reference items nearest to
+each, a 2-D map of reference and targets with the anomalies marked, and the drift of the batch:
+the share flagged against the expected share (binomial test) for the batch, for each value of a
+field, and for the collection's earlier anomaly runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from kinsight.engine import Collection, NotFoundError, get_run, list_runs, read_run_table
+from kinsight.engine import (
+    Collection,
+    DriftRow,
+    NotFoundError,
+    RunInfo,
+    drift,
+    drift_by,
+    get_run,
+    list_runs,
+    read_run_table,
+)
 
 from .page import Section, histogram_svg, render_report, scatter_svg, table_html, thumbnail_img
 
@@ -33,9 +45,10 @@ def latest_anomaly_run(collection: Collection) -> str:
 
 def render_anomaly_report(collection: Collection, run_id: str, *, top: int = 50,
                           fields: Sequence[str] | None = None,
-                          thumbnail_field: str | None = None) -> str:
+                          thumbnail_field: str | None = None, by: str | None = None) -> str:
     """The HTML page of one run: ``top`` anomalies listed with ``fields`` (default: every scalar
-    field of the collection) and, with ``thumbnail_field``, the image bytes it holds."""
+    field of the collection) and, with ``thumbnail_field``, the image bytes it holds; ``by``: a
+    field whose values the drift table is broken down by."""
     run = get_run(collection, run_id)
     if run.operation != "anomalies":
         raise NotFoundError(f"run {run_id!r} is a {run.operation} run, not an anomalies run")
@@ -59,6 +72,7 @@ def render_anomaly_report(collection: Collection, run_id: str, *, top: int = 50,
         Section("neighbours", "Nearest reference items",
                 _neighbour_table(flagged, known, shown_fields)),
         Section("map", "Map (PCA of the reference)", _map(scores, reference)),
+        Section("drift", "Drift", _drift_table(collection, run, scores, by)),
     ]
     summary = run.summary
     params = {"run": run_id, "created": f"{run.created_at:%Y-%m-%d %H:%M} UTC",
@@ -80,6 +94,7 @@ def _anomaly_table(flagged: list[dict[str, Any]], known: dict[str, dict[str, Any
         item = known.get(score["id"], {})
         row = {"#": rank, "id": score["id"], "percentile": score["percentile"],
                "score": score["score"],
+               "unusual words": ", ".join(score.get("unusual_words") or []),
                "nearest reference": ", ".join(
                    f"{n} ({s:.2f})" for n, s in zip(score["neighbour_ids"],
                                                      score["neighbour_similarities"], strict=True)),
@@ -90,7 +105,7 @@ def _anomaly_table(flagged: list[dict[str, Any]], known: dict[str, dict[str, Any
                                              score["id"])
         rows.append(row)
     columns = ["#", *(["thumbnail"] if thumbnail_field else []), "id", "percentile", "score",
-               *fields, "nearest reference"]
+               *fields, "unusual words", "nearest reference"]
     return table_html(rows, columns, css_class="anomalies")
 
 
@@ -120,3 +135,26 @@ def _map(scores: list[dict[str, Any]], reference: Any) -> Markup:
                       [s["is_anomaly"] for s in others]].astype(bool)
     return scatter_svg(xy, groups, highlight=highlight,
                        title="reference and targets; anomalies marked")
+
+
+def _drift_table(collection: Collection, run: RunInfo, scores: list[dict[str, Any]],
+                 by: str | None) -> Markup:
+    """This batch, its values of ``by``, then the earlier runs: flagged share against expected."""
+    expected = 1 - float(run.params["threshold_percentile"]) / 100
+    flags = [bool(s["is_anomaly"]) for s in scores]
+    rows: list[tuple[str, DriftRow]] = [("this batch", drift(run.run_id, len(flags), sum(flags),
+                                                             expected))]
+    if by is not None:
+        values = collection.field_values(by, [s["id"] for s in scores])
+        rows += [(f"{by} =", row) for row in drift_by(values, flags, expected)]
+    for earlier in list_runs(collection, "anomalies"):
+        if earlier.created_at < run.created_at and "targets" in earlier.summary:
+            rows.append(("earlier run", drift(
+                earlier.run_id, int(earlier.summary["targets"]),
+                int(earlier.summary["anomalies"]),
+                1 - float(earlier.params["threshold_percentile"]) / 100)))
+    return table_html([{"": kind, "batch": r.group, "items": r.items, "flagged": r.flagged,
+                        "share": f"{r.share:.1%}", "expected": f"{r.expected:.1%}",
+                        "p (binomial)": f"{r.p_value:.3g}"} for kind, r in rows],
+                      ["", "batch", "items", "flagged", "share", "expected", "p (binomial)"],
+                      css_class="drift")
