@@ -159,9 +159,12 @@ def text_ingest(device: str, count: int, work: Path) -> dict[str, Any]:
     from kinsight.indexers.records import Record
 
     rows = pq.read_table(SAMPLE, columns=["id", "title", "text", "section"]).to_pylist()
-    records = [Record(f"{row['id']}-{i // len(rows)}", {k: row[k] for k in ("title", "text",
-                      "section")}, "debian_sample", i)
-               for i, row in ((i, rows[i % len(rows)]) for i in range(count))]
+    records = []
+    for i in range(count):  # the sample repeated to ``count``, each copy under new ids
+        row = rows[i % len(rows)]
+        records.append(Record(f"{row['id']}-{i // len(rows)}", {
+            "title": row["title"], "text": row["text"], "section": row["section"]},
+            "debian_sample", i))
     options = IngestOptions(collection="docs", text_fields=("title", "text"), encoder=TEXT_SPEC)
     ingest(device, records[:16], options, work / f"text-warm-{device}")  # model load, kernels
     seconds = ingest(device, records, options, work / f"text-store-{device}")
