@@ -169,10 +169,10 @@ class CollectionTables:
             with self.db.writing(self.name) as con:
                 if items:
                     ids = [item.id for item in items]
-                    self._register_items(con, items, ids, known)
+                    given = self._register_items(con, items, ids, known)
                     kept = {name: space.source_fields for name, space in self.spaces().items()
                             if name not in vectors and name not in rebuilt}
-                    self._remove(con, ids, keep=self._unchanged(con, kept, known))
+                    self._remove(con, ids, keep=self._unchanged(kept, given, known))
                     con.execute(f"INSERT INTO {self.schema}.items BY NAME "
                                 "SELECT * FROM _new_items")
                     con.unregister("_new_items")
@@ -190,8 +190,9 @@ class CollectionTables:
             self._remove(con, ids)
 
     def _register_items(self, con: Any, items: list[NewItem], ids: list[str],
-                        known: dict[str, str]) -> None:
-        """Register the new rows as ``_new_items`` (new fields become columns first)."""
+                        known: dict[str, str]) -> set[str]:
+        """Register the new rows as ``_new_items`` (new fields become columns first); returns
+        the fields they give."""
         names = sorted({name for item in items for name in item.fields})
         add_columns(con, self.schema, self.name, known,
                     {name: [item.fields.get(name) for item in items] for name in names})
@@ -201,17 +202,18 @@ class CollectionTables:
             columns[name] = arrow_column(name, known[name],
                                          [item.fields.get(name) for item in items], ids)
         con.register("_new_items", pa.table(columns))
+        return set(names)
 
-    def _unchanged(self, con: Any, kept: dict[str, tuple[str, ...]], known: dict[str, str]
-                   ) -> dict[str, str]:
+    def _unchanged(self, kept: dict[str, tuple[str, ...]], given: set[str],
+                   known: dict[str, str]) -> dict[str, str]:
         """For each space in ``kept`` (name → source fields), a SQL query of the ids in
-        ``_new_items`` whose stored values of those fields equal the new ones."""
-        new_columns = {d[0] for d in con.execute("SELECT * FROM _new_items LIMIT 0").description}
+        ``_new_items`` (which has the ``given`` fields) whose stored values of those fields
+        equal the new ones."""
         queries = {}
         for space, fields in kept.items():
             same = " AND ".join(
                 f"o.{quote(f)} IS NOT DISTINCT FROM "
-                f"{'n.' + quote(f) if f in new_columns else 'NULL'}"
+                f"{'n.' + quote(f) if f in given else 'NULL'}"
                 for f in fields if f in known) or "TRUE"
             queries[space] = (f"SELECT n.id FROM _new_items n JOIN {self.schema}.items o "
                               f"ON o.id = n.id WHERE {same}")
