@@ -28,7 +28,7 @@ from ingest_throughput import MAX_TOKENS, chunk_texts, raw_encode
 from sentence_transformers import SentenceTransformer
 
 from kinsight.engine import Encoder, Store, encoders
-from kinsight.engine.evaluation import evaluate_search, load_qrels, load_queries
+from kinsight.engine.evaluation import EvaluationOptions, evaluate_search, load_qrels, load_queries
 from kinsight.indexers import IngestOptions, ingest_records, model_cache
 from kinsight.indexers.devices import configure_cpu_threads
 from kinsight.indexers.model_prepare import MIN_MEAN_COSINE, cpu_candidates
@@ -52,8 +52,8 @@ def ingest_and_score(records: list[Any], options: IngestOptions, encoder: Encode
             vectors = np.concatenate([v for _, v, _ in collection.vector_blocks(options.space)])
             # The search path loads the space's encoder by spec: make it this variant.
             encoders._cache[encoder.info.spec] = encoder
-            ndcg = evaluate_search(collection, queries, qrels, ("dense",),
-                                   progress=False)["dense"]["ndcg@10"]
+            ndcg = evaluate_search(collection, queries, qrels,
+                                   EvaluationOptions(modes=("dense",)))["dense"]["ndcg@10"]
     return seconds, vectors, ndcg
 
 

@@ -291,6 +291,8 @@ class EvaluationOptions:
     fusions: Sequence[str] = option(tuple(FUSIONS), help="Fusions scored in the hybrid and auto "
                                     "modes, each as MODE:FUSION; the first is the default.")
     depth: int = option(100, ge=1, help="Items ranked per query: the second recall's cut-off.")
+    tuned: bool = option(False, help="Also score the tuned searches (`kinsight tune`): the "
+                         "default mode and dense, each with the space's tuned settings.")
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -303,11 +305,17 @@ class EvaluationOptions:
                                     f"got {list(self.fusions)!r}")
 
     def runs(self) -> dict[str, SearchOptions]:
-        """Each search to score by its name: the mode, and ``MODE:FUSION`` for a fusing mode."""
-        return {f"{mode}:{name}" if mode in ("hybrid", "auto") else mode: SearchOptions(
+        """Each search to score by its name: the mode, ``MODE:FUSION`` for a fusing mode, and
+        with ``tuned`` the names ``kinsight tune`` reports them under (``tuned``, ``dense, tuned``)."""
+        runs = {f"{mode}:{name}" if mode in ("hybrid", "auto") else mode: SearchOptions(
                     k=self.depth, mode=mode, fusion=FUSIONS[name], return_fields=())
                 for mode in self.modes
                 for name in (self.fusions if mode in ("hybrid", "auto") else self.fusions[:1])}
+        if self.tuned:
+            runs["tuned"] = SearchOptions(k=self.depth, return_fields=(), tuned=True)
+            runs["dense, tuned"] = SearchOptions(k=self.depth, mode="dense", return_fields=(),
+                                                 tuned=True)
+        return runs
 
 
 def evaluate_search(

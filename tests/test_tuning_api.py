@@ -57,6 +57,29 @@ def test_cli_tunes_prints_held_out_figures_and_search_uses_them(synonyms, judgme
     assert [h["id"] for h in json.loads(tuned.stdout)] == ["t3v2"]
 
 
+def test_cli_evaluates_and_lists_a_tuned_space(synonyms, judgment_files):
+    store = ["--store", str(synonyms)]
+
+    def spaces() -> list[dict]:
+        listed = runner.invoke(app, ["collections", "--json", *store])
+        assert listed.exit_code == 0, listed.output
+        return json.loads(listed.stdout)[0]["spaces"]
+
+    assert spaces()[0]["tuned"] is None
+    untuned = runner.invoke(app, ["evaluate", *judgment_files, "--tuned", *store])
+    assert untuned.exit_code == 2 and "has not been tuned; run `kinsight tune" in untuned.stderr
+
+    assert runner.invoke(app, ["tune", *judgment_files, *FAST_FLAGS, *store]).exit_code == 0
+    assert spaces()[0]["tuned"]
+    assert ", tuned)" in runner.invoke(app, ["collections", *store], env={"COLUMNS": "200"}).stdout
+    shown = runner.invoke(app, ["evaluate", *judgment_files, "--tuned", "--json", *store])
+    assert shown.exit_code == 0, shown.output
+    scores = json.loads(shown.stdout)
+    # judged on every query, most of which the tune trained on: far above the untuned searches
+    assert scores["tuned"]["ndcg@10"] > scores["hybrid:zscore"]["ndcg@10"] + 0.3
+    assert scores["dense, tuned"]["ndcg@10"] > scores["dense"]["ndcg@10"] + 0.3
+
+
 def test_cli_refuses_bad_shares_before_opening_anything(synonyms, judgment_files):
     result = runner.invoke(app, ["tune", *judgment_files, "--held-out", "1.5",
                                  "--store", str(synonyms)])

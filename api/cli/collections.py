@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kinsight.engine import Store
+from kinsight.engine import Collection, Store
 
 from .common import DEFAULT_STORE, JsonOpt, StoreOpt, app, console, open_store
 
@@ -32,7 +32,8 @@ def collections(ctx: typer.Context, store: StoreOpt = DEFAULT_STORE, as_json: Js
     for row in rows:
         table.add_row(row["name"], str(row["count"]),
                       ", ".join(f"{s['name']} ({s['encoder']}, {s['dim']}-d, {s['index']}"
-                                f"{', ' + s['language'] if s['language'] else ''})"
+                                f"{', ' + s['language'] if s['language'] else ''}"
+                                f"{', tuned' if s['tuned'] else ''})"
                                 for s in row["spaces"]),
                       ", ".join(row["fields"]))
     console.print(table)
@@ -56,4 +57,11 @@ def _describe(store: Store, name: str) -> dict[str, Any]:
             "spaces": [{"name": s.name, "encoder": s.encoder.spec, "dim": s.dim,
                         "metric": s.metric, "fingerprint": s.encoder.fingerprint,
                         "index": s.index_spec, "language": s.keyword_language,
-                        "source_fields": list(s.source_fields)} for s in coll.spaces().values()]}
+                        "source_fields": list(s.source_fields),
+                        "tuned": _tuned_at(coll, s.name)} for s in coll.spaces().values()]}
+
+
+def _tuned_at(coll: Collection, space: str) -> str | None:
+    """When `kinsight tune` last saved the space's settings (ISO time), or None: never tuned."""
+    stored = coll.tunings.read(space)
+    return None if stored is None else str(stored.created_at)

@@ -297,12 +297,15 @@ def evaluate(
         help="Comma-separated fusions, each scored in the hybrid and auto modes.")
     ] = ",".join(FUSIONS),
     limit: Annotated[int | None, typer.Option(help="Evaluate the first N queries only.")] = None,
+    tuned: Annotated[bool, typer.Option(
+        "--tuned", help="Also score the tuned searches that `kinsight tune` saved (rows `tuned` "
+        "and `dense, tuned`); judge them on queries the tune did not train on.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of each search mode against relevance judgments."""
     chosen = EvaluationOptions(modes=[_mode(m) for m in modes.split(",")],
                                fusions=[one_of("fusion", f, tuple(FUSIONS))
-                                        for f in fusions.split(",")])
+                                        for f in fusions.split(",")], tuned=tuned)
     with open_store(store, read_only=True) as opened, \
             progress_bar("evaluate", enabled=not as_json, unit="queries") as progress:
         results = pick_collection(opened, collection).evaluate_search(
