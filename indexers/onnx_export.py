@@ -20,6 +20,8 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +170,30 @@ def _quantise(fp32: Path, int8: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                     reduce_range=False, op_types_to_quantize=["MatMul", "Attention"],
-                     # fused ops are of onnxruntime's domain: shape inference cannot type them
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    with _root_logger_muted():
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=False, op_types_to_quantize=["MatMul", "Attention"],
+                         # fused ops are of onnxruntime's domain: shape inference cannot type them
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+@contextmanager
+def _root_logger_muted() -> Iterator[None]:
+    """Drop what is logged on the root logger meanwhile: onnxruntime's quantiser calls
+    ``logging.warning`` (advice to pre-process the graph, which the gate makes moot), and on a
+    root logger without handlers that also installs one, after which every library's warnings
+    print in the user's terminal. A handler is held on the root logger for the duration, so
+    nothing is installed, and records reaching the root logger itself are dropped."""
+    root = logging.getLogger()
+    held = logging.NullHandler()
+
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+
+    root.addHandler(held)
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        root.removeHandler(held)

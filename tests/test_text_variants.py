@@ -239,3 +239,21 @@ def test_prepare_command_refuses_other_encoders(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["model", "prepare", str(path), "--encoder", "fake:dim=8"])
     assert result.exit_code == 2
     assert "sentence-transformers" in result.output and "fake" in result.output
+
+
+def test_quantising_prints_nothing_and_leaves_logging_alone(minilm_export: Path, tmp_path: Path
+                                                            ) -> None:
+    # onnxruntime's quantiser logs advice on the root logger, which would also install a handler
+    # that prints every later warning of every library: a user's first ingest must stay quiet.
+    script = textwrap.dedent(f"""
+        import logging
+        from pathlib import Path
+        from kinsight.indexers.onnx_export import _quantise
+        _quantise(Path({str(minilm_export / "fp32.onnx")!r}), Path({str(tmp_path / "int8.onnx")!r}))
+        print(len(logging.getLogger().handlers))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "0" and run.stderr == "", run.stderr
+    assert (tmp_path / "int8.onnx").stat().st_size > 1_000_000
