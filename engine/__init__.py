@@ -33,7 +33,7 @@ from .errors import (
     ReadOnlyStoreError,
     StoreLockedError,
 )
-from .evaluation import EvaluationOptions, load_qrels, load_queries
+from .evaluation import EvaluationOptions, judgments_from_clicks, load_clicks, load_qrels, load_queries
 from .evaluation import Query as JudgedQuery
 from .filters import And, Condition, Filter, Not, Or, SqlWhere
 from .index_policy import IndexSpec, choose_index
@@ -162,7 +162,9 @@ __all__ = [
     "drift_by",
     "fit_reference",
     "get_run",
+    "judgments_from_clicks",
     "list_runs",
+    "load_clicks",
     "load_encoder",
     "load_qrels",
     "load_queries",

@@ -12,16 +12,19 @@ compiler at install time). Definitions follow trec_eval so numbers compare with 
 File formats (the ones in ``../shared/data/debian`` and ``api/demo_data``):
 
 - qrels: TSV with the header ``qid<TAB>doc_id<TAB>rel``, one judgment per line;
-- queries: JSON Lines, one object per line with string keys ``qid`` and ``text`` (others ignored).
+- queries: JSON Lines, one object per line with string keys ``qid`` and ``text`` (others ignored);
+- clicks (a search log, ``load_clicks``): JSON Lines of ``{"query", "id"}`` or CSV/TSV with the
+  header ``query,id``, one click per line; a query's clicked items are its relevant ones.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -37,6 +40,8 @@ __all__ = [
     "Query",
     "evaluate_run",
     "evaluate_search",
+    "judgments_from_clicks",
+    "load_clicks",
     "load_qrels",
     "load_queries",
     "mrr_at_k",
@@ -133,28 +138,85 @@ def load_queries(path: str | os.PathLike[str]) -> list[Query]:
     """
     queries: list[Query] = []
     first_seen: dict[str, int] = {}
-    for number, line in _numbered_lines(path):
-        if not line.strip():
-            continue
+    for number, row in _json_lines(path):
         where = f"{path}, line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidInputError(f"{where}: not valid JSON: {e.msg}") from e
-        if not isinstance(row, dict):
-            raise InvalidInputError(
-                f"{where}: expected a JSON object with 'qid' and 'text', got {type(row).__name__}")
         for key in ("qid", "text"):
             value = row.get(key)
             if not isinstance(value, str) or not value.strip():
                 raise InvalidInputError(f"{where}: '{key}' must be a non-empty string")
-        qid, text = row["qid"], row["text"]
+        qid, text = str(row["qid"]), str(row["text"])
         if qid in first_seen:
             raise InvalidInputError(
                 f"{where}: qid {qid!r} repeats the one on line {first_seen[qid]}")
         first_seen[qid] = number
         queries.append(Query(qid=qid, text=text))
     return queries
+
+
+def judgments_from_clicks(clicks: Iterable[tuple[str, str]]
+                          ) -> tuple[list[Query], dict[str, dict[str, int]]]:
+    """Judged queries from clicks, each a ``(query text, clicked item id)``: one query per
+    distinct text (case and runs of spaces ignored; qids ``click-1``, ``click-2``, ... in order
+    of first appearance), every item clicked for it relevant with grade 1. How often an item was
+    clicked does not grade it: counts follow what was shown first, and would teach the ranking
+    it already has."""
+    qids: dict[str, str] = {}
+    queries: list[Query] = []
+    qrels: dict[str, dict[str, int]] = {}
+    for text, item in clicks:
+        key = " ".join(text.split()).casefold()
+        if key not in qids:
+            qids[key] = f"click-{len(qids) + 1}"
+            queries.append(Query(qids[key], " ".join(text.split())))
+        qrels.setdefault(qids[key], {})[item] = 1
+    return queries, qrels
+
+
+def load_clicks(path: str | os.PathLike[str]) -> tuple[list[Query], dict[str, dict[str, int]]]:
+    """Read clicks (see the module docstring) as judged queries and their judgments
+    (``judgments_from_clicks``).
+
+    Raises:
+        NotFoundError: the file does not exist.
+        InvalidInputError: a line without a non-empty ``query`` and ``id``, a CSV/TSV file
+            without those columns, or no click at all; the message names the file and line.
+    """
+    suffix = Path(path).suffix.lower()
+    clicks: list[tuple[str, str]] = []
+    if suffix in (".csv", ".tsv"):
+        lines = (line for _, line in _numbered_lines(path))
+        rows = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
+        if rows.fieldnames is None or not {"query", "id"} <= set(rows.fieldnames):
+            raise InvalidInputError(f"{path}: expected a header with the columns query and id "
+                                    f"(one click per line), got {rows.fieldnames}")
+        numbered: Iterable[tuple[int, dict[str, object]]] = (
+            (rows.line_num, row) for row in rows)
+    else:
+        numbered = _json_lines(path)
+    for number, row in numbered:
+        text, item = row.get("query"), row.get("id")
+        if not isinstance(text, str) or not text.strip() or not isinstance(item, str) or not item:
+            raise InvalidInputError(f"{path}, line {number}: a click needs a non-empty 'query' "
+                                    "(what was searched) and 'id' (the item clicked)")
+        clicks.append((text, item))
+    if not clicks:
+        raise InvalidInputError(f"{path} holds no clicks; write one {{\"query\", \"id\"}} per line")
+    return judgments_from_clicks(clicks)
+
+
+def _json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, object]]]:
+    """The non-blank lines of a JSON Lines file as objects, with their line numbers."""
+    for number, line in _numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InvalidInputError(f"{path}, line {number}: not valid JSON: {e.msg}") from e
+        if not isinstance(row, dict):
+            raise InvalidInputError(f"{path}, line {number}: expected a JSON object, got "
+                                    f"{type(row).__name__}")
+        yield number, row
 
 
 def _check_k(k: int) -> None:

@@ -12,6 +12,7 @@ from kinsight.engine.errors import InvalidInputError, NotFoundError
 from kinsight.engine.evaluation import (
     Query,
     evaluate_run,
+    load_clicks,
     load_qrels,
     load_queries,
     mrr_at_k,
@@ -211,3 +212,30 @@ def test_load_queries_malformed_names_file_and_line(
 def test_public_names() -> None:
     for name in evaluation.__all__:
         assert hasattr(evaluation, name)
+
+
+def test_clicks_become_one_judged_query_per_distinct_text(tmp_path):
+    path = tmp_path / "clicks.jsonl"
+    path.write_text('{"query": "PDF viewer", "id": "evince"}\n\n'
+                    '{"query": "pdf  viewer ", "id": "okular", "user": "u1"}\n'
+                    '{"query": "pdf viewer", "id": "evince"}\n'
+                    '{"query": "chess", "id": "stockfish"}\n')
+    queries, qrels = load_clicks(path)
+    assert queries == [Query("click-1", "PDF viewer"), Query("click-2", "chess")]
+    assert qrels == {"click-1": {"evince": 1, "okular": 1}, "click-2": {"stockfish": 1}}
+    tsv = tmp_path / "clicks.tsv"
+    tsv.write_text("id\tquery\nevince\tPDF viewer\n")
+    assert load_clicks(tsv) == ([Query("click-1", "PDF viewer")], {"click-1": {"evince": 1}})
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("c.jsonl", '{"query": "x", "id": "a"}\n{"query": "y"}\n', "line 2: a click needs"),
+    ("c.jsonl", "", "holds no clicks"),
+    ("c.csv", "text,doc\nx,a\n", "columns query and id"),
+    ("c.csv", "query,id\nx,\n", "line 2: a click needs"),
+])
+def test_bad_clicks_name_the_file_line_and_fix(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InvalidInputError, match=message):
+        load_clicks(path)

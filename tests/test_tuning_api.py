@@ -122,3 +122,41 @@ def test_http_refuses_bad_tune_requests(client):
     few = client.post("/collections/docs/tune", json={**body, "queries": body["queries"][:8]})
     assert few.status_code == 422 and "at least 5 in each" in few.json()["detail"]
     assert client.post("/collections/nope/tune", json=body).status_code == 404
+
+
+def synonym_clicks() -> list[dict[str, str]]:
+    """The synonym judgments as a search log: each query clicked twice, spelt two ways."""
+    queries, qrels = synonym_judgments()
+    return [{"query": text, "id": item} for q in queries for item in qrels[q.qid]
+            for text in (q.text, f"  {q.text.upper()} ")]
+
+
+def test_cli_tunes_from_clicks(synonyms, tmp_path):
+    clicks = tmp_path / "clicks.csv"
+    clicks.write_text("query,id\n" + "".join(f"{c['query']},{c['id']}\n" for c in synonym_clicks()))
+    result = runner.invoke(app, ["tune", "--clicks", str(clicks), *FAST_FLAGS, "--json",
+                                 "--store", str(synonyms)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # 200 clicks on 100 distinct queries (case and spaces ignored): the same split as judgments
+    assert report["queries"] == {"train": 68, "validation": 12, "held_out": 20, "skipped": 0}
+    assert report["held_out"]["tuned"]["ndcg@10"] > report["held_out"]["default"]["ndcg@10"] + 0.3
+
+
+@pytest.mark.parametrize("flags", [[], ["--clicks", "c.jsonl", "--queries", "q.jsonl"],
+                                   ["--queries", "q.jsonl"]])
+def test_cli_asks_for_one_kind_of_judgments(synonyms, flags):
+    result = runner.invoke(app, ["tune", *flags, "--store", str(synonyms)])
+    assert result.exit_code == 2 and "--clicks FILE" in result.output
+
+
+def test_http_tunes_from_clicks_and_refuses_both_kinds(client):
+    response = client.post("/collections/docs/tune", json={"clicks": synonym_clicks(), **FAST})
+    assert response.status_code == 200, response.text
+    assert response.json()["queries"]["held_out"] == 20
+    queries, qrels = synonym_judgments()
+    both = {"queries": [{"qid": q.qid, "text": q.text} for q in queries], "qrels": qrels,
+            "clicks": synonym_clicks()}
+    refused = client.post("/collections/docs/tune", json=both)
+    assert refused.status_code == 422 and "either queries and qrels" in refused.text
+    assert client.post("/collections/docs/tune", json={}).status_code == 422

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kinsight.engine import TuneOptions, TuneReport, load_qrels, load_queries
+from kinsight.engine import TuneOptions, TuneReport, load_clicks, load_qrels, load_queries
 
 from .common import (
     DEFAULT_STORE,
@@ -35,8 +35,13 @@ METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 @options_command(TuneOptions)
 def tune_command(
     options: dict[str, Any],
-    queries: Annotated[Path, typer.Option(help="JSONL of {\"qid\", \"text\"}.")],
-    qrels: Annotated[Path, typer.Option(help="TSV with header qid, doc_id, rel.")],
+    queries: Annotated[Path | None, typer.Option(help="JSONL of {\"qid\", \"text\"} (with --qrels).")
+                       ] = None,
+    qrels: Annotated[Path | None, typer.Option(help="TSV with header qid, doc_id, rel.")] = None,
+    clicks: Annotated[Path | None, typer.Option(
+        help="Instead of --queries/--qrels: a search log, one click per line, as JSONL "
+        "{\"query\", \"id\"} or CSV/TSV with the header query,id; a query's clicked items "
+        "are its relevant ones.")] = None,
     collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     space: SpaceOpt = None,
@@ -52,9 +57,15 @@ def tune_command(
     uses the tuning only when asked (`search --tuned`, HTTP "tuned": true): a tune fits one
     user's judgments, so results change only where that user says so.
     """
+    if clicks is not None and queries is None and qrels is None:
+        judged, judgments = load_clicks(clicks)
+    elif clicks is None and queries is not None and qrels is not None:
+        judged, judgments = load_queries(queries), load_qrels(qrels)
+    else:
+        raise typer.BadParameter("give either --queries FILE and --qrels FILE (judgments), or "
+                                 "--clicks FILE (a search log of {query, id} clicks)")
     with open_store(store) as opened:
         coll = pick_collection(opened, collection)
-        judged, judgments = load_queries(queries), load_qrels(qrels)
         with progress_bar("tune", enabled=not as_json) as progress:
             report = coll.tune(judged, judgments, TuneOptions(**options, space=space),
                                progress=progress)
