@@ -21,6 +21,7 @@ from kinsight.engine import (
     Item,
     NotFoundError,
     Store,
+    get_run,
     read_run_table,
 )
 from kinsight.engine.mismatch import (
@@ -357,6 +358,41 @@ def test_exact_duplicates_join_a_group_whole(store):
     ])
     result = coll.near_duplicates(threshold=0.95, linkage="complete")
     assert [set(g.members) for g in result.groups] == [{"u03", "copy", "u03-twin"}]
+
+
+def planted_copies(seed: int, lean: float, noise: float, n: int = 300, copies: int = 20,
+                   dim: int = 64) -> tuple[list[str], np.ndarray]:
+    """``n`` items leaning ``lean`` towards one direction (0: spread out, nearest neighbours at
+    cosine ~0.35; 4: all within ~0.96 of one another) and a copy of each of the first ``copies``,
+    moved by ``noise`` (at the given scales, ~0.85 and ~0.9998 from its original)."""
+    rng = np.random.default_rng(seed)
+    hub = unit(rng.normal(size=dim))
+    base = unit(lean * hub + unit(rng.normal(size=(n, dim))))
+    copied = unit(base[:copies] + noise * unit(rng.normal(size=(copies, dim))))
+    ids = [f"i{j:03d}" for j in range(n)] + [f"i{j:03d}-copy" for j in range(copies)]
+    return ids, np.vstack([base, copied]).astype(np.float32)
+
+
+@pytest.mark.parametrize(("lean", "noise"), [(0.0, 0.6), (4.0, 0.02)])
+def test_auto_threshold_finds_copies_at_either_similarity_scale(store, lean, noise):
+    ids, vectors = planted_copies(1, lean, noise)
+    coll = store.create_collection("docs")
+    coll.ensure_space("text", EncoderInfo(spec="vectors:64", modality="text", dim=64,
+                                          fingerprint="synthetic-64"))
+    coll.upsert(Item(id=i, vectors={"text": v}) for i, v in zip(ids, vectors, strict=True))
+    planted = {frozenset({f"i{j:03d}", f"i{j:03d}-copy"}) for j in range(20)}
+    result = coll.near_duplicates()
+    assert result.auto_threshold and {frozenset(g.members) for g in result.groups} == planted
+    cosines = vectors @ vectors.T
+    np.fill_diagonal(cosines, -1)
+    nearest = cosines.max(axis=1)
+    assert nearest[20:300].max() < result.threshold <= nearest[300:].min()
+    # One fixed cosine fits only one of the two scales: 0.95 misses the spread-out copies and
+    # links half the tight items.
+    fixed = {frozenset(g.members) for g in coll.near_duplicates(threshold=0.95).groups}
+    assert fixed != planted
+    run = get_run(coll, result.run_id)
+    assert run.params["threshold"] == "auto" and run.summary["threshold"] == result.threshold
 
 
 def test_duplicates_options_and_few_items(with_copies, store):

@@ -11,16 +11,16 @@ copies (A~B~C with A far from C) is one group. Each group gets a **representativ
 the member of highest mean cosine to the other members (ties: the smallest id).
 
 **The threshold** is chosen from the vectors themselves by default (``threshold="auto"``, no
-labels needed). How close a copy comes depends on the encoder: a half-size picture sits ~0.9 from
-its original in EfficientNet's features, a templated text ~0.98 in MiniLM's, so no one cosine fits
-every space. What carries over is that a copy sits much nearer its original than items usually
-sit to their nearest neighbour. So the cosine distance ``1 - cos`` of each distinct vector to its
-nearest other one is taken on a log scale, where the bulk of a collection is a rough bell, and
-the threshold is the distance ``AUTO_DEVIATIONS`` robust deviations (the median absolute
-deviation, scaled to a normal's σ) below the median. That constant and the default linkage were
-chosen on development halves of the Debian families and of augmented pictures, and are reported
-on the other halves (``benchmarks/near_duplicates.py``). The chosen threshold is in the result. A
-fixed ``threshold`` means the same angle in every collection.
+labels needed). How close a copy comes depends on the encoder: a half-size picture sits ~0.85-0.9
+from its original in EfficientNet's features, where half the pictures have a neighbour above 0.87
+anyway, while unrelated texts in MiniLM sit far lower. So the cut is set relative to how far apart
+items usually are in this space: the median cosine distance ``D`` of each distinct vector to its
+``AUTO_NEIGHBOUR``-th nearest other one (past the few copies an item may have), and two items are
+linked when their distance is below ``AUTO_RATIO * D``. Average or complete linkage then keeps
+the groups tight. The ratio and the default linkage were chosen on development halves of the
+Debian families and of augmented pictures, and are reported on the other halves
+(``benchmarks/near_duplicates.py``). The chosen threshold is in the result. A fixed ``threshold``
+means the same angle in every collection.
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ from ..options import option
 from ..runs import save_run
 from ._items import selected_unit_vectors
 
-__all__ = ["AUTO_DEVIATIONS", "DuplicateGroup", "DuplicateOptions", "DuplicatesResult", "Linkage",
+__all__ = ["AUTO_RATIO", "DuplicateGroup", "DuplicateOptions", "DuplicatesResult", "Linkage",
            "auto_threshold", "duplicate_groups", "near_duplicates"]
 
 Linkage = Literal["average", "complete", "single"]
-AUTO_DEVIATIONS = 3.0
+AUTO_RATIO = 0.3
+AUTO_NEIGHBOUR = 10
 # Fewer distinct vectors than this give no distribution to read a threshold from; then
 # FEW_ITEMS_THRESHOLD (an angle under ~18°) is used, with a warning.
 AUTO_MIN_ITEMS = 20
@@ -149,20 +150,16 @@ def near_duplicates(collection: IndexedCollection,
                             groups, duplicates, warnings, time.perf_counter() - started)
 
 
-def auto_threshold(vectors: np.ndarray, deviations: float = AUTO_DEVIATIONS) -> float | None:
-    """The cosine that ``threshold="auto"`` links at, for unit ``vectors`` ``(n, d)``: the distance
-    of each distinct vector to its nearest other one, on a log scale, ``deviations`` robust
-    deviations below the median (module docstring); None below ``AUTO_MIN_ITEMS`` distinct
-    vectors."""
+def auto_threshold(vectors: np.ndarray, ratio: float = AUTO_RATIO) -> float | None:
+    """The cosine that ``threshold="auto"`` links at, for unit ``vectors`` ``(n, d)``: ``1 - ratio
+    * D``, where D is the median cosine distance of a distinct vector to its ``AUTO_NEIGHBOUR``-th
+    nearest other one (module docstring); None below ``AUTO_MIN_ITEMS`` distinct vectors."""
     distinct = np.unique(np.asarray(vectors, dtype=np.float32), axis=0)
     if len(distinct) < AUTO_MIN_ITEMS:
         return None
-    nearest = leave_one_out(distinct, 1)[0][:, 0].astype(np.float64)
-    # float32 cosines of near-identical vectors reach 1 or a hair past it: a floor on the distance.
-    log_distance = np.log(np.maximum(1.0 - nearest, 1e-7))
-    centre = float(np.median(log_distance))
-    spread = 1.4826 * float(np.median(np.abs(log_distance - centre)))  # a normal's σ
-    return float(min(1.0, 1.0 - np.exp(centre - deviations * spread)))
+    neighbour = leave_one_out(distinct, AUTO_NEIGHBOUR)[0][:, -1].astype(np.float64)
+    typical = float(np.median(np.maximum(1.0 - neighbour, 0.0)))
+    return float(min(1.0, 1.0 - ratio * typical))
 
 
 def duplicate_groups(ids: list[str], vectors: np.ndarray, hashes: list[str | None], threshold: float,
