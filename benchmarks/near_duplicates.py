@@ -101,7 +101,7 @@ def main() -> None:
         best = max(mean_f1, key=lambda key: mean_f1[key])
         print(f"\nchosen on dev by the mean group F1 of the two data sets: ratio {best[0]}, "
               f"{best[1]} linkage (F1 {mean_f1[best]:.3f}); the engine's default: "
-              f"{AUTO_RATIO}, average")
+              f"{AUTO_RATIO}, {DuplicateOptions().linkage}")
         payload["dev_choice"] = {"ratio": best[0], "linkage": best[1], "mean_f1": mean_f1[best]}
     save(f"near_duplicates-{args.data}", payload)
 
@@ -166,8 +166,7 @@ class Scorer:
 
     def with_ratio(self, space: str, ratio: float, linkage: Linkage) -> dict[str, Any]:
         """The row of ``threshold="auto"`` had ``AUTO_RATIO`` been ``ratio``."""
-        threshold = auto_threshold(self.spaces[space] / np.linalg.norm(
-            self.spaces[space], axis=1, keepdims=True), ratio)
+        threshold = auto_threshold(_unit(self.spaces[space]), ratio)
         if threshold is None:
             raise SystemExit(f"too few items in space {space!r} to choose a threshold from")
         return {"ratio": ratio, **self(space, threshold, linkage)}
@@ -177,8 +176,7 @@ class Scorer:
         found by an exact range search."""
         import faiss
 
-        unit = self.spaces[space] / np.linalg.norm(self.spaces[space], axis=1, keepdims=True)
-        unit = np.ascontiguousarray(unit, dtype=np.float32)
+        unit = np.ascontiguousarray(_unit(self.spaces[space]))
         index = faiss.IndexFlatIP(unit.shape[1])
         index.add(unit)
         lims, _, found = index.range_search(unit, threshold - 1e-6)
@@ -190,7 +188,7 @@ class Scorer:
 
 def _cells(r: dict[str, Any]) -> list[Any]:
     given = r["threshold_given"]
-    threshold = f"auto: {r['threshold']:.3f}" if given == "auto" else f"{r['threshold']}"
+    threshold = f"auto: {r['threshold']:.3f}" if given == "auto" else f"{r['threshold']:.3f}"
     return [r["vectors"], threshold, r["linkage"], r["groups"], r["largest"], r["group_pairs"],
             r["group_precision"], r["group_recall"], r["group_f1"], r["linked_pairs"],
             r["linked_precision"], r["linked_recall"], r["linked_f1"], f"{r['seconds']:.1f}"]

@@ -44,7 +44,7 @@ __all__ = ["AUTO_RATIO", "DuplicateGroup", "DuplicateOptions", "DuplicatesResult
            "auto_threshold", "duplicate_groups", "near_duplicates"]
 
 Linkage = Literal["average", "complete", "single"]
-AUTO_RATIO = 0.3
+AUTO_RATIO = 0.4
 AUTO_NEIGHBOUR = 10
 # Fewer distinct vectors than this give no distribution to read a threshold from; then
 # FEW_ITEMS_THRESHOLD (an angle under ~18°) is used, with a warning.
