@@ -21,9 +21,16 @@ from kinsight.engine import (
     Item,
     NotFoundError,
     Store,
+    get_run,
     read_run_table,
 )
-from kinsight.engine.mismatch import label_mismatch, near_duplicates, pair_mismatch, pair_scores
+from kinsight.engine.mismatch import (
+    DuplicateOptions,
+    label_mismatch,
+    near_duplicates,
+    pair_mismatch,
+    pair_scores,
+)
 
 DIM = 32
 ENCODER = EncoderInfo(spec="vectors:synthetic", modality="text", dim=DIM, fingerprint="synthetic-32")
@@ -280,7 +287,7 @@ def test_label_mismatch_filters_and_errors(labelled):
 @pytest.fixture
 def with_copies(store):
     """50 unrelated items plus planted copies: a hash twin (same content, other vector), an
-    identical vector, a near copy and a chain of three whose middle is the medoid."""
+    identical vector, a near copy and a chain of three (neighbours ~0.963 apart, its ends ~0.87)."""
     rng = np.random.default_rng(5)
     base = unit(rng.normal(size=(50, DIM)))
     coll = store.create_collection("docs")
@@ -301,10 +308,11 @@ def with_copies(store):
 
 
 def test_duplicate_groups_by_hash_vector_and_similarity(with_copies):
-    result = near_duplicates(with_copies)
+    result = near_duplicates(with_copies, DuplicateOptions(threshold=0.95, linkage="single"))
     groups = {frozenset(g.members): g for g in result.groups}
     assert set(groups) == {frozenset({"twin-a", "twin-b"}), frozenset({"u07", "same"}),
                            frozenset({"u09", "near"}), frozenset({"chain0", "chain1", "chain2"})}
+    assert not result.auto_threshold and result.threshold == 0.95 and result.linkage == "single"
     twins = groups[frozenset({"twin-a", "twin-b"})]
     assert twins.exact and twins.mean_similarity < 0.9  # linked by content hash alone
     same = groups[frozenset({"u07", "same"})]
@@ -322,14 +330,82 @@ def test_duplicate_groups_by_hash_vector_and_similarity(with_copies):
     assert members.num_rows == 9 and sum(members.column("representative").to_pylist()) == 4
 
 
-def test_duplicates_threshold_and_filter(with_copies):
-    strict = with_copies.near_duplicates(threshold=0.9999)
-    assert {frozenset(g.members) for g in strict.groups} == {
-        frozenset({"twin-a", "twin-b"}), frozenset({"u07", "same"})}
-    only_chain = with_copies.near_duplicates(where={"field": "n", "op": "eq", "value": 200})
+@pytest.mark.parametrize("linkage", ["average", "complete"])
+def test_a_chain_is_not_one_group(with_copies, linkage):
+    """chain0 ~ chain1 ~ chain2 at 0.95, but chain0 and chain2 are ~0.87 apart: single linkage
+    makes one group of them, average and complete linkage do not."""
+    result = with_copies.near_duplicates(threshold=0.95, linkage=linkage)
+    chained = [g for g in result.groups if any(m.startswith("chain") for m in g.members)]
+    assert [g.size for g in chained] == [2] and "chain1" in chained[0].members
+    assert all(g.min_similarity >= 0.95 for g in result.groups if not g.exact)
+    # Exact duplicates are grouped whatever the linkage and threshold: the twins' vectors are
+    # unrelated, and the identical vector is kept with its original.
+    assert {frozenset({"twin-a", "twin-b"}), frozenset({"u07", "same"})} <= {
+        frozenset(g.members) for g in with_copies.near_duplicates(threshold=0.9999,
+                                                                  linkage=linkage).groups}
+
+
+def test_exact_duplicates_join_a_group_whole(store):
+    """A hash twin of a near copy follows it into its group, even under complete linkage, where
+    the twin's own vector is far from the others."""
+    rng = np.random.default_rng(2)
+    base = unit(rng.normal(size=(30, DIM)))
+    coll = store.create_collection("docs")
+    coll.ensure_space("text", ENCODER)
+    coll.upsert([Item(id=f"u{i:02d}", vectors={"text": v}) for i, v in enumerate(base)] + [
+        Item(id="copy", vectors={"text": unit(base[3] + 0.02 * rng.normal(size=DIM))}, content_hash="h"),
+        Item(id="u03-twin", vectors={"text": unit(rng.normal(size=DIM))}, content_hash="h"),
+    ])
+    result = coll.near_duplicates(threshold=0.95, linkage="complete")
+    assert [set(g.members) for g in result.groups] == [{"u03", "copy", "u03-twin"}]
+
+
+def planted_copies(seed: int, lean: float, noise: float, n: int = 300, copies: int = 20,
+                   dim: int = 64) -> tuple[list[str], np.ndarray]:
+    """``n`` items leaning ``lean`` towards one direction (0: spread out, nearest neighbours at
+    cosine ~0.35; 4: all within ~0.96 of one another) and a copy of each of the first ``copies``,
+    moved by ``noise`` (at the given scales, ~0.85 and ~0.9998 from its original)."""
+    rng = np.random.default_rng(seed)
+    hub = unit(rng.normal(size=dim))
+    base = unit(lean * hub + unit(rng.normal(size=(n, dim))))
+    copied = unit(base[:copies] + noise * unit(rng.normal(size=(copies, dim))))
+    ids = [f"i{j:03d}" for j in range(n)] + [f"i{j:03d}-copy" for j in range(copies)]
+    return ids, np.vstack([base, copied]).astype(np.float32)
+
+
+@pytest.mark.parametrize(("lean", "noise"), [(0.0, 0.6), (4.0, 0.02)])
+def test_auto_threshold_finds_copies_at_either_similarity_scale(store, lean, noise):
+    ids, vectors = planted_copies(1, lean, noise)
+    coll = store.create_collection("docs")
+    coll.ensure_space("text", EncoderInfo(spec="vectors:64", modality="text", dim=64,
+                                          fingerprint="synthetic-64"))
+    coll.upsert(Item(id=i, vectors={"text": v}) for i, v in zip(ids, vectors, strict=True))
+    planted = {frozenset({f"i{j:03d}", f"i{j:03d}-copy"}) for j in range(20)}
+    result = coll.near_duplicates()
+    assert result.auto_threshold and {frozenset(g.members) for g in result.groups} == planted
+    cosines = vectors @ vectors.T
+    np.fill_diagonal(cosines, -1)
+    nearest = cosines.max(axis=1)
+    assert nearest[20:300].max() < result.threshold <= nearest[300:].min()
+    # One fixed cosine fits only one of the two scales: 0.95 misses the spread-out copies and
+    # links half the tight items.
+    fixed = {frozenset(g.members) for g in coll.near_duplicates(threshold=0.95).groups}
+    assert fixed != planted
+    run = get_run(coll, result.run_id)
+    assert run.params["threshold"] == "auto" and run.summary["threshold"] == result.threshold
+
+
+def test_duplicates_options_and_few_items(with_copies, store):
+    only_chain = with_copies.near_duplicates(where={"field": "n", "op": "eq", "value": 200},
+                                             linkage="single")
     assert only_chain.items == 3 and [g.size for g in only_chain.groups] == [3]
+    assert only_chain.threshold == 0.95 and "too few to choose the threshold" in only_chain.warnings[0]
     with pytest.raises(InvalidInputError, match="threshold must be a cosine"):
         with_copies.near_duplicates(threshold=1.5)
+    with pytest.raises(InvalidInputError, match="threshold must be a cosine"):
+        with_copies.near_duplicates(threshold="high")
+    with pytest.raises(InvalidInputError, match="unknown linkage 'ward'"):
+        with_copies.near_duplicates(linkage="ward")
 
 
 # -- CLI and HTTP ---------------------------------------------------------------------------------
@@ -378,6 +454,18 @@ def test_cli_mismatch_commands(store_dir, tmp_path):
                     "--out", str(tmp_path / "dups.csv"), store=store_dir)
     assert result.exit_code == 0, result.output
     assert "spread000" in result.stdout and (tmp_path / "dups.csv").read_text().count("\n") == 3
+    assert "threshold 0.990, given" in " ".join(result.stdout.split())  # the title may wrap
+    result = invoke("mismatch", "duplicates", "--space", "image", store=store_dir)
+    assert result.exit_code == 0, result.output
+    assert "chosen from the data; average linkage" in " ".join(result.stdout.split())
+    result = invoke("mismatch", "duplicates", "--space", "image", "--linkage", "complete", "--json",
+                    store=store_dir)
+    data = json.loads(result.stdout)
+    assert data["auto_threshold"] and 0 < data["threshold"] < 1 and data["linkage"] == "complete"
+    assert ["spread000", "spread001"] in [sorted(g["members"]) for g in data["groups"]]
+    for wrong in ("high", "1.5"):
+        result = invoke("mismatch", "duplicates", "--threshold", wrong, store=store_dir)
+        assert result.exit_code == 2 and "threshold must be a cosine" in result.output
 
     result = invoke("mismatch", "labels", "--label-field", "nope", "--space", "image", store=store_dir)
     assert result.exit_code == 2 and "no field 'nope'" in result.output
@@ -410,6 +498,7 @@ def test_http_mismatch_routes(store_dir):
         response = client.post("/collections/pics/mismatch/duplicates",
                                json={"space": "caption", "threshold": 0.99})
         assert response.status_code == 200, response.text
+        assert response.json()["threshold"] == 0.99 and not response.json()["auto_threshold"]
         groups = response.json()["groups"]
         assert [sorted(g["members"]) for g in groups] == [["spread000", "spread001"]]
         assert groups[0]["exact"]
@@ -423,6 +512,14 @@ def test_http_mismatch_routes(store_dir):
                            json={"label_field": "nope", "space": "image"}).status_code == 404
         assert client.post("/collections/pics/mismatch/duplicates",
                            json={"threshold": 2}).status_code == 422
+        assert client.post("/collections/pics/mismatch/duplicates",
+                           json={"space": "caption", "linkage": "ward"}).status_code == 422
+        for body in ({"space": "caption"}, {"space": "caption", "threshold": "auto"}):
+            response = client.post("/collections/pics/mismatch/duplicates", json=body)
+            assert response.status_code == 200, response.text
+            assert response.json()["auto_threshold"] and response.json()["linkage"] == "average"
+            run = client.get(f"/collections/pics/runs/{response.json()['run_id']}").json()
+            assert run["summary"]["threshold"] == response.json()["threshold"]
 
 
 def test_neighbour_agreement_helps_where_the_cross_space_map_is_weak():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -128,6 +128,9 @@ def labels_command(
 @options_command(DuplicateOptions)
 def duplicates_command(
     options: dict[str, Any],
+    threshold: Annotated[str, typer.Option(
+        help="Cosine at or above which two items are near-duplicates, e.g. 0.95, or 'auto' to "
+             "choose it from the space's nearest-neighbour similarities.")] = "auto",
     collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     where: WhereOpt = None,
@@ -136,11 +139,12 @@ def duplicates_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Group exact duplicates (same content hash or vector) and near ones (cosine at or above
-    --threshold), each with a representative: the member most similar to the others.
+    --threshold, by default chosen from the data), each with a representative: the member most
+    similar to the others.
 
     --out writes one row per member (group, id, similarity to the representative).
     """
-    chosen = DuplicateOptions(**options, where=where)
+    chosen = DuplicateOptions(**options, threshold=_threshold(threshold), where=where)
     check_export_path(out)
     with open_store(store) as opened:
         coll = pick_collection(opened, collection)
@@ -149,14 +153,26 @@ def duplicates_command(
     if as_json:
         console.print_json(data=duplicates_to_dict(result, limit))
         return
+    how = "chosen from the data" if result.auto_threshold else "given"
     table = Table("group", "size", "exact", "mean sim", "min sim", "representative", "others",
                   title=f"{len(result.groups)} groups, {result.duplicates} duplicates among "
-                        f"{result.items} items (threshold {result.threshold})")
+                        f"{result.items} items (threshold {result.threshold:.3f}, {how}; "
+                        f"{result.linkage} linkage)")
     keep_whole(table, 5, [g.representative for g in result.groups[:limit]])
     for g in result.groups[:limit]:
         table.add_row(str(g.group), str(g.size), "yes" if g.exact else "", f"{g.mean_similarity:.3f}",
                       f"{g.min_similarity:.3f}", g.representative, _others(g.members[1:]))
     _finish(table, result, coll.name, store)
+
+
+def _threshold(value: str) -> float | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"--threshold must be a cosine such as 0.95 or 'auto', "
+                                 f"not {value!r}") from None
 
 
 def pair_mismatch_to_dict(result: PairMismatchResult, limit: int | None = None) -> dict[str, Any]:
@@ -176,6 +192,7 @@ def label_mismatch_to_dict(result: LabelMismatchResult, limit: int | None = None
 
 def duplicates_to_dict(result: DuplicatesResult, limit: int | None = None) -> dict[str, Any]:
     return {"run_id": result.run_id, "space": result.space, "threshold": result.threshold,
+            "auto_threshold": result.auto_threshold, "linkage": result.linkage,
             "items": result.items, "duplicates": result.duplicates, "warnings": result.warnings,
             "seconds": result.seconds,
             "groups": [{**asdict(g), "members": list(g.members), "similarities": list(g.similarities),

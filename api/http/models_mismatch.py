@@ -8,7 +8,7 @@ options (``PairMismatchOptions``...) by ``from_options``; the server caps a few 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -108,11 +108,12 @@ class LabelMismatchResponse(BaseModel):
     took_ms: float
 
 
-@from_options(DuplicateOptions)
+@from_options(DuplicateOptions, types={
+    "threshold": Annotated[float, Field(gt=0, le=1)] | Literal["auto"]})
 class DuplicatesRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"threshold": 0.95}, {"space": "image", "filter": {"field": "category", "op": "eq",
-                                                           "value": "animals"}},
+        {}, {"threshold": 0.95, "linkage": "complete"},
+        {"space": "image", "filter": {"field": "category", "op": "eq", "value": "animals"}},
     ]})
 
     limit: int = Limit
@@ -131,7 +132,9 @@ class DuplicateGroupOut(BaseModel):
 class DuplicatesResponse(BaseModel):
     run_id: str
     space: str
-    threshold: float
+    threshold: float = Field(description="The cosine the items were linked at.")
+    auto_threshold: bool = Field(description="Whether it was chosen from the data ('auto').")
+    linkage: str
     items: int
     duplicates: int = Field(description="Members that are not their group's representative.")
     groups: list[DuplicateGroupOut]

@@ -61,12 +61,14 @@ def labels(body: LabelMismatchRequest, collection: CollectionDep) -> LabelMismat
 
 @router.post("/duplicates", summary="Group exact and near duplicates, each with a representative")
 def duplicates(body: DuplicatesRequest, collection: CollectionDep) -> DuplicatesResponse:
-    """Items with the same content hash or vector, or whose cosine reaches ``threshold``, grouped
-    (connected components), closest groups first."""
+    """Items with the same content hash or vector, or whose cosine reaches ``threshold`` (by
+    default chosen from the space's nearest-neighbour similarities), grouped by ``linkage``,
+    closest groups first; the response gives the threshold used."""
     started = time.perf_counter()
     result = collection.near_duplicates(body.to_options(DuplicateOptions))
     return DuplicatesResponse(
-        run_id=result.run_id, space=result.space, threshold=result.threshold, items=result.items,
+        run_id=result.run_id, space=result.space, threshold=result.threshold,
+        auto_threshold=result.auto_threshold, linkage=result.linkage, items=result.items,
         duplicates=result.duplicates,
         groups=[DuplicateGroupOut(group=g.group, representative=g.representative,
                                   members=list(g.members), similarities=list(g.similarities),

@@ -14,10 +14,10 @@ Each saves its run (``engine.runs``) as DuckDB tables: ``COLLECTION.pair_mismatc
 from __future__ import annotations
 
 from .duplicates import (
-    DEFAULT_THRESHOLD,
     DuplicateGroup,
     DuplicateOptions,
     DuplicatesResult,
+    Linkage,
     near_duplicates,
 )
 from .labels import LabelMismatch, LabelMismatchOptions, LabelMismatchResult, label_mismatch
@@ -34,7 +34,6 @@ from .pairs import (
 )
 
 __all__ = [
-    "DEFAULT_THRESHOLD",
     "DuplicateGroup",
     "DuplicateOptions",
     "DuplicatesResult",
@@ -42,6 +41,7 @@ __all__ = [
     "LabelMismatch",
     "LabelMismatchOptions",
     "LabelMismatchResult",
+    "Linkage",
     "PairMethod",
     "PairMismatch",
     "PairMismatchOptions",
