@@ -45,11 +45,12 @@ class RidgeHead:
         y = np.asarray(y, dtype=np.float64)
         self._features = HeadFeatures().fit(vectors, texts)
         X = self._features.transform(vectors, texts)
-        self.alpha_ = self.alpha
-        if self.alpha_ is None:
+        if self.alpha is None:
             rows = inner_sample(len(y), self.seed)
             folds = KFold(min(INNER_FOLDS, len(rows)), shuffle=True, random_state=self.seed)
             self.alpha_ = float(RidgeCV(alphas=ALPHA_GRID, cv=folds).fit(X[rows], y[rows]).alpha_)
+        else:
+            self.alpha_ = self.alpha
         self._model = Ridge(alpha=self.alpha_).fit(X, y)
         return self
 
@@ -71,7 +72,7 @@ class RidgeHead:
         from sklearn.linear_model import Ridge
 
         head = cls(float(arrays["alpha"]))
-        head.alpha_ = head.alpha
+        head.alpha_ = float(arrays["alpha"])
         head._model = Ridge(alpha=head.alpha_)
         head._model.coef_, head._model.intercept_ = arrays["coef"], float(arrays["intercept"])
         head._features = HeadFeatures.from_arrays(arrays)
@@ -116,9 +117,9 @@ class MultiLabelHead:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> MultiLabelHead:
-        head = cls([str(c) for c in arrays["classes"]], float(arrays["regularization"]),
-                   float(arrays["threshold"]))
-        head.regularization_, head.threshold_ = head.regularization, head.threshold
+        c, threshold = float(arrays["regularization"]), float(arrays["threshold"])
+        head = cls([str(label) for label in arrays["classes"]], c, threshold)
+        head.regularization_, head.threshold_ = c, threshold
         head._coef, head._intercept = arrays["coef"], arrays["intercept"]
         head._features = HeadFeatures.from_arrays(arrays)
         return head
