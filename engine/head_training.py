@@ -16,9 +16,9 @@
 field, ``logistic`` otherwise. Items whose value is null are unlabelled: they are predicted by
 the head fitted on all labelled items, which is saved with the collection (``saved_heads``) like
 the probe's. Labels with fewer items than folds are left out (``skipped``). Folds are seeded
-shuffled k-fold, stratified by label for ``knn``. The run is saved (operation ``classify``) with
-tables ``predictions`` (every item: out of fold for the labelled ones) and, for the classifiers,
-``classes``.
+shuffled k-fold over the items sorted by id, stratified by label for ``knn``. The run is saved
+(operation ``classify``) with tables ``predictions`` (every item: out of fold for the labelled
+ones) and, for the classifiers, ``classes``.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def train_head(collection: IndexedCollection, label_field: str,
         return train_probe(collection, label_field, ProbeOptions(**{
             f.name: getattr(o, f.name) for f in dataclasses.fields(ProbeOptions)}))
     space = collection.space(o.space)
-    selected = collection.ids_matching(o.where)
+    selected = sorted(collection.ids_matching(o.where))  # the folds depend on the order
     values = dict(zip(selected, collection.field_values(label_field, selected), strict=True))
     ids, vectors = item_matrix(collection, space, selected)
     texts = source_texts(collection, space, ids) if o.lexical and kind != "knn" else None

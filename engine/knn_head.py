@@ -27,7 +27,9 @@ from .kernels import knn, knn_excluding, unit_rows
 
 __all__ = ["K_GRID", "TEMPERATURE", "KnnHead", "choose_neighbours", "vote"]
 
-K_GRID = (1, 3, 5, 10, 20, 50)
+# 50 was the best fixed k on the development split of Debian sections (100 no better, 0.608 vs
+# 0.610): the grid goes one step beyond it.
+K_GRID = (1, 3, 5, 10, 20, 50, 100)
 TEMPERATURE = 0.07
 
 

@@ -1,7 +1,8 @@
 """Linear heads beside the probe's logistic regression, on the same ``HeadFeatures`` (the
 standardised vectors, or unit vectors beside TF-IDF of their texts):
 
-- ``RidgeHead``: ridge regression of a number (a rating, a risk score); its ``alpha`` chosen
+- ``RidgeHead``: ridge regression of a number (a rating, a risk score), beside the words on
+  standardised vectors (``HeadFeatures(standardised=True)``); its ``alpha`` chosen
   from ``ALPHA_GRID`` by scikit-learn's ``RidgeCV`` (R², ``INNER_FOLDS`` folds) on at most
   ``INNER_SAMPLE`` items of the training part.
 - ``MultiLabelHead``: one logistic regression per label (one-vs-rest), each item holding any
@@ -43,7 +44,7 @@ class RidgeHead:
         from sklearn.model_selection import KFold
 
         y = np.asarray(y, dtype=np.float64)
-        self._features = HeadFeatures().fit(vectors, texts)
+        self._features = HeadFeatures(standardised=True).fit(vectors, texts)
         X = self._features.transform(vectors, texts)
         if self.alpha is None:
             rows = inner_sample(len(y), self.seed)
