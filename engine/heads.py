@@ -51,7 +51,7 @@ class HeadFeatures:
     ``fit``) the vectors beside TF-IDF of those texts (see the module docstring). Beside the
     words, the vectors are unit rows, or with ``standardised`` standardised and divided by the
     square root of their dimension (rows of about unit length, as the words' are): the ridge
-    head's choice, on the development split of Debian (R² of log(n_words) 0.872 against 0.787
+    head's choice, on the development split of Debian (R² of log(n_words) 0.873 against 0.787
     with unit rows, benchmarks/heads.py). Kept as arrays (``to_arrays``/``from_arrays``) like the
     heads that use it."""
 
