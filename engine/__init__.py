@@ -36,6 +36,7 @@ from .errors import (
 from .evaluation import EvaluationOptions, judgments_from_clicks, load_clicks, load_qrels, load_queries
 from .evaluation import Query as JudgedQuery
 from .filters import And, Condition, Filter, Not, Or, SqlWhere
+from .head_training import HeadOptions, HeadResult, ItemPrediction
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import FieldUpdate, IndexedCollection, Item
 from .interactions import (
@@ -108,7 +109,9 @@ __all__ = [
     "FilterError",
     "Fusion",
     "HeadInfo",
+    "HeadOptions",
     "HeadPrediction",
+    "HeadResult",
     "Hit",
     "ImageFileError",
     "IndexSpec",
@@ -116,6 +119,7 @@ __all__ = [
     "Interaction",
     "InvalidInputError",
     "Item",
+    "ItemPrediction",
     "JudgedQuery",
     "KinsightError",
     "LabelMismatchOptions",

@@ -18,6 +18,7 @@ from .encoders import Role
 from .evaluation import EvaluationOptions, evaluate_search
 from .evaluation import Query as JudgedQuery
 from .filters import FilterInput
+from .head_training import HeadOptions, HeadResult, train_head
 from .indexed_collection import IndexedCollection, Item
 from .interactions import Interaction, add_interactions
 from .mismatch import (
@@ -140,9 +141,16 @@ class Collection(IndexedCollection):
         options as a ``ProbeOptions`` or its fields; see ``engine.probes``."""
         return train_probe(self, label_field, options_with(ProbeOptions, options, changes))
 
+    def train_head(self, label_field: str, options: HeadOptions | None = None, /,
+                   **changes: Any) -> ProbeResult | HeadResult:
+        """A head of any kind (logistic, knn, multilabel, regression; ``kind="auto"`` by the
+        field's type) on ``label_field``, judged out of fold and saved; options as a
+        ``HeadOptions`` or its fields; see ``engine.head_training``."""
+        return train_head(self, label_field, options_with(HeadOptions, options, changes))
+
     def predict(self, head: str, inputs: Sequence[Any], options: PredictOptions | None = None, /,
                 **changes: Any) -> PredictResult:
-        """Labels of the saved ``head`` (see ``train_probe``) for new texts or pictures; options
+        """What the saved ``head`` (see ``train_head``) predicts for new texts or pictures; options
         as a ``PredictOptions`` or its fields (``top=5``); see ``engine.saved_heads``."""
         return predict(self, head, inputs, options_with(PredictOptions, options, changes))
 

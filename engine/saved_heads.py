@@ -1,15 +1,18 @@
 """Heads saved with a collection, and applied to new texts or pictures.
 
-``train_probe`` saves the head it fits on all labelled items (under ``ProbeOptions.save_as``,
-default the label field) in the collection's ``heads`` table, beside the encoder of the space it
-was trained on (spec, dimension, fingerprint). ``predict(collection, name, inputs, options)``
-encodes new inputs as that space stores items (its encoder, or the partner of the other modality:
-a head trained on CLIP captions reads pictures too) and returns each input's most probable
-labels. A space whose encoder is not the head's (another fingerprint or dimension) is refused:
-its vectors mean nothing to the head. A head that reads words beside the vectors (``lexical``)
-takes texts only. A long text is encoded from its beginning, as ``embed`` encodes it.
+``train_probe`` and ``train_head`` save the head they fit on all labelled items (under
+``save_as``, default the label field) in the collection's ``heads`` table, beside the encoder of
+the space it was trained on (spec, dimension, fingerprint) and its ``kind`` (``HEAD_KINDS``:
+``logistic``, ``knn``, ``multilabel``, ``regression``). ``predict(collection, name, inputs,
+options)`` encodes new inputs as that space stores items (its encoder, or the partner of the
+other modality: a head trained on CLIP captions reads pictures too) and returns, per input, the
+most probable labels (and, for a multilabel head, every label above its threshold) or the
+predicted number of a regression head. A space whose encoder is not the head's (another
+fingerprint or dimension) is refused: its vectors mean nothing to the head. A head that reads
+words beside the vectors (``lexical``) takes texts only. A long text is encoded from its
+beginning, as ``embed`` encodes it.
 
-The head is stored as arrays (``ProbeHead.to_arrays``) in an ``.npz`` blob read with
+The head is stored as arrays (its ``to_arrays``) in an ``.npz`` blob read with
 ``allow_pickle=False``, and a JSON header: a store never runs code it loads.
 """
 
@@ -29,18 +32,26 @@ from .encoders import EncoderInfo
 from .errors import EncoderMismatchError, InvalidInputError, NotFoundError
 from .heads import ProbeHead
 from .indexed_collection import IndexedCollection
+from .knn_head import KnnHead
+from .linear_heads import MultiLabelHead, RidgeHead
 from .options import check_bounds, option
 from .spaces import VectorSpace
 from .storage import HeadTable
 
-__all__ = ["HeadInfo", "HeadPrediction", "PredictOptions", "PredictResult", "list_heads",
-           "load_head", "predict", "save_head"]
+__all__ = ["HEAD_KINDS", "Head", "HeadInfo", "HeadPrediction", "PredictOptions", "PredictResult",
+           "apply_head", "list_heads", "load_head", "predict", "save_head"]
+
+Head = ProbeHead | KnnHead | MultiLabelHead | RidgeHead
+HEAD_KINDS: dict[str, type[Head]] = {
+    head.kind: head for head in (ProbeHead, KnnHead, MultiLabelHead, RidgeHead)}
 
 
 @dataclass(frozen=True)
 class HeadInfo:
-    """A saved head: trained on ``label_field`` over ``trained_on`` items of ``space``, whose
-    vectors ``encoder`` made, in run ``run_id``; ``created_at`` in UTC."""
+    """A saved head of ``kind`` (``HEAD_KINDS``): trained on ``label_field`` over ``trained_on``
+    items of ``space``, whose vectors ``encoder`` made, in run ``run_id``; ``created_at`` in UTC.
+    ``classes``: the labels it tells apart (none for a regression head); ``threshold``: the
+    probability from which a multilabel head predicts a label (None for the other kinds)."""
 
     name: str
     label_field: str
@@ -51,6 +62,8 @@ class HeadInfo:
     trained_on: int
     run_id: str
     created_at: datetime
+    kind: str = "logistic"  # heads saved before there were kinds are logistic
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,9 @@ class PredictOptions:
     space: str | None = option(help=(
         "Space whose encoder reads the inputs (default: the one the head was trained on); its "
         "encoder must be the head's."))
-    top: int = option(3, ge=1, le=1000, help="Labels returned per input, most probable first.")
+    top: int = option(3, ge=1, le=1000, help=(
+        "Labels returned per input with their probabilities, most probable first (a "
+        "regression head returns its number)."))
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -69,11 +84,15 @@ class PredictOptions:
 @dataclass(frozen=True)
 class HeadPrediction:
     """One input's most probable ``label`` with its ``probability``; ``probabilities``: the
-    ``top`` labels, most probable first."""
+    ``top`` labels, most probable first. ``labels``: what the head predicts, every label at or
+    above a multilabel head's threshold (maybe none), the one ``label`` of the other classifiers.
+    A regression head gives ``value`` and no labels (``label`` and ``probability`` None)."""
 
-    label: str
-    probability: float
+    label: str | None
+    probability: float | None
     probabilities: dict[str, float]
+    labels: list[str]
+    value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,14 +104,15 @@ class PredictResult:
     predictions: list[HeadPrediction]
 
 
-def save_head(collection: IndexedCollection, name: str, head: ProbeHead, space: VectorSpace,
+def save_head(collection: IndexedCollection, name: str, head: Head, space: VectorSpace,
               label_field: str, run_id: str, trained_on: int) -> HeadInfo:
     """Save ``head`` (fitted on vectors of ``space``) as ``name``, replacing a head of that name."""
     if not name.strip():
         raise InvalidInputError("a head needs a name that is not blank (save_as)")
     created = datetime.now(timezone.utc)
+    threshold = head.threshold_ if isinstance(head, MultiLabelHead) else None
     info = HeadInfo(name, label_field, space.name, space.encoder, [str(c) for c in head.classes_],
-                    head.lexical, trained_on, run_id, created)
+                    head.lexical, trained_on, run_id, created, head.kind, threshold)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **head.to_arrays())
     header = {key: value for key, value in vars(info).items() if key not in ("name", "created_at")}
@@ -108,7 +128,7 @@ def list_heads(collection: IndexedCollection) -> list[HeadInfo]:
             for name, header, created in HeadTable(collection.tables).headers()]
 
 
-def load_head(collection: IndexedCollection, name: str) -> tuple[HeadInfo, ProbeHead]:
+def load_head(collection: IndexedCollection, name: str) -> tuple[HeadInfo, Head]:
     """The saved head ``name``: its description and the head itself."""
     table = HeadTable(collection.tables)
     found = {info.name: info for info in list_heads(collection)}
@@ -118,7 +138,8 @@ def load_head(collection: IndexedCollection, name: str) -> tuple[HeadInfo, Probe
             f"no head {name!r} in collection {collection.name!r}; heads: "
             f"{', '.join(map(repr, found)) or 'none (train one with classify --train)'}")
     with np.load(io.BytesIO(arrays), allow_pickle=False) as saved:
-        return found[name], ProbeHead.from_arrays({key: saved[key] for key in saved.files})
+        arrays_of = {key: saved[key] for key in saved.files}
+    return found[name], HEAD_KINDS[found[name].kind].from_arrays(arrays_of)
 
 
 def predict(collection: IndexedCollection, name: str, inputs: Sequence[Any],
@@ -142,12 +163,26 @@ def predict(collection: IndexedCollection, name: str, inputs: Sequence[Any],
             f"head {name!r} reads the words of texts beside their vectors, and pictures have "
             "none: give it texts, or train a head without words (lexical off) for pictures")
     vectors = embed_in_space(space, inputs).vectors
-    proba = head.predict_proba(vectors, texts if head.lexical else None)
-    order = np.argsort(-proba, axis=1, kind="stable")[:, : o.top]
-    return PredictResult(info, space.name, [
-        HeadPrediction(str(head.classes_[best[0]]), float(row[best[0]]),
-                       {str(head.classes_[c]): float(row[c]) for c in best})
-        for row, best in zip(proba, order, strict=True)])
+    return PredictResult(info, space.name, apply_head(head, vectors, texts, o.top))
+
+
+def apply_head(head: Head, vectors: np.ndarray, texts: Sequence[str] | None, top: int
+               ) -> list[HeadPrediction]:
+    """What ``head`` predicts for each of ``vectors`` ``(n, d)`` (and their ``texts``, read by a
+    lexical head only), with the ``top`` most probable labels of a classifier."""
+    texts = texts if head.lexical else None
+    if isinstance(head, RidgeHead):
+        return [HeadPrediction(None, None, {}, [], float(v)) for v in head.predict(vectors, texts)]
+    proba = head.predict_proba(vectors, texts)
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :top]
+    classes = [str(c) for c in head.classes_]
+    predictions = []
+    for row, best in zip(proba, order, strict=True):
+        chosen = ([classes[c] for c in np.argsort(-row, kind="stable") if row[c] >= head.threshold_]
+                  if isinstance(head, MultiLabelHead) else [classes[best[0]]])
+        predictions.append(HeadPrediction(classes[best[0]], float(row[best[0]]),
+                                          {classes[c]: float(row[c]) for c in best}, chosen))
+    return predictions
 
 
 def _info(name: str, header: str, created: datetime) -> HeadInfo:

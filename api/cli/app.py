@@ -39,9 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                             "distinctive words."),
     "anomalies": ("anomalies", "Fit a detector on reference items, score the targets, flag "
                                "those past the threshold."),
-    "classify": ("classify", "Label items: --train a logistic-regression head on the frozen "
-                             "embeddings of labelled items, or label them --zero-shot from "
-                             "label names alone."),
+    "classify": ("classify", "Label items: --train a head on the frozen embeddings of labelled "
+                             "items, or label them --zero-shot from label names alone."),
     "predict": ("classify", "Label the texts or pictures of a file with a head saved by "
                             "`classify --train`."),
     "mismatch": ("mismatch", "What does not agree with its partner: pairs of spaces, labels, "

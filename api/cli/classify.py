@@ -1,6 +1,7 @@
-"""``kinsight classify``: a linear probe trained on frozen embeddings and a label field
-(``--train``), or zero-shot labels from label prompts (``--zero-shot``); ``kinsight predict``:
-a head saved by ``--train`` applied to the texts or pictures of a file."""
+"""``kinsight classify``: a head trained on frozen embeddings and a field (``--train``, of any
+``--kind``: logistic probe, k-NN, multilabel, regression), or zero-shot labels from label prompts
+(``--zero-shot``); ``kinsight predict``: a head saved by ``--train`` applied to the texts or
+pictures of a file."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from rich.table import Table
 
 from kinsight.engine import (
     Collection,
+    HeadOptions,
+    HeadPrediction,
+    HeadResult,
     PredictOptions,
     PredictResult,
-    ProbeOptions,
     ProbeResult,
     SqlWhere,
     ZeroShotOptions,
@@ -49,15 +52,16 @@ PREDICT_BATCH = 256
 
 
 @app.command()
-# The probe's options (--zero-shot's are the command's own); the folds' seed stays Python's.
-@options_command(ProbeOptions, omit=("seed",))
+# The heads' options (--zero-shot's are the command's own); the folds' seed stays Python's.
+@options_command(HeadOptions, omit=("seed",))
 def classify(
     options: dict[str, Any],
     label_field: Annotated[str | None, typer.Option(
-        help="Field holding each item's label (null: unlabelled, to be predicted). Needed by "
-             "--train; with --zero-shot, scores the labels against it.")] = None,
+        help="Field holding each item's label, list of labels or number (null: unlabelled, to "
+             "be predicted). Needed by --train; with --zero-shot, scores the labels against "
+             "it.")] = None,
     train: Annotated[bool, typer.Option(
-        "--train", help="Train a probe on the labelled items.")] = False,
+        "--train", help="Train a head (--kind) on the labelled items.")] = False,
     zero_shot_labels: Annotated[str | None, typer.Option(
         "--zero-shot", help="Comma-separated labels: each item gets the closest one, no "
                             "training (e.g. \"cat,dog,car\").")] = None,
@@ -75,13 +79,18 @@ def classify(
                                                  "(0: all).")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """Label items: --train a logistic-regression head on the frozen embeddings of labelled
-    items, or label them --zero-shot from label names alone.
+    """Label items: --train a head on the frozen embeddings of labelled items, or label them
+    --zero-shot from label names alone.
 
-    --train prints the cross-validated accuracy and per-class report, predicts the unlabelled
-    items, and lists labelled items whose stored label the head strongly disagrees with (likely
-    mislabels), and saves the head with the collection (--save-as; default: the label field) for
-    `kinsight predict`. --zero-shot turns each label into prompts, encodes them with the space's text
+    --train fits the --kind of head: logistic (the default for a field of text labels: a
+    logistic-regression probe), knn (a similarity-weighted vote of the nearest labelled items),
+    multilabel (the default for a list field: one-vs-rest logistic regression, labels above a
+    threshold chosen by cross-validation) or regression (the default for a numeric field: ridge
+    regression). It prints the cross-validated report (accuracy and per-class report; micro/macro
+    F1 and per-label report; R² and MAE beside the mean's), predicts the unlabelled items, lists
+    labelled items whose stored label the logistic probe strongly doubts (likely mislabels), and
+    saves the head with the collection (--save-as; default: the label field) for `kinsight
+    predict`. --zero-shot turns each label into prompts, encodes them with the space's text
     encoder and gives each item the softmax over labels. Both are saved as runs in the store.
     """
     if train == (zero_shot_labels is not None):
@@ -95,20 +104,22 @@ def classify(
         return
     if label_field is None:
         fail("--train needs --label-field: the field holding each item's label")
-    chosen = ProbeOptions(**options, space=space, where=selected)
+    chosen = HeadOptions(**options, space=space, where=selected)
     with open_store(store) as opened:
         coll = pick_collection(opened, collection)
-        with busy("training the probe", as_json):
-            result = coll.train_probe(label_field, chosen)
+        with busy("training the head", as_json):
+            result = coll.train_head(label_field, chosen)
         if out is not None:
             export_table(read_run_table(coll, result.run_id, "predictions"), out)
     if as_json:
         payload = dataclasses.asdict(result)
-        if top:
+        if top and isinstance(result, ProbeResult):
             payload["disagreements"] = payload["disagreements"][:top]
         console.print_json(data=payload)
-    else:
+    elif isinstance(result, ProbeResult):
         _print(result, top)
+    else:
+        _print_head(result, top)
     if out is not None:
         err.print(f"wrote predictions to {out}")
 
@@ -134,8 +145,9 @@ def predict(
         help="Write every prediction to a .csv or .parquet file.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Label the texts or pictures of a file with a head saved by `classify --train`, encoded
-    as the head's space stores items; refused when that space's encoder is not the head's."""
+    """Label the texts or pictures of a file with a head saved by `classify --train` (or give
+    each its number, for a regression head), encoded as the head's space stores items; refused
+    when that space's encoder is not the head's."""
     import pyarrow as pa
 
     from .embed import read_inputs
@@ -165,29 +177,45 @@ def predict(
     if not results:
         fail(f"{path}: nothing to label ({len(problems)} problems)")
     predictions = [p for result in results for p in result.predictions]
+    info = results[0].head
     if out is not None:
-        export_table(pa.table({
-            "id": ids, "label": [p.label for p in predictions],
-            "probability": [p.probability for p in predictions],
-            "labels": [list(p.probabilities) for p in predictions],
-            "probabilities": [list(p.probabilities.values()) for p in predictions]}), out)
+        export_table(pa.table({"id": ids, **_columns(info.kind, predictions)}), out)
     if as_json:
-        console.print_json(data={"head": results[0].head.name, "space": results[0].space,
+        console.print_json(data={"head": info.name, "kind": info.kind, "space": results[0].space,
                                  "predictions": [{"id": i, **dataclasses.asdict(p)}
                                                  for i, p in zip(ids, predictions, strict=True)]})
     else:
-        info = results[0].head
-        console.print(f"head [bold]{info.name}[/bold] ({info.label_field}, {len(info.classes)} "
-                      f"classes, run {info.run_id}) over {len(ids)} inputs, space "
-                      f"{results[0].space}")
-        table = Table("id", "label", "probability", "next")
+        what = ("a number" if info.kind == "regression" else
+                f"{len(info.classes)} {'labels' if info.kind == 'multilabel' else 'classes'}")
+        console.print(f"{info.kind} head [bold]{info.name}[/bold] ({info.label_field}, {what}, "
+                      f"run {info.run_id}) over {len(ids)} inputs, space {results[0].space}")
+        columns = _columns(info.kind, predictions)
+        table = Table("id", *columns)
         keep_whole(table, 0, ids)
-        for item_id, p in zip(ids, predictions, strict=True):
-            table.add_row(item_id, p.label, f"{p.probability:.3f}", ", ".join(
-                f"{label} {value:.3f}" for label, value in list(p.probabilities.items())[1:]))
+        for row in zip(ids, *columns.values(), strict=True):
+            table.add_row(*map(_cell, row))
         console.print(table)
     if out is not None:
         err.print(f"wrote predictions to {out}")
+
+
+def _columns(kind: str, predictions: list[HeadPrediction]) -> dict[str, list[Any]]:
+    """What a head of ``kind`` predicted, as the columns of a table."""
+    if kind == "regression":
+        return {"value": [p.value for p in predictions]}
+    chosen = {"labels": [p.labels for p in predictions]} if kind == "multilabel" else {}
+    return {**chosen, "label": [p.label for p in predictions],
+            "probability": [p.probability for p in predictions],
+            "top": [list(p.probabilities) for p in predictions],
+            "top_probabilities": [list(p.probabilities.values()) for p in predictions]}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
+    return str(value)
 
 
 def _only_head(collection: Collection) -> str:
@@ -232,6 +260,31 @@ def _zero_shot(collection: str | None, store: Path, labels: list[str], options: 
     for p in least:
         doubts.add_row(p.id, p.label, f"{p.probability:.3f}")
     console.print(doubts)
+
+
+def _print_head(result: HeadResult, top: int) -> None:
+    metrics = ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items())
+    console.print(f"[bold]{result.label_field}[/bold]: {result.kind} head, cross-validated "
+                  f"{metrics} over {result.labelled} labelled items, {result.folds} folds (run "
+                  f"{result.run_id})")
+    console.print(f"features: {'vectors + words' if result.lexical else 'vectors'}; "
+                  f"{result.parameter} per fold "
+                  f"{', '.join(f'{v:g}' for v in result.fold_parameters)}")
+    if result.skipped:
+        console.print("left out (fewer labelled items than folds): " + ", ".join(
+            f"{label} ({n})" for label, n in sorted(result.skipped.items())))
+    if result.per_label:
+        labels = Table(title=f"per {'label' if result.kind == 'multilabel' else 'class'} (out "
+                             "of fold)", title_justify="left")
+        for column in ("label", "precision", "recall", "f1", "support"):
+            labels.add_column(column, justify="left" if column == "label" else "right")
+        for c in result.per_label[: top or None]:
+            labels.add_row(c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}",
+                           str(c.support))
+        console.print(labels)
+    console.print(f"predicted {len(result.predictions)} unlabelled items; saved head "
+                  f"[bold]{result.head}[/bold] (apply it: kinsight predict FILE --head "
+                  f"{result.head})")
 
 
 def _print(result: ProbeResult, top: int) -> None:

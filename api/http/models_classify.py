@@ -1,35 +1,39 @@
-"""Request and response bodies of ``POST /collections/{name}/classify`` (train a linear probe),
-``.../classify/zero-shot`` (labels from prompts) and ``.../classify/predict`` (a saved head on new
-texts or pictures); the fields that tune each derive from ``ProbeOptions``, ``ZeroShotOptions``
-and ``PredictOptions`` by ``from_options``."""
+"""Request and response bodies of ``POST /collections/{name}/classify`` (train a head of any
+kind), ``.../classify/zero-shot`` (labels from prompts) and ``.../classify/predict`` (a saved head
+on new texts or pictures); the fields that tune each derive from ``HeadOptions``,
+``ZeroShotOptions`` and ``PredictOptions`` by ``from_options``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-from kinsight.engine import PredictOptions, ProbeOptions, ZeroShotOptions
+from kinsight.engine import HeadOptions, PredictOptions, ZeroShotOptions
 
 from .option_models import OptionsRequest, from_options
 
 __all__ = ["PREDICT_EXAMPLES", "ClassReportOut", "ClassifyRequest", "ClassifyResponse",
-           "DisagreementOut", "HeadOut", "HeadPredictionOut", "PredictRequest", "PredictResponse",
-           "PredictTarget", "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest",
-           "ZeroShotResponse"]
+           "DisagreementOut", "HeadOut", "HeadPredictionOut", "HeadTrainingResponse",
+           "ItemPredictionOut", "PredictRequest", "PredictResponse", "PredictTarget",
+           "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest", "ZeroShotResponse"]
 
 PREDICT_EXAMPLES: list[JsonValue] = [
     {"head": "section", "texts": ["a fast text editor for the terminal"], "top": 3}]
 
 
 # The folds' seed is Python's for now, as it always was.
-@from_options(ProbeOptions, omit=("seed",))
+@from_options(HeadOptions, omit=("seed",), types={
+    "kind": Literal["auto", "logistic", "knn", "multilabel", "regression"]})
 class ClassifyRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"label_field": "section", "filter": {"field": "n_words", "op": "gt", "value": 20}}]})
+        {"label_field": "section", "filter": {"field": "n_words", "op": "gt", "value": 20}},
+        {"label_field": "section", "kind": "knn"},
+        {"label_field": "n_words", "kind": "regression"}]})
 
-    label_field: str = Field(min_length=1, description="Field holding each item's label; items "
-                                                       "where it is null are predicted.")
+    label_field: str = Field(min_length=1, description=(
+        "Field holding each item's label, list of labels or number; items where it is null "
+        "are predicted."))
     limit: int = Field(100, ge=0, le=10_000, description=(
         "Predictions and disagreements returned (every one is kept in the run)."))
 
@@ -57,6 +61,9 @@ class DisagreementOut(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
+    """What the logistic probe found (kind logistic)."""
+
+    kind: Literal["logistic"] = "logistic"
     run_id: str
     label_field: str
     accuracy: float = Field(description="Cross-validated accuracy over the labelled items.")
@@ -99,16 +106,52 @@ class HeadOut(BaseModel):
     space: str = Field(description="The space it was trained on.")
     encoder: str
     fingerprint: str
-    classes: list[str]
+    kind: str = Field(description="logistic, knn, multilabel or regression.")
+    classes: list[str] = Field(description="The labels it tells apart (none for regression).")
+    threshold: float | None = Field(description="A multilabel head predicts the labels whose "
+                                                "probability reaches this.")
     lexical: bool
     trained_on: int
     run_id: str
 
 
 class HeadPredictionOut(BaseModel):
-    label: str
-    probability: float
+    label: str | None = Field(description="The most probable label (null for regression).")
+    probability: float | None
     probabilities: dict[str, float] = Field(description="The top labels, most probable first.")
+    labels: list[str] = Field(description=(
+        "What the head predicts: the labels at or above a multilabel head's threshold, the one "
+        "label of the other classifiers, none for regression."))
+    value: float | None = Field(None, description="The number a regression head predicts.")
+
+
+class ItemPredictionOut(HeadPredictionOut):
+    id: str
+
+
+class HeadTrainingResponse(BaseModel):
+    """What a knn, multilabel or regression head found, out of fold."""
+
+    kind: Literal["knn", "multilabel", "regression"]
+    run_id: str
+    label_field: str
+    space: str
+    labelled: int
+    folds: int
+    lexical: bool = Field(description="Whether the head read TF-IDF of the source text too.")
+    metrics: dict[str, float] = Field(description=(
+        "Out of fold: accuracy and macro_f1 (knn); micro_f1 and macro_f1 (multilabel); r2, mae "
+        "and baseline_mae, the MAE of predicting each training part's mean (regression)."))
+    fold_scores: list[float] = Field(description="Accuracy, micro-F1 or R² of each fold.")
+    parameter: str = Field(description="What each fold chose: k, threshold or alpha.")
+    fold_parameters: list[float]
+    per_label: list[ClassReportOut] = Field(description="Per class or label (classifiers).")
+    skipped: dict[str, int] = Field(description="Labels with fewer items than folds, left out.")
+    unlabelled: int
+    predictions: list[ItemPredictionOut]
+    head: str = Field(description="The name the head fitted on all labelled items is saved "
+                                  "under; apply it with classify/predict.")
+    took_ms: float
 
 
 class PredictResponse(BaseModel):

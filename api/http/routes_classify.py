@@ -1,5 +1,6 @@
-"""Classify: train a linear probe on frozen embeddings and a label field (its head is saved),
-label new texts or pictures with a saved head, or label items zero-shot from label prompts."""
+"""Classify: train a head (logistic probe, k-NN, multilabel, regression) on frozen embeddings and
+a field (the head is saved), apply a saved head to new texts or pictures, or label items
+zero-shot from label prompts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from kinsight.engine import PredictOptions, ProbeOptions, ZeroShotOptions
+from kinsight.engine import HeadOptions, PredictOptions, ProbeResult, ZeroShotOptions
 
 from .deps import CollectionDep, SettingsDep, WriteLockDep
 from .models import ErrorOut
@@ -21,6 +22,8 @@ from .models_classify import (
     DisagreementOut,
     HeadOut,
     HeadPredictionOut,
+    HeadTrainingResponse,
+    ItemPredictionOut,
     PredictionOut,
     PredictRequest,
     PredictResponse,
@@ -38,15 +41,26 @@ router = APIRouter(prefix="/collections/{name}", tags=["analysis"],
                    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
 
 
-@router.post("/classify", summary="Train a linear probe on a label field; predict the unlabelled")
+@router.post("/classify", summary="Train a head on a field; predict the unlabelled")
 def classify(body: ClassifyRequest, collection: CollectionDep,
-             write_lock: WriteLockDep) -> ClassifyResponse:
-    """Cross-validated accuracy and per-class report of a logistic-regression head on the frozen
-    embeddings; predictions for items whose label is null; labelled items whose stored label the
-    head strongly doubts. The run is saved (tables classify_predictions, _classes, _disagreements)."""
+             write_lock: WriteLockDep) -> ClassifyResponse | HeadTrainingResponse:
+    """A head of ``kind`` on the frozen embeddings (auto: regression for a numeric field,
+    multilabel for a list field, logistic otherwise), its cross-validated report, predictions for
+    items whose field is null, and (logistic) labelled items whose stored label the head strongly
+    doubts. The run is saved (tables classify_predictions, _classes, _disagreements) and the head
+    with the collection."""
     started = time.perf_counter()
     with write_lock:  # the first run of a collection creates its result tables
-        result = collection.train_probe(body.label_field, body.to_options(ProbeOptions))
+        result = collection.train_head(body.label_field, body.to_options(HeadOptions))
+    if not isinstance(result, ProbeResult):
+        return HeadTrainingResponse(
+            **{key: value for key, value in asdict(result).items()
+               if key not in ("per_label", "predictions")},
+            per_label=[ClassReportOut(**asdict(c)) for c in result.per_label],
+            unlabelled=len(result.predictions),
+            predictions=[ItemPredictionOut(id=p.id, **asdict(p.prediction))
+                         for p in result.predictions[: body.limit]],
+            took_ms=(time.perf_counter() - started) * 1000)
     return ClassifyResponse(
         run_id=result.run_id, label_field=result.label_field, accuracy=result.accuracy,
         fold_accuracies=result.fold_accuracies,
@@ -85,7 +99,8 @@ async def classify_predict(request: Request, collection: CollectionDep, settings
     """Texts as JSON ``{"head": H, "texts": [...]}``, or pictures as a multipart form (``image``
     files, ``head`` and the other fields as form fields). The inputs are encoded as the head's
     space stores items (or as ``space``, whose encoder must be the head's: 422 otherwise), and
-    each gets its ``top`` labels. Nothing is written: a prediction never waits for a write."""
+    each gets its ``top`` labels (a multilabel head's ``labels`` above its threshold; a
+    regression head's ``value``). Nothing is written: a prediction never waits for a write."""
     started = time.perf_counter()
     target, inputs = await texts_or_pictures(request, settings, PredictRequest, PredictTarget)
     encoded(len(inputs))
@@ -95,8 +110,8 @@ async def classify_predict(request: Request, collection: CollectionDep, settings
     return PredictResponse(
         head=HeadOut(name=info.name, label_field=info.label_field, space=info.space,
                      encoder=info.encoder.spec, fingerprint=info.encoder.fingerprint,
-                     classes=info.classes, lexical=info.lexical, trained_on=info.trained_on,
-                     run_id=info.run_id),
+                     kind=info.kind, classes=info.classes, threshold=info.threshold,
+                     lexical=info.lexical, trained_on=info.trained_on, run_id=info.run_id),
         space=result.space,
         predictions=[HeadPredictionOut(**asdict(p)) for p in result.predictions],
         took_ms=(time.perf_counter() - started) * 1000)
