@@ -112,8 +112,9 @@ def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.nd
             rows.append(_scores(f"kinsight {name}: {result.method}"
                                 f"{' + words' if result.lexical else ''} (k={result.k})",
                                 flagged, flipped, right, ranked, time.perf_counter() - started))
-            print(f"  {rows[-1]['method']}: precision@flipped {rows[-1]['top_precision']:.3f}",
-                  flush=True)
+            rows[-1]["fold_groups"] = result.fold_groups
+            print(f"  {rows[-1]['method']}: precision@flipped {rows[-1]['top_precision']:.3f}, "
+                  f"{result.fold_groups} groups of near-duplicates kept in one fold", flush=True)
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:

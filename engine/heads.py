@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError
+from .folds import group_folds
 from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
 from .spaces import VectorSpace
@@ -170,23 +171,24 @@ def regularization_grid(lexical: bool) -> tuple[float, ...]:
 
 
 def cross_validated_probe(vectors: np.ndarray, y: np.ndarray, texts: Sequence[str] | None = None,
-                          *, folds: int = 5, seed: int = 0, regularization: float | None = 1.0
+                          *, folds: int = 5, seed: int = 0, regularization: float | None = 1.0,
+                          groups: np.ndarray | None = None
                           ) -> tuple[np.ndarray, list[float], list[float]]:
     """Out-of-fold probabilities of a ``ProbeHead`` on ``vectors`` ``(n, d)`` (and ``texts``) with
     labels ``y`` ``(n,)``: ``(probabilities (n, classes) float64, accuracy of each fold, C of each
     fold)``, columns the sorted classes of ``y``. Each row is predicted by the head fitted on the
-    other folds of a shuffled stratified ``folds``-fold split (seeded); a class missing from a
-    fold's training part gets 0 there. ``regularization=None``: each fold's ``C`` is chosen by
+    other folds of a shuffled stratified ``folds``-fold split (seeded; ``folds.group_folds``: the
+    items of one of ``groups`` ``(n,)`` in one fold); a class missing from a fold's training part
+    gets 0 there. ``regularization=None``: each fold's ``C`` is chosen by
     ``choose_regularization`` on that fold's training part."""
-    from sklearn.model_selection import StratifiedKFold
-
     classes = np.unique(y)
     out_of_fold = np.zeros((len(y), len(classes)))
     fold_accuracies, chosen = [], []
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(vectors, y):
+    for fit_rows, held in group_folds(y, groups, folds, seed):
         fit_texts = take(texts, fit_rows)
         c = regularization if regularization is not None else choose_regularization(
-            vectors[fit_rows], y[fit_rows], fit_texts, seed=seed)
+            vectors[fit_rows], y[fit_rows], fit_texts, seed=seed,
+            groups=None if groups is None else groups[fit_rows])
         head = ProbeHead(c).fit(vectors[fit_rows], y[fit_rows], fit_texts)
         proba = head.predict_proba(vectors[held], take(texts, held))
         # A fold may miss a rare class: place each column by the head's own classes.
@@ -197,14 +199,15 @@ def cross_validated_probe(vectors: np.ndarray, y: np.ndarray, texts: Sequence[st
 
 
 def choose_regularization(vectors: np.ndarray, y: np.ndarray, texts: Sequence[str] | None = None,
-                          *, seed: int = 0) -> float:
+                          *, seed: int = 0, groups: np.ndarray | None = None) -> float:
     """The ``C`` of ``regularization_grid`` with the best ``INNER_FOLDS``-fold log-loss on these
     items (at most ``INNER_SAMPLE`` of them; log-loss, not accuracy: the probabilities are what
-    label checks rank by)."""
+    label checks rank by); ``groups`` as in ``cross_validated_probe``."""
     from sklearn.metrics import log_loss
 
     rows = inner_sample(len(y), seed)
     vectors, y, texts = vectors[rows], y[rows], take(texts, rows)
+    groups = None if groups is None else groups[rows]
     classes = np.unique(y)
     folds = min(INNER_FOLDS, int(np.bincount(np.searchsorted(classes, y)).min()))
     grid = regularization_grid(texts is not None)
@@ -215,7 +218,7 @@ def choose_regularization(vectors: np.ndarray, y: np.ndarray, texts: Sequence[st
         warnings.simplefilter("ignore", UserWarning)  # a class with fewer items than folds
         for c in grid:
             proba, _, _ = cross_validated_probe(vectors, y, texts, folds=folds, seed=seed,
-                                                regularization=c)
+                                                regularization=c, groups=groups)
             losses.append(log_loss(y, np.clip(proba, 1e-12, 1), labels=classes))
     return grid[int(np.argmin(losses))]
 

@@ -6,7 +6,8 @@ regression on the item vectors, beside TF-IDF of their source text in a text spa
 items whose label is set, and reports:
 
 - cross-validated accuracy (stratified k-fold) and the per-class report of the out-of-fold
-  predictions (precision, recall, F1, support) — an honest estimate, no item predicts itself;
+  predictions (precision, recall, F1, support) — an honest estimate, no item predicts itself, nor
+  its near-duplicates: they share a fold (``folds.fold_groups``; ``fold_groups`` counts them);
 - predictions with probabilities for the unlabelled items (label null), by the head fitted on all
   labelled items;
 - disagreements: labelled items whose stored label gets a low out-of-fold probability, with the
@@ -29,8 +30,10 @@ import pyarrow as pa
 
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
+from .folds import fold_groups
 from .heads import ProbeHead, choose_regularization, cross_validated_probe, source_texts
 from .indexed_collection import IndexedCollection
+from .kernels import unit_rows
 from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .saved_heads import save_head
@@ -87,6 +90,7 @@ class ProbeResult:
     disagreements: list[Disagreement]
     skipped_classes: dict[str, int]
     head: str  # the name the head fitted on all labelled items is saved under
+    fold_groups: int  # groups of near-duplicates among the labelled items, each kept in one fold
 
 
 @dataclass(frozen=True)
@@ -137,14 +141,16 @@ def train_probe(collection: IndexedCollection, label_field: str,
     X = vectors[train]
     texts = source_texts(collection, chosen_space, ids) if o.lexical else None
     train_texts = None if texts is None else [t for t, keep in zip(texts, train, strict=True) if keep]
+    train_ids = np.array(ids, dtype=object)[train]
+    groups = fold_groups(collection, list(train_ids), unit_rows(X))
     out_of_fold, fold_accuracies, fold_regularizations = cross_validated_probe(
-        X, y, train_texts, folds=folds, seed=seed, regularization=regularization)
+        X, y, train_texts, folds=folds, seed=seed, regularization=regularization,
+        groups=groups.codes)
     predicted = np.array(classes)[out_of_fold.argmax(axis=1)]
     report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
     per_class = [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
                              int(report[c]["support"])) for c in classes]
     stored_probability = out_of_fold[np.arange(len(y)), np.searchsorted(classes, y)]
-    train_ids = np.array(ids, dtype=object)[train]
     doubts = [Disagreement(str(train_ids[i]), str(y[i]), str(predicted[i]), float(out_of_fold[i].max()),
                            float(stored_probability[i]))
               for i in np.argsort(stored_probability, kind="stable")
@@ -152,7 +158,7 @@ def train_probe(collection: IndexedCollection, label_field: str,
     unlabelled = np.array([label is None for label in stored], dtype=bool)
     predictions: list[Prediction] = []
     c = regularization if regularization is not None else choose_regularization(
-        X, y, train_texts, seed=seed)
+        X, y, train_texts, seed=seed, groups=groups.codes)
     final = ProbeHead(c).fit(X, y, train_texts)
     if unlabelled.any():
         proba = final.predict_proba(vectors[unlabelled], None if texts is None else
@@ -173,12 +179,13 @@ def train_probe(collection: IndexedCollection, label_field: str,
             ("id", pa.string()), ("stored_label", pa.string()), ("suggested_label", pa.string()),
             ("confidence", pa.float64()), ("stored_probability", pa.float64())])),
     }, {"accuracy": accuracy, "labelled": len(y), "unlabelled": len(predictions),
-        "classes": len(classes), "disagreements": len(doubts), "skipped_classes": skipped})
+        "classes": len(classes), "disagreements": len(doubts), "skipped_classes": skipped,
+        "fold_groups": groups.merged, "items_in_fold_groups": groups.items_merged})
     head = save_head(collection, o.save_as or label_field, final, chosen_space, label_field,
                      run.run_id, len(y))
     return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
                        fold_regularizations, texts is not None, per_class, predictions, doubts,
-                       skipped, head.name)
+                       skipped, head.name, groups.merged)
 
 
 def _labels(collection: IndexedCollection, label_field: str, where: FilterInput) -> dict[str, str | None]:

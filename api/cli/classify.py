@@ -292,7 +292,8 @@ def _print(result: ProbeResult, top: int) -> None:
                   f"{result.accuracy:.3f} over {result.labelled} labelled items, "
                   f"{len(result.classes)} classes, {result.folds} folds (run {result.run_id})")
     console.print(f"head: logistic regression on {'vectors + words' if result.lexical else 'vectors'}"
-                  f", C per fold {', '.join(f'{c:g}' for c in result.fold_regularizations)}")
+                  f", C per fold {', '.join(f'{c:g}' for c in result.fold_regularizations)}"
+                  f"; {result.fold_groups} groups of near-duplicates kept in one fold each")
     if result.skipped_classes:
         console.print("left out (fewer labelled items than folds): " + ", ".join(
             f"{label} ({n})" for label, n in sorted(result.skipped_classes.items())))

@@ -185,7 +185,7 @@ def pair_mismatch_to_dict(result: PairMismatchResult, limit: int | None = None) 
 def label_mismatch_to_dict(result: LabelMismatchResult, limit: int | None = None) -> dict[str, Any]:
     return {"run_id": result.run_id, "label_field": result.label_field, "space": result.space,
             "method": result.method, "k": result.k, "budget": result.budget,
-            "lexical": result.lexical, "items": len(result.items),
+            "lexical": result.lexical, "fold_groups": result.fold_groups, "items": len(result.items),
             "flagged": result.flagged, "unlabelled": result.unlabelled, "warnings": result.warnings,
             "seconds": result.seconds, "rows": [asdict(i) for i in result.items[:limit]]}
 

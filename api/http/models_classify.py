@@ -76,6 +76,8 @@ class ClassifyResponse(BaseModel):
     classes: list[ClassReportOut]
     skipped_classes: dict[str, int] = Field(
         description="Classes with fewer labelled items than folds, left out.")
+    fold_groups: int = Field(description="Groups of near-duplicate labelled items, each kept in "
+                                         "one fold so no copy leaks into the estimate.")
     unlabelled: int
     predictions: list[PredictionOut]
     disagreements: list[DisagreementOut]

@@ -100,6 +100,7 @@ class LabelMismatchResponse(BaseModel):
     budget: int | None = Field(description="Items flagged as the most likely errors; null: what "
                                            "confident learning flags.")
     lexical: bool = Field(description="Whether the probe read TF-IDF of the source text too.")
+    fold_groups: int = Field(description="Groups of near-duplicates the probe kept in one fold.")
     items: int
     flagged: int
     unlabelled: int

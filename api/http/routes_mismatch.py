@@ -53,6 +53,7 @@ def labels(body: LabelMismatchRequest, collection: CollectionDep) -> LabelMismat
     return LabelMismatchResponse(
         run_id=result.run_id, label_field=result.label_field, space=result.space,
         method=result.method, k=result.k, budget=result.budget, lexical=result.lexical,
+        fold_groups=result.fold_groups,
         items=len(result.items), flagged=result.flagged,
         unlabelled=result.unlabelled,
         rows=[LabelMismatchOut(**asdict(i)) for i in result.items[:body.limit]],

@@ -7,7 +7,9 @@ label to judge it:
   as shares of the vote: "7 of 10 neighbours say games".
 - ``probe``: a classifier head's out-of-fold probabilities (``heads.cross_validated_probe``:
   logistic regression on the vectors, beside TF-IDF of the source text in a text space), each item
-  predicted by the head of the fold that did not see it, as confident learning prescribes.
+  predicted by the head of the fold that did not see it, as confident learning prescribes; an
+  item's near-duplicates are in its fold (``folds.fold_groups``), so a copy's label never vouches
+  for it.
 
 ``knn+probe`` blends them (``KNN_WEIGHT`` of the vote). The default is ``probe``: on the
 development split of Debian sections (5% of labels flipped) the vote only demoted a few flipped
@@ -38,6 +40,7 @@ import pyarrow as pa
 
 from ..errors import InvalidInputError
 from ..filters import FilterInput, filter_to_json
+from ..folds import fold_groups
 from ..heads import cross_validated_probe, source_texts
 from ..indexed_collection import IndexedCollection
 from ..kernels import leave_one_out
@@ -96,6 +99,7 @@ class LabelMismatchResult:
     unlabelled: int
     warnings: list[str]
     seconds: float
+    fold_groups: int  # groups of near-duplicates the probe kept in one fold (0 without a probe)
 
 
 @dataclass(frozen=True)
@@ -148,10 +152,14 @@ def label_mismatch(collection: IndexedCollection, label_field: str,
     vectors = vectors[labelled]
     codes = np.searchsorted(classes, labels)
     knn_weights = knn_label_votes(vectors, codes, len(classes), o.k)
-    probe_weights, texts = None, None
+    probe_weights, texts, merged = None, None, 0
     if o.method != "knn":
-        texts = source_texts(collection, vs, [ids[i] for i in labelled]) if o.lexical else None
-        probe_weights = probe_probabilities(vectors, codes, len(classes), o.seed, texts)
+        labelled_ids = [ids[i] for i in labelled]
+        texts = source_texts(collection, vs, labelled_ids) if o.lexical else None
+        groups = fold_groups(collection, labelled_ids, vectors)
+        probe_weights = probe_probabilities(vectors, codes, len(classes), o.seed, texts,
+                                            groups.codes)
+        merged = groups.merged
     weights = (knn_weights if probe_weights is None else probe_weights if o.method == "probe"
                else KNN_WEIGHT * knn_weights + (1 - KNN_WEIGHT) * probe_weights)
     rows = np.arange(len(codes))
@@ -174,12 +182,13 @@ def label_mismatch(collection: IndexedCollection, label_field: str,
               "lexical": lexical, "budget": o.budget, "where": filter_to_json(o.where),
               "seed": o.seed}
     summary = {"items": len(items), "flagged": int(flagged.sum()), "classes": len(classes),
-               "unlabelled": len(ids) - len(labelled), "warnings": warnings_out}
+               "unlabelled": len(ids) - len(labelled), "warnings": warnings_out,
+               "fold_groups": merged}
     run = save_run(collection, "label_mismatch", params, {"items": _table(items)},
                    {**summary, "seconds": time.perf_counter() - started})
     return LabelMismatchResult(run.run_id, label_field, vs.name, o.method, o.k, o.budget, lexical,
                                items, int(flagged.sum()), len(ids) - len(labelled), warnings_out,
-                               time.perf_counter() - started)
+                               time.perf_counter() - started, merged)
 
 
 def confident_labels(weights: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -222,12 +231,13 @@ def knn_label_votes(vectors: np.ndarray, codes: np.ndarray, n_classes: int, k: i
 
 
 def probe_probabilities(vectors: np.ndarray, codes: np.ndarray, n_classes: int, seed: int,
-                        texts: list[str] | None = None) -> np.ndarray:
+                        texts: list[str] | None = None, groups: np.ndarray | None = None
+                        ) -> np.ndarray:
     """``(n, n_classes)`` out-of-sample probabilities of the probe head (on the vectors, beside
     TF-IDF of ``texts`` when given; every code in ``0..n_classes-1`` present among ``codes``):
     each item is predicted by a head fitted on the other folds of a stratified
     ``PROBE_FOLDS``-fold split (fewer folds when a label has fewer items; a label absent from a
-    fold's training part gets 0 there)."""
+    fold's training part gets 0 there), the items of one of ``groups`` ``(n,)`` in one fold."""
     smallest = int(np.bincount(codes, minlength=n_classes).min())
     with warnings.catch_warnings():
         # A label with fewer items than folds: scikit-learn warns, and gives it 0 where a fold's
@@ -236,7 +246,7 @@ def probe_probabilities(vectors: np.ndarray, codes: np.ndarray, n_classes: int, 
         warnings.simplefilter("ignore", RuntimeWarning)
         probabilities, _, _ = cross_validated_probe(
             vectors, codes, texts, folds=min(PROBE_FOLDS, max(2, smallest)), seed=seed,
-            regularization=PROBE_REGULARIZATION[texts is not None])
+            regularization=PROBE_REGULARIZATION[texts is not None], groups=groups)
     return probabilities
 
 
