@@ -249,7 +249,9 @@ def probe_probabilities(vectors: np.ndarray, codes: np.ndarray, n_classes: int, 
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         probabilities, _, _ = cross_validated_probe(
-            vectors, codes, texts, folds=min(PROBE_FOLDS, max(2, smallest)), seed=seed,
+            vectors, codes, texts, seed=seed,
+            folds=min(PROBE_FOLDS, max(2, smallest),
+                      len(np.unique(groups)) if groups is not None else PROBE_FOLDS),
             regularization=PROBE_REGULARIZATION[texts is not None], groups=groups)
     return probabilities
 
