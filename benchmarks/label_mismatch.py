@@ -12,10 +12,11 @@ precision and recall are measured against the flipped set. Two data sets:
   an emoji labelled as a tuxpaint photo category would be too easy).
 
 Methods, all on the same vectors: kinsight's ``label_mismatch`` by default (a cross-validated head
-on the vectors beside TF-IDF of the long description, ranked by self-confidence; flags what
-confident learning flags) and by k-NN vote alone; cleanlab's ``find_label_issues`` (its defaults)
+on the vectors beside TF-IDF of the long description, near-duplicates in one fold, ranked by
+self-confidence; flags what confident learning flags) and by
+k-NN vote alone; cleanlab's ``find_label_issues`` (its defaults)
 on out-of-sample probabilities of the vectors-only probe (the issue's baseline). ``--more`` adds
-kinsight's k-NN + probe blend and probe without words, and cleanlab on kinsight's probe with
+kinsight's blend with the vote of 30 neighbours and probe without words, and cleanlab on kinsight's probe with
 words (whose ranking, self-confidence, is kinsight's default's). Besides precision and recall of what each
 flags, precision@flipped is the share of flipped items among as many items as were flipped, from
 the top of each method's ranking (worst first; cleanlab's by self-confidence, the probability of
@@ -98,7 +99,7 @@ def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.nd
         variants = [("default", LabelMismatchOptions(seed=seed)),
                     ("knn", LabelMismatchOptions(method="knn", seed=seed))]
         if more:
-            variants.append(("blend", LabelMismatchOptions(method="knn+probe", seed=seed)))
+            variants.append(("blend", LabelMismatchOptions(method="knn+probe", k=30, seed=seed)))
         if more and texts is not None:
             variants.append(("probe without words", LabelMismatchOptions(lexical=False, seed=seed)))
         for name, options in variants:

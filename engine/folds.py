@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .indexed_collection import IndexedCollection
 
 __all__ = ["FOLD_GROUP_SIMILARITY", "FoldGroups", "fold_groups", "group_folds"]
@@ -61,12 +62,19 @@ def group_folds(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int
     """``(training rows, held-out rows)`` of each of ``folds`` shuffled (``seed``) stratified folds
     of labels ``y`` ``(n,)``; with ``groups`` ``(n,)`` (any codes), the items of one group are in
     one fold. ``groups=None``: every item is its own group (``StratifiedKFold``)."""
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import KFold, StratifiedKFold
 
     if groups is None:
         groups = np.arange(len(y))
     _, first, group = np.unique(groups, return_index=True, return_inverse=True)
-    for _, held_groups in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-            first, y[first]):
+    if len(first) < folds:
+        raise InvalidInputError(
+            f"{folds}-fold cross-validation needs {folds} groups of distinct items; these "
+            f"{len(y)} items form {len(first)} (near-duplicates share a fold): lower folds or "
+            "add distinct items")
+    # Stratifying needs a label with a group in every fold; groups of mixed labels may leave none.
+    stratified = np.unique(y[first], return_counts=True)[1].max() >= folds
+    splitter = (StratifiedKFold if stratified else KFold)(folds, shuffle=True, random_state=seed)
+    for _, held_groups in splitter.split(first, y[first]):
         held = np.isin(group.ravel(), held_groups)
         yield np.flatnonzero(~held), np.flatnonzero(held)
