@@ -14,8 +14,8 @@ label to judge it:
 ``knn+probe`` blends them (``KNN_WEIGHT`` of the vote). The default is ``probe``. On the
 development sample of Debian sections (2,000 packages, 5% of labels flipped, three seeded flips)
 the precision of the top 5% was 0.660 for the probe alone, 0.683 blended with ``k=30`` (better on
-each seed; but on the test split 0.714 blended against 0.720 for the probe before, and 30
-neighbours refuse collections of 30 items or fewer, so it is not the default); ranking by
+each seed; on the test split too, 0.714 against 0.700 in one run, but 30 neighbours refuse
+collections of 30 items or fewer, so it is not the default yet); ranking by
 normalised margin (0.503), by entropy over self-confidence (0.643), by self-confidence over its
 label's threshold (0.500), or 10 folds instead of 5 (0.667) did not help. Then, as confident
 learning (Northcutt et al., 2021; cleanlab) does with a classifier's probabilities:
