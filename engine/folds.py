@@ -50,7 +50,10 @@ def fold_groups(collection: IndexedCollection, ids: Sequence[str], vectors: np.n
     position = {item_id: n for n, item_id in enumerate(ids)}
     codes = np.arange(len(ids))
     hashes = collection.content_hashes(ids)
-    groups = duplicate_groups(list(ids), vectors, [hashes.get(i) for i in ids], threshold)
+    # Single linkage: a leak runs along any chain of copies, so a whole chain shares one fold
+    # (and it has no size limit, where average linkage refuses components of 5,000 items).
+    groups = duplicate_groups(list(ids), vectors, [hashes.get(i) for i in ids], threshold,
+                              linkage="single")
     for group in groups:
         members = [position[m] for m in group.members]
         codes[members] = min(members)
