@@ -35,7 +35,14 @@ from .mismatch import (
 from .options import Progress, options_with, quiet
 from .probes import ProbeOptions, ProbeResult, train_probe
 from .recommend import RecommendOptions, WeightedExample, recommend
-from .saved_heads import HeadInfo, PredictOptions, PredictResult, list_heads, predict
+from .saved_heads import (
+    EncodeInputs,
+    HeadInfo,
+    PredictOptions,
+    PredictResult,
+    list_heads,
+    predict,
+)
 from .search import Hit, Query, SearchOptions, search, search_many
 from .storage import CollectionTables
 from .tuning import TuneOptions, TuneReport, tune
@@ -149,10 +156,12 @@ class Collection(IndexedCollection):
         return train_head(self, label_field, options_with(HeadOptions, options, changes))
 
     def predict(self, head: str, inputs: Sequence[Any], options: PredictOptions | None = None, /,
-                **changes: Any) -> PredictResult:
-        """What the saved ``head`` (see ``train_head``) predicts for new texts or pictures; options
-        as a ``PredictOptions`` or its fields (``top=5``); see ``engine.saved_heads``."""
-        return predict(self, head, inputs, options_with(PredictOptions, options, changes))
+                *, encode: EncodeInputs | None = None, **changes: Any) -> PredictResult:
+        """What the saved ``head`` (see ``train_head``) predicts for new texts or pictures
+        (``encode``: the caller's encoding of them); options as a ``PredictOptions`` or its
+        fields (``top=5``); see ``engine.saved_heads``."""
+        return predict(self, head, inputs, options_with(PredictOptions, options, changes),
+                       encode=encode)
 
     def heads(self) -> list[HeadInfo]:
         """The heads saved with the collection, by name."""

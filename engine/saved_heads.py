@@ -10,7 +10,9 @@ most probable labels (and, for a multilabel head, every label above its threshol
 predicted number of a regression head. A space whose encoder is not the head's (another
 fingerprint or dimension) is refused: its vectors mean nothing to the head. A head that reads
 words beside the vectors (``lexical``) takes texts only. A long text is encoded from its
-beginning, as ``embed`` encodes it.
+beginning, as ``embed`` encodes it, unless the caller passes ``vectors`` made as ingest makes
+them (``encode``: ``kinsight predict`` passes the mean of each text's chunks, the vector a head
+trains on).
 
 The head is stored as arrays (its ``to_arrays``) in an ``.npz`` blob read with
 ``allow_pickle=False``, and a JSON header: a store never runs code it loads.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -38,12 +40,14 @@ from .options import check_bounds, option
 from .spaces import VectorSpace
 from .storage import HeadTable
 
-__all__ = ["HEAD_KINDS", "Head", "HeadInfo", "HeadPrediction", "PredictOptions", "PredictResult",
-           "apply_head", "list_heads", "load_head", "predict", "save_head"]
+__all__ = ["HEAD_KINDS", "EncodeInputs", "Head", "HeadInfo", "HeadPrediction", "PredictOptions",
+           "PredictResult", "apply_head", "list_heads", "load_head", "predict", "save_head"]
 
 Head = ProbeHead | KnnHead | MultiLabelHead | RidgeHead
 HEAD_KINDS: dict[str, type[Head]] = {
     head.kind: head for head in (ProbeHead, KnnHead, MultiLabelHead, RidgeHead)}
+# Encodes inputs for a space, one vector per input (``predict``'s ``encode``).
+EncodeInputs = Callable[[VectorSpace, Sequence[Any]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,13 @@ def load_head(collection: IndexedCollection, name: str) -> tuple[HeadInfo, Head]
 
 
 def predict(collection: IndexedCollection, name: str, inputs: Sequence[Any],
-            options: PredictOptions | None = None) -> PredictResult:
-    """Apply the saved head ``name`` to ``inputs`` (texts, or decoded RGB pictures)."""
+            options: PredictOptions | None = None, *, encode: EncodeInputs | None = None
+            ) -> PredictResult:
+    """Apply the saved head ``name`` to ``inputs`` (texts, or decoded RGB pictures). ``encode``,
+    when given, makes the inputs' vectors ``(len(inputs), dim)`` in the head's space once the
+    head and space are checked (``indexers.embed.encode_items`` makes them as ingest would, the
+    mean of a long text's chunks, on any executor); otherwise the space's encoder encodes each
+    input's beginning here."""
     o = options or PredictOptions()
     info, head = load_head(collection, name)
     space = collection.space(o.space or info.space)
@@ -162,7 +171,11 @@ def predict(collection: IndexedCollection, name: str, inputs: Sequence[Any],
         raise InvalidInputError(
             f"head {name!r} reads the words of texts beside their vectors, and pictures have "
             "none: give it texts, or train a head without words (lexical off) for pictures")
-    vectors = embed_in_space(space, inputs).vectors
+    vectors = embed_in_space(space, inputs).vectors if encode is None else encode(space, inputs)
+    if vectors.shape != (len(inputs), space.encoder.dim):
+        raise InvalidInputError(
+            f"{vectors.shape[0]} vectors of {vectors.shape[-1]} dimensions for {len(inputs)} "
+            f"inputs; head {name!r} reads one vector of {space.encoder.dim} per input")
     return PredictResult(info, space.name, apply_head(head, vectors, texts, o.top))
 
 

@@ -1,5 +1,6 @@
 """The ``ray`` encode executor: the same vectors as ``local``, item for item, through the pipeline,
-the CLI (``--workers``) and ``anomalies --targets``; clear errors without Ray or with a bad model.
+the CLI (``--workers``), ``anomalies --targets`` and ``predict``; clear errors without Ray or with
+a bad model.
 
 Tests that start Ray are marked ``ray`` (skipped by default: ``pytest -m ray`` runs them) and share
 one local Ray of two CPUs for the whole run (``ray_local``); the crash test, also ``slow``, runs
@@ -166,6 +167,30 @@ def test_cli_ingest_and_anomalies_targets_on_workers(ray_local: None, tmp_path: 
         np.testing.assert_array_equal(ray_store.collection("docs").item_vectors("text", "d7"),
                                       local_store.collection("docs").item_vectors("text", "d7"))
 
+
+
+@pytest.mark.ray
+def test_cli_predict_on_workers_gives_the_local_probabilities(ray_local: None,
+                                                              tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": r.id, **r.fields, "kind": "ab"[r.fields["n"] % 2]})
+                            + "\n" for r in docs(40)))
+    new = tmp_path / "new.jsonl"
+    new.write_text("".join(json.dumps({"id": f"n{i}", "text": text}) + "\n" for i, text in
+                           enumerate(["note about birds " + "and trees " * 7, "quarterly tax"])))
+    store = str(tmp_path / "s")
+    for command in (["ingest", str(path), "--encoder", SPEC],
+                    ["classify", "--train", "--label-field", "kind"]):
+        result = CliRunner().invoke(app, [*command, "--store", store])
+        assert result.exit_code == 0, result.output
+    probabilities = {}
+    for name, extra in (("ray", ["--workers", "2"]), ("local", [])):
+        result = CliRunner().invoke(app, ["predict", str(new), "--store", store, "--json", *extra])
+        assert result.exit_code == 0, result.output
+        probabilities[name] = [p["probabilities"] for p in json.loads(result.stdout)["predictions"]]
+    assert len(probabilities["ray"]) == 2
+    for ray_row, local_row in zip(probabilities["ray"], probabilities["local"], strict=True):
+        assert ray_row == pytest.approx(local_row, abs=1e-6)
 
 def test_workers_go_with_targets_only(tmp_path: Path) -> None:
     with Store(tmp_path / "s") as store:

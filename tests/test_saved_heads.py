@@ -191,3 +191,54 @@ def test_cli_trains_then_predicts_a_file(tmp_path):
     as_json = json.loads(predicted.stdout)
     assert [p["label"] for p in as_json["predictions"]] == ["python", "rust", "go"]
     assert len(as_json["predictions"][0]["probabilities"]) == 3
+
+
+def test_cli_predict_reads_a_long_text_whole_as_ingest_does(tmp_path):
+    """A text of one python chunk then five rust ones: its stored vector (the mean of its chunks)
+    is rust's, so `kinsight predict` says rust; encoding only its beginning, as Python's
+    `predict` without `encode` does, says python."""
+    from typer.testing import CliRunner
+
+    from kinsight.api.cli import app
+
+    with Store(tmp_path / "store") as store:
+        notes = store.create_collection("notes")  # chunked as ingest chunks the fake's texts
+        notes.ensure_space("text", load_encoder(SPEC).info, source_fields=["text"],
+                           chunk_words=38)
+        notes.upsert(topic_items())
+        notes.train_probe("topic", lexical=False)
+    python_chunk = " ".join(["pip django pandas python"] * 10)  # 40 words: past one chunk
+    long_text = python_chunk + " " + " ".join(["rust cargo serde borrow"] * 50)
+    new = tmp_path / "new.jsonl"
+    new.write_text(json.dumps({"id": "long", "text": long_text}) + "\n")
+    predicted = CliRunner().invoke(app, ["predict", str(new), "--store", str(tmp_path / "store"),
+                                         "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    assert [p["label"] for p in json.loads(predicted.stdout)["predictions"]] == ["rust"]
+    with Store(tmp_path / "store", read_only=True) as store:
+        [beginning] = store.collection("notes").predict("topic", [long_text]).predictions
+    assert beginning.label == "python"
+
+
+def test_predict_refuses_vectors_that_do_not_fit_the_head(tmp_path):
+    with Store(tmp_path / "store") as store:
+        notes = topics_collection(store)
+        notes.train_probe("topic", lexical=False)
+        with pytest.raises(InvalidInputError, match="one vector of 32 per input"):
+            notes.predict("topic", NEW, encode=lambda space, inputs: np.zeros((1, 32)))
+
+
+def test_cli_predict_refuses_workers_for_pictures(tmp_path):
+    from typer.testing import CliRunner
+
+    from kinsight.api.cli import app
+
+    with Store(tmp_path / "store") as store:
+        topics_collection(store).train_probe("topic", lexical=False)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), "red").save(folder / "red.png")
+    refused = CliRunner().invoke(app, ["predict", str(folder), "--store", str(tmp_path / "store"),
+                                       "--workers", "2"])
+    assert refused.exit_code != 0 and "--workers/--ray encode texts" in refused.output
+    assert "Traceback" not in refused.output

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -23,6 +24,7 @@ from kinsight.engine import (
     PredictResult,
     ProbeResult,
     SqlWhere,
+    VectorSpace,
     ZeroShotOptions,
     read_run_table,
 )
@@ -42,12 +44,16 @@ from .common import (
     open_store,
     pick_collection,
 )
+from .executor_options import RayOpt, WorkersOpt, encode_executor
 from .option_params import options_command
 from .results import busy, check_export_path, export_table
 
+if TYPE_CHECKING:
+    import numpy as np
+
 __all__ = ["classify", "predict"]
 
-# Inputs per call of the head (one encoder batch each).
+# Pictures per call of the head (one encoder batch each); texts are encoded all at once.
 PREDICT_BATCH = 256
 
 
@@ -143,11 +149,13 @@ def predict(
              "to the list file (a folder of pictures needs none).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Write every prediction to a .csv or .parquet file.")] = None,
+    workers: WorkersOpt = None,
+    ray_address: RayOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Label the texts or pictures of a file with a head saved by `classify --train` (or give
-    each its number, for a regression head), encoded as the head's space stores items; refused
-    when that space's encoder is not the head's."""
+    each its number, for a regression head), encoded as the head's space stores items (a long
+    text: the mean of its chunks); refused when that space's encoder is not the head's."""
     import pyarrow as pa
 
     from .embed import read_inputs
@@ -155,23 +163,12 @@ def predict(
     check_export_path(out)
     chosen = PredictOptions(**options, space=space)
     inputs = read_inputs(path, id_field, tuple(text_field or ("text",)), image_field)
-    ids: list[str] = []
-    results: list[PredictResult] = []
-    problems: list[str] = []
     with open_store(store, read_only=True) as opened:
         coll = pick_collection(opened, collection)
         name = head if head is not None else _only_head(coll)
-        batch: list[tuple[str, Any]] = []
         with busy(f"labelling with head {name}", as_json):
-            for entry in [*inputs, None]:  # None: the end, flush the last batch
-                if isinstance(entry, str):
-                    problems.append(entry)
-                elif entry is not None:
-                    batch.append(entry)
-                if batch and (entry is None or len(batch) >= PREDICT_BATCH):
-                    results.append(coll.predict(name, [value for _, value in batch], chosen))
-                    ids += [item_id for item_id, _ in batch]
-                    batch.clear()
+            ids, results, problems = _predict_inputs(coll, name, inputs, chosen,
+                                                     workers, ray_address)
     for problem in problems[:20]:
         err.print(f"[yellow]skipped[/yellow] {escape(problem)}", highlight=False)
     if not results:
@@ -197,6 +194,42 @@ def predict(
         console.print(table)
     if out is not None:
         err.print(f"wrote predictions to {out}")
+
+
+def _predict_inputs(coll: Collection, name: str, inputs: Iterable[tuple[str, Any] | str],
+                    options: PredictOptions, workers: int | None, ray_address: str | None
+                    ) -> tuple[list[str], list[PredictResult], list[str]]:
+    """Ids, results and problems of ``inputs``. Texts are encoded together as ingest encodes
+    items (chunk means; on Ray with ``--workers``/``--ray``); pictures, in this process, in
+    batches of ``PREDICT_BATCH`` so that only one batch of decoded pictures is held at once."""
+    from kinsight.indexers.embed import encode_items
+
+    def encode_texts(space: VectorSpace, texts: Sequence[Any]) -> np.ndarray:
+        executor = encode_executor({space.name: space.encoder.spec}, workers, ray_address)
+        return encode_items(space, texts, executor=executor)
+
+    ids: list[str] = []
+    values: list[Any] = []
+    results: list[PredictResult] = []
+    problems: list[str] = []
+    for entry in inputs:
+        if isinstance(entry, str):
+            problems.append(entry)
+            continue
+        ids.append(entry[0])
+        values.append(entry[1])
+        if isinstance(entry[1], str):
+            continue
+        if workers or ray_address:
+            fail("--workers/--ray encode texts; pictures are labelled in this process: "
+                 "drop --workers/--ray")
+        if len(values) >= PREDICT_BATCH:
+            results.append(coll.predict(name, values, options))
+            values = []
+    if values:
+        texts = isinstance(values[0], str)
+        results.append(coll.predict(name, values, options, encode=encode_texts if texts else None))
+    return ids, results, problems
 
 
 def _columns(kind: str, predictions: list[HeadPrediction]) -> dict[str, list[Any]]:
