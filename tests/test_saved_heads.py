@@ -195,11 +195,13 @@ def test_cli_trains_then_predicts_a_file(tmp_path):
 
 def test_cli_predict_reads_a_long_text_whole_as_ingest_does(tmp_path):
     """A text of one python chunk then five rust ones: its stored vector (the mean of its chunks)
-    is rust's, so `kinsight predict` says rust; encoding only its beginning, as Python's
+    is rust's, so `kinsight predict` and HTTP say rust; encoding only its beginning, as Python's
     `predict` without `encode` does, says python."""
+    from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
     from kinsight.api.cli import app
+    from kinsight.api.http import Settings, create_app
 
     with Store(tmp_path / "store") as store:
         notes = store.create_collection("notes")  # chunked as ingest chunks the fake's texts
@@ -217,7 +219,11 @@ def test_cli_predict_reads_a_long_text_whole_as_ingest_does(tmp_path):
     assert [p["label"] for p in json.loads(predicted.stdout)["predictions"]] == ["rust"]
     with Store(tmp_path / "store", read_only=True) as store:
         [beginning] = store.collection("notes").predict("topic", [long_text]).predictions
+        with TestClient(create_app(Settings(encoder=SPEC), store=store)) as client:
+            answer = client.post("/collections/notes/classify/predict",
+                                 json={"head": "topic", "texts": [long_text]})
     assert beginning.label == "python"
+    assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == "rust"
 
 
 def test_predict_refuses_vectors_that_do_not_fit_the_head(tmp_path):

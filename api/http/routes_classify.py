@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -99,14 +100,19 @@ async def classify_predict(request: Request, collection: CollectionDep, settings
                            encoded: EncodedDep) -> PredictResponse:
     """Texts as JSON ``{"head": H, "texts": [...]}``, or pictures as a multipart form (``image``
     files, ``head`` and the other fields as form fields). The inputs are encoded as the head's
-    space stores items (or as ``space``, whose encoder must be the head's: 422 otherwise), and
-    each gets its ``top`` labels (a multilabel head's ``labels`` above its threshold; a
-    regression head's ``value``). Nothing is written: a prediction never waits for a write."""
+    space stores items, a long text as the mean of its chunks (or as ``space``, whose encoder
+    must be the head's: 422 otherwise), and each gets its ``top`` labels (a multilabel head's
+    ``labels`` above its threshold; a regression head's ``value``). Nothing is written: a
+    prediction never waits for a write."""
+    from kinsight.indexers.embed import encode_items
+
     started = time.perf_counter()
     target, inputs = await texts_or_pictures(request, settings, PredictRequest, PredictTarget)
     encoded(len(inputs))
-    result = await run_in_threadpool(collection.predict, target.head, inputs,
-                                     target.to_options(PredictOptions))
+    texts = all(isinstance(value, str) for value in inputs)
+    result = await run_in_threadpool(partial(
+        collection.predict, target.head, inputs, target.to_options(PredictOptions),
+        encode=encode_items if texts else None))  # a long text: the mean of its chunks
     info = result.head
     return PredictResponse(
         head=HeadOut(name=info.name, label_field=info.label_field, space=info.space,
