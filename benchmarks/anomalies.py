@@ -61,6 +61,8 @@ def main() -> None:
     candidates: list[tuple[str, Callable[[], Any]]] = [
         (f"kinsight {m}{' (default)' if m == 'combined' else ''}",
          lambda m=m: make_detector(m, language="en")) for m in (*TEXT_METHODS, *METHODS)]
+    candidates.insert(2, ("kinsight combined, equal weights (the default before)",
+                          lambda: make_detector("combined", language="en", vector_weight=1.0)))
     candidates.append(("TF-IDF + GMM", TfidfGMM))
     if not args.no_pyod:
         try:

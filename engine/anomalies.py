@@ -167,6 +167,8 @@ class AnomalyOptions:
         "Items beyond this percentile of the reference's out-of-sample scores are anomalies."))
     n_neighbors: int | None = option(
         ge=1, help="knn, lof and combined: neighbours the detector looks at (default 10, 20, 20).")
+    vector_weight: float | None = option(gt=0, help=(
+        "combined: times the vectors' percentile counts in the mean, the words' once (default 2)."))
     aggregate: Literal["mean", "kth"] | None = option(
         help="knn: the neighbours' mean similarity, or the k-th one's alone (default mean).")
     n_estimators: int | None = option(ge=1, help="iforest: trees in the forest (default 200).")

@@ -46,7 +46,8 @@ __all__ = ["anomalies_command"]
 
 @app.command("anomalies")
 # Of the detectors' own parameters the terminal has the one it always had; the rest are Python's.
-@options_command(AnomalyOptions, omit=("aggregate", "n_estimators", "seed", "n_components"),
+@options_command(AnomalyOptions, omit=("aggregate", "n_estimators", "seed", "n_components",
+                                       "vector_weight"),
                  rename={"threshold_percentile": "--threshold", "n_neighbors": "--neighbours",
                          "neighbours": "--explain"},
                  defaults={"neighbours": 3})

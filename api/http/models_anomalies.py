@@ -20,7 +20,8 @@ __all__ = ["AnomaliesRequest", "AnomaliesResponse", "AnomalyOut", "NeighbourOut"
 
 
 # Of the detectors' own parameters the wire has the one it always had; the rest are Python's.
-@from_options(AnomalyOptions, omit=("aggregate", "n_estimators", "seed", "n_components"),
+@from_options(AnomalyOptions, omit=("aggregate", "n_estimators", "seed", "n_components",
+                                    "vector_weight"),
               types={"n_neighbors": Annotated[int | None, Field(le=1000)]})
 class AnomaliesRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
