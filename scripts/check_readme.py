@@ -4,6 +4,7 @@ traceback, and on any file the blocks leave behind that git would show as untrac
 
     .venv/bin/python scripts/check_readme.py            # all blocks (about 20 minutes on 2 cores)
     .venv/bin/python scripts/check_readme.py --list     # the commands it would run
+    .venv/bin/python scripts/check_readme.py --keep-going  # every failure, not only the first
 
 The copy sits in a temporary folder with ``shared`` beside it (a link to ../shared) and ``.venv``
 inside (a link to this checkout's), so ``../shared/data`` paths and ``kinsight`` on PATH work as
@@ -150,8 +151,11 @@ class Server:
             self.process = None
 
 
-def run_steps(steps: list[Step], repo: Path) -> list[str]:
-    """Run ``steps`` in ``repo``; the failures' descriptions (empty: all passed)."""
+def run_steps(steps: list[Step], repo: Path, *, keep_going: bool = False) -> list[str]:
+    """Run ``steps`` in ``repo``; the failures' descriptions (empty: all passed). The first
+    failure stops the run unless ``keep_going`` (a later block may then fail for want of what
+    the failed one would have made: read the first failure first)."""
+    failures: list[str] = []
     env = {**os.environ, "PATH": f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
            "COLUMNS": "100"}
     env.pop("KINSIGHT_STORE", None)  # the README's commands use the default store
@@ -181,20 +185,26 @@ def run_steps(steps: list[Step], repo: Path) -> list[str]:
             output = done.stdout + done.stderr
             print(f"    exit {done.returncode} in {time.monotonic() - started:.0f} s", flush=True)
             if done.returncode != 0 or "Traceback (most recent call last)" in output:
-                return [f"README line {step.line}: exit {done.returncode}\n{step.code}\n"
-                        f"{output[-4000:]}"]
+                failures.append(f"README line {step.line}: exit {done.returncode}\n{step.code}\n"
+                                f"{output[-4000:]}")
+                if not keep_going:
+                    return failures
     finally:
         server.stop()
     left = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo,
                           check=True, capture_output=True, text=True).stdout.splitlines()
     untracked = [line[3:] for line in left if line.startswith("??")]
-    return [f"the blocks left files git shows as untracked (ignore them in .gitignore, or write "
-            f"them elsewhere): {', '.join(untracked)}"] if untracked else []
+    if untracked:
+        failures.append(f"the blocks left files git shows as untracked (ignore them in "
+                        f".gitignore, or write them elsewhere): {', '.join(untracked)}")
+    return failures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run every block, report every failure (default: stop at the first)")
     args = parser.parse_args()
     steps = read_steps(ROOT / "README.md")
     if args.list:
@@ -202,7 +212,7 @@ def main() -> None:
             print(f"README:{step.line} [{step.kind}]\n{step.code}")
         return
     with tempfile.TemporaryDirectory(prefix="kinsight-readme-") as folder:
-        failures = run_steps(steps, copy_repository(Path(folder)))
+        failures = run_steps(steps, copy_repository(Path(folder)), keep_going=args.keep_going)
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     print(f"{len(steps)} README commands: {'failed' if failures else 'all passed'}")
