@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if app.state.owns_store:
-        app.state.store = Store(settings.store)
+        app.state.store = Store(settings.store, read_only=settings.read_only)
         log.info("serving store %s", settings.store)
     readiness: Readiness = app.state.readiness
     if settings.warm_up:
