@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,12 +156,14 @@ class IngestPipeline:
     def run(self, records: Iterable[Record | Problem], *, progress: bool = True,
             on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
         """Ingest ``records``; see the module docstring. Closes the pipeline at the end."""
+        batches = self.encoded(records)
         try:
-            return self.write(self.encoded(records), progress=progress, on_commit=on_commit)
+            return self.write(batches, progress=progress, on_commit=on_commit)
         finally:
+            batches.close()  # the stages' threads end here, even when a write failed
             self.close()
 
-    def encoded(self, records: Iterable[Record | Problem]) -> Iterator[Batch]:
+    def encoded(self, records: Iterable[Record | Problem]) -> Generator[Batch, None, None]:
         """``records`` read, diffed, (decoded) and encoded, each stage in a thread of its own:
         the batches for ``write``, in order. Reads the store, never writes it."""
         steps: list[Callable[[Batch], Batch] | Streamed] = [self._diff]

@@ -147,6 +147,21 @@ def test_an_upsert_writes_and_a_search_answers_while_another_upsert_encodes(docs
         item["id"] for item in slow}
 
 
+def test_an_upsert_whose_collection_is_dropped_while_it_encodes_writes_nothing(docs, monkeypatch):
+    held = HeldEncoder()
+    monkeypatch.setitem(encoders._cache, SPEC, held)
+    writer, answers = _upsert_in_background(docs, [{"id": "x", "fields": {"text": "HOLD x"}}])
+    try:
+        assert held.holding.wait(10)
+        assert docs.delete("/collections/docs").status_code == 204
+    finally:
+        held.release.set()
+        writer.join(30)
+    assert answers[0].status_code == 404, answers[0].text
+    assert "dropped while these items were encoded" in answers[0].json()["detail"]
+    assert docs.get("/collections").json()["collections"] == []
+
+
 @pytest.mark.parametrize("held_section", ["python", "changed"], ids=["unchanged", "fields-only"])
 def test_two_upserts_of_one_id_leave_the_one_written_last_whole(docs, monkeypatch, held_section):
     """The held upsert diffs py-csv against the stored item (unchanged, or its section alone

@@ -88,6 +88,10 @@ def _ingest(pipeline: IngestPipeline, records: list[Record], write_lock: threadi
     try:
         batches = list(pipeline.encoded(records))
         with write_lock:
+            if not pipeline.collection.exists():  # a drop came in while this one encoded
+                raise NotFoundError(
+                    f"collection {pipeline.collection.name!r} was dropped while these items "
+                    "were encoded; nothing was written: send them again to create it anew")
             report = pipeline.write(batches, progress=False)
             pipeline.refresh(report)
     finally:
