@@ -462,3 +462,32 @@ def test_shutdown_waits_for_a_write_in_flight_before_closing_the_store(tmp_path)
         assert holding.wait(10)
     writer.join(10)
     assert events == ["committed", "closed"]
+
+
+def test_shutdown_waits_for_an_upsert_still_encoding(tmp_path):
+    """An upsert encodes with no lock held, so shutdown waits for the writes under way, not
+    only for the write lock (TestClient cannot keep a request in flight through its shutdown,
+    so the thread does what the upsert route does)."""
+    from kinsight.api.http import Settings, create_app
+
+    settings = Settings(store=str(tmp_path / "store"), encoder=SPEC, api_key=None, warm_up=False)
+    app = create_app(settings)
+    events: list[str] = []
+    with TestClient(app):
+        store = app.state.store
+        close = store.close
+        store.close = lambda: (events.append("closed"), close())[1]
+        encoding = threading.Event()
+
+        def upsert() -> None:  # encode under no lock, then commit under the write lock
+            with app.state.writes_under_way.track():
+                encoding.set()
+                time.sleep(1)
+                with app.state.write_lock:
+                    events.append("committed")
+
+        writer = threading.Thread(target=upsert)
+        writer.start()
+        assert encoding.wait(10)
+    writer.join(10)
+    assert events == ["committed", "closed"]
