@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tqdm import tqdm
 
@@ -40,9 +40,12 @@ from .executors import EncodeExecutor
 from .readers import read_records
 from .records import Problem, Record
 
+if TYPE_CHECKING:
+    from .pipeline import IngestPipeline
+
 __all__ = ["CutItem", "IngestOptions", "IngestReport", "SpaceSource", "content_hash", "cut_item",
-           "ingest_file", "ingest_records", "same_encoding", "text_chunker", "text_of", "timed",
-           "update_fields_file", "update_fields_only"]
+           "ingest_file", "ingest_records", "open_ingest", "same_encoding", "text_chunker",
+           "text_of", "timed", "update_fields_file", "update_fields_only"]
 
 log = logging.getLogger(__name__)
 
@@ -225,20 +228,28 @@ def ingest_records(store: Store, records: Iterable[Record | Problem], options: I
     to (default: the working directory); ``executor`` runs the encode stage (default: ``local``,
     in this process).
     """
+    pipeline = open_ingest(store, options, encoder=encoder, executor=executor,
+                           image_root=image_root)
+    report = pipeline.run(records, progress=progress, on_commit=on_commit)
+    if save_indexes:
+        pipeline.refresh(report)
+    log.info("%s", report.summary())
+    return report
+
+
+def open_ingest(store: Store, options: IngestOptions, *, encoder: Encoder | None = None,
+                executor: EncodeExecutor | None = None, image_root: Path | None = None
+                ) -> IngestPipeline:
+    """The pipeline of one ingest (arguments as in ``ingest_records``), its encoders loaded and
+    ``options.collection`` and its spaces created or checked: the only schema changes it makes.
+    ``ingest_records`` runs it whole; a server runs its halves apart (``encoded`` with no lock
+    held, ``write`` under its write lock) and closes it."""
     from .pipeline import IngestPipeline, load_encoders  # it imports this module's options
 
     encoders = load_encoders(options, encoder)
     collection = store.create_collection(options.collection, exist_ok=True)
-    pipeline = IngestPipeline(collection, options, encoders, executor=executor,
-                              image_root=image_root)
-    report = pipeline.run(records, progress=progress, on_commit=on_commit)
-    if save_indexes:
-        since = time.perf_counter()
-        with timed(report, "write"):
-            collection.refresh()
-        report.wall_seconds += time.perf_counter() - since
-    log.info("%s", report.summary())
-    return report
+    return IngestPipeline(collection, options, encoders, executor=executor,
+                          image_root=image_root)
 
 
 def update_fields_file(store: Store, path: str | Path, options: IngestOptions, *,

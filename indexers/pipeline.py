@@ -17,6 +17,15 @@ whatever the input, and DuckDB commits batch n while n+1 is encoded and n+2 read
   (``on_commit``), so whatever was acknowledged survives a crash, and a rerun encodes only what
   was not committed.
 
+The two halves can also run apart: ``encoded`` (read to encode) only reads the store, so a server
+runs it with no lock held, side by side with other requests' ingests; ``write`` commits its
+batches, one writer at a time (the server's write lock). A write that lands between a batch's diff
+and its own write (another request upserting the same id, or an earlier batch of one ingest
+repeating it) can make the diff's plan for a record wrong: "unchanged" or "fields alone changed"
+against a stored item that is no longer the one it saw. So the writer checks the stored hashes of
+those records once more and diffs the ones that moved again, encoding them if it must (rare), and
+each item ends as the record written last says, its hash describing what is stored.
+
 Each stage's time is added up in ``IngestReport.seconds`` (as the stages overlap, their sum is
 more than the time the ingest took, ``IngestReport.wall_seconds``); the encode stage's is the time
 it waited for vectors and put the items together, not the time it waited for batches to encode.
@@ -27,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,24 +60,28 @@ from .ingest import (
     same_encoding,
     text_chunker,
     text_of,
+    timed,
 )
 from .records import Problem, Record
 from .stages import Streamed, pipelined
 
-__all__ = ["IngestPipeline", "load_encoders"]
+__all__ = ["Batch", "IngestPipeline", "load_encoders"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Batch:
+class Batch:
     """One batch on its way through the stages, and what each stage made of it. Only the
     writer touches the report: stages record here, so their threads never share state."""
 
     records: list[Record] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    unchanged: int = 0
+    unchanged: list[str] = field(default_factory=list)  # ids
+    # The stored hash the diff saw of each record it let through without encoding (unchanged,
+    # or fields alone changed): the writer checks it still holds (see the module docstring).
+    seen: dict[str, str | None] = field(default_factory=dict)
     changed: list[Record] = field(default_factory=list)  # to encode and write
     hashes: dict[str, str] = field(default_factory=dict)
     updated: list[tuple[Record, str]] = field(default_factory=list)  # fields alone changed
@@ -136,38 +149,66 @@ class IngestPipeline:
             self.decoder = PictureDecoder(
                 {s.name: (encoders[s.name], s.fields[0]) for s in self.sources
                  if s.kind == "image"}, self.image_root)
-        self.executor = executor or LocalExecutor(
-            encoders, self.decoder.gpu_jpeg if self.decoder else ())
+        # The writer's own encoder, for the few records it must encode itself (the recheck).
+        self.local = LocalExecutor(encoders, self.decoder.gpu_jpeg if self.decoder else ())
+        self.executor = executor or self.local
 
     def run(self, records: Iterable[Record | Problem], *, progress: bool = True,
             on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
-        """Ingest ``records``; see the module docstring. Closes the executor at the end."""
+        """Ingest ``records``; see the module docstring. Closes the pipeline at the end."""
+        batches = self.encoded(records)
+        try:
+            return self.write(batches, progress=progress, on_commit=on_commit)
+        finally:
+            batches.close()  # the stages' threads end here, even when a write failed
+            self.close()
+
+    def encoded(self, records: Iterable[Record | Problem]) -> Generator[Batch, None, None]:
+        """``records`` read, diffed, (decoded) and encoded, each stage in a thread of its own:
+        the batches for ``write``, in order. Reads the store, never writes it."""
+        steps: list[Callable[[Batch], Batch] | Streamed] = [self._diff]
+        if self.decoder is not None:
+            steps.append(self._decode)
+        steps.append(Streamed(self._encode))
+        return pipelined(self._read(records), steps, name="kinsight-ingest")
+
+    def write(self, batches: Iterable[Batch], *, progress: bool = True,
+              on_commit: Callable[[list[str]], None] | None = None) -> IngestReport:
+        """Commit ``batches`` (from ``encoded``), each in one transaction, in order, and report
+        on them. The caller sees to it that nothing else writes the collection meanwhile."""
         started = time.perf_counter()
         report = IngestReport()
-        steps: list[Callable[[_Batch], _Batch] | Streamed] = [self._diff]
         if self.decoder is not None:
             report.seconds = {"read": 0.0, "diff": 0.0, "decode": 0.0, "encode": 0.0,
                               "write": 0.0}
-            steps.append(self._decode)
-        steps.append(Streamed(self._encode))
         bar = tqdm(desc=f"ingest {self.options.collection}", unit=" items",
                    disable=not progress, dynamic_ncols=True)
         try:
-            for batch in pipelined(self._read(records), steps, name="kinsight-ingest"):
+            for batch in batches:
                 self._write(batch, report, on_commit)
                 bar.update(len(batch.records))
                 bar.set_postfix(problems=len(report.problems), refresh=False)
         finally:
             bar.close()
-            self.executor.close()
-            if self.decoder is not None:
-                self.decoder.close()
         report.wall_seconds = time.perf_counter() - started
         return report
 
+    def refresh(self, report: IngestReport) -> None:
+        """Bring the collection's indexes up to date and save them (time counted as writing)."""
+        since = time.perf_counter()
+        with timed(report, "write"):
+            self.collection.refresh()
+        report.wall_seconds += time.perf_counter() - since
+
+    def close(self) -> None:
+        """Release the executor's workers and the picture decoder's threads."""
+        self.executor.close()
+        if self.decoder is not None:
+            self.decoder.close()
+
     # -- the stages -------------------------------------------------------------------------
-    def _read(self, records: Iterable[Record | Problem]) -> Iterator[_Batch]:
-        batch = _Batch()
+    def _read(self, records: Iterable[Record | Problem]) -> Iterator[Batch]:
+        batch = Batch()
         stream = iter(records)
         while True:
             since = time.perf_counter()
@@ -181,11 +222,11 @@ class IngestPipeline:
             batch.records.append(entry)
             if len(batch.records) >= self.options.batch_size:
                 yield batch
-                batch = _Batch()
+                batch = Batch()
         if batch.records or batch.problems:
             yield batch
 
-    def _diff(self, batch: _Batch) -> _Batch:
+    def _diff(self, batch: Batch) -> Batch:
         since = time.perf_counter()
         latest = {record.id: record for record in batch.records}  # a repeated id: the last wins
         for record in latest.values():
@@ -197,15 +238,17 @@ class IngestPipeline:
             record = latest[item_id]
             old = stored.get(item_id)
             if old == new:
-                batch.unchanged += 1
+                batch.unchanged.append(item_id)
+                batch.seen[item_id] = old
             elif same_encoding(old, new):
                 batch.updated.append((record, new))
+                batch.seen[item_id] = old
             else:
                 self._chunk(record, batch)
         batch.timed("diff", since)
         return batch
 
-    def _decode(self, batch: _Batch) -> _Batch:
+    def _decode(self, batch: Batch) -> Batch:
         if self.decoder is None:  # the step is there only with a decoder
             return batch
         since = time.perf_counter()
@@ -225,8 +268,8 @@ class IngestPipeline:
         batch.timed("decode", since)
         return batch
 
-    def _encode(self, batches: Iterator[_Batch]) -> Iterator[_Batch]:
-        waiting: deque[_Batch] = deque()  # handed to the executor, vectors not back yet
+    def _encode(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        waiting: deque[Batch] = deque()  # handed to the executor, vectors not back yet
         idle = 0.0  # time spent waiting for the next batch, not encoding
 
         def jobs() -> Iterator[EncodeJob]:
@@ -238,9 +281,7 @@ class IngestPipeline:
                 if batch is None:
                     return
                 waiting.append(batch)
-                yield EncodeJob(texts={space: [c.text for _, chunks in pairs for c in chunks]
-                                       for space, pairs in batch.chunks.items() if pairs},
-                                pixels=batch.pixels)
+                yield _job(batch)
 
         results = self.executor.encode_stream(jobs())
         try:
@@ -256,7 +297,7 @@ class IngestPipeline:
         finally:
             results.close()  # a stopped run drops the jobs still in flight
 
-    def _assemble(self, batch: _Batch, vectors: dict[str, np.ndarray]) -> None:
+    def _assemble(self, batch: Batch, vectors: dict[str, np.ndarray]) -> None:
         """The batch's items, each with its slice of the job's vectors."""
         per_item: dict[str, dict[str, np.ndarray]] = {r.id: {} for r in batch.changed}
         spans: dict[str, dict[str, list[tuple[int, int]]]] = {r.id: {} for r in batch.changed}
@@ -278,8 +319,9 @@ class IngestPipeline:
                                     content_hash=batch.hashes[record.id],
                                     vectors=per_item[record.id], spans=spans[record.id]))
 
-    def _write(self, batch: _Batch, report: IngestReport,
+    def _write(self, batch: Batch, report: IngestReport,
                on_commit: Callable[[list[str]], None] | None) -> None:
+        self._recheck(batch)
         since = time.perf_counter()
         known = self.collection.fields()  # here: the schema is the writer's to read and change
         updates = [self._field_update(record, new, known) for record, new in batch.updated]
@@ -293,7 +335,7 @@ class IngestPipeline:
         report.read += len(batch.records)
         report.written += len(batch.items)
         report.updated += len(updates)
-        report.unchanged += batch.unchanged
+        report.unchanged += len(batch.unchanged)
         report.chunks += sum(len(c) for pairs in batch.chunks.values() for _, c in pairs)
         report.problems += batch.problems
         report.cut += batch.cut
@@ -303,8 +345,37 @@ class IngestPipeline:
         if written and on_commit is not None:
             on_commit(written)
 
+    def _recheck(self, batch: Batch) -> None:
+        """Diff again the records the diff let through without encoding whose stored hash has
+        moved since (see the module docstring), encoding those that need it, so that the
+        batch's write leaves every item as its record says."""
+        if not batch.seen:
+            return
+        stored = self.collection.content_hashes(list(batch.seen))
+        moved = {i for i, seen in batch.seen.items() if stored.get(i) != seen}
+        if not moved:
+            return
+        log.info("%d records of the batch were written by another write since they were "
+                 "diffed; diffing them again", len(moved))
+        latest = {record.id: record for record in batch.records}
+        again = self._diff(Batch(records=[latest[i] for i in moved]))
+        if self.decoder is not None:
+            again = self._decode(again)
+        since = time.perf_counter()
+        self._assemble(again, self.local.encode(_job(again)))
+        again.timed("encode", since)
+        batch.unchanged = [i for i in batch.unchanged if i not in moved] + again.unchanged
+        batch.updated = [(r, h) for r, h in batch.updated if r.id not in moved] + again.updated
+        batch.items += again.items
+        batch.problems += again.problems
+        batch.cut += again.cut
+        for space, pairs in again.chunks.items():
+            batch.chunks.setdefault(space, []).extend(pairs)
+        for stage, seconds in again.seconds.items():
+            batch.seconds[stage] = batch.seconds.get(stage, 0.0) + seconds
+
     # -- the parts --------------------------------------------------------------------------
-    def _hash(self, record: Record, batch: _Batch) -> str | None:
+    def _hash(self, record: Record, batch: Batch) -> str | None:
         """The record's content hash; None (and a problem) when it has nothing to encode or a
         picture file is missing."""
         encoded: list[Any] = []
@@ -328,7 +399,7 @@ class IngestPipeline:
         return content_hash([*encoded, self.options.chunk_overlap], record.fields,
                             cut_by=self.options.max_chunks if cut else None)
 
-    def _picture_stat(self, record: Record, source: SpaceSource, batch: _Batch
+    def _picture_stat(self, record: Record, source: SpaceSource, batch: Batch
                       ) -> tuple[int, int] | None:
         from .image_ingest import image_path
 
@@ -355,7 +426,7 @@ class IngestPipeline:
                 and f not in self.encoded_fields and f != THUMBNAIL_FIELD]
         return FieldUpdate(record.id, values, gone, content_hash=new_hash)
 
-    def _chunk(self, record: Record, batch: _Batch) -> None:
+    def _chunk(self, record: Record, batch: Batch) -> None:
         batch.changed.append(record)
         for source in self.sources:
             if source.kind != "text" or not (text := text_of(record, source.fields)):
@@ -364,3 +435,10 @@ class IngestPipeline:
             if (cut := cut_item(record.id, source.name, split)) is not None:
                 batch.cut.append(cut)
             batch.chunks.setdefault(source.name, []).append((record, split.chunks))
+
+
+def _job(batch: Batch) -> EncodeJob:
+    """What the batch's changed records give the encoders: every space's inputs, in order."""
+    return EncodeJob(texts={space: [c.text for _, chunks in pairs for c in chunks]
+                            for space, pairs in batch.chunks.items() if pairs},
+                     pixels=batch.pixels)

@@ -50,7 +50,7 @@ class Streamed:
 
 
 def pipelined(source: Iterable[Any], steps: Sequence[Callable[[Any], Any] | Streamed], *,
-              depth: int = 2, name: str = "kinsight-stage") -> Iterator[Any]:
+              depth: int = 2, name: str = "kinsight-stage") -> Generator[Any, None, None]:
     """Each batch of ``source`` through ``steps``, every step in its own thread; see the module
     docstring."""
     stop = threading.Event()

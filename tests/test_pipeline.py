@@ -18,7 +18,7 @@ from kinsight.engine import EncoderInfo, FieldUpdate, Store, load_encoder
 from kinsight.engine.encoders import Role
 from kinsight.engine.errors import InvalidInputError, NotFoundError
 from kinsight.indexers.executors import EncodeJob, LocalExecutor
-from kinsight.indexers.ingest import IngestOptions, SpaceSource, ingest_records
+from kinsight.indexers.ingest import IngestOptions, SpaceSource, ingest_records, open_ingest
 from kinsight.indexers.records import Problem, Record
 from kinsight.indexers.stages import pipelined
 
@@ -90,6 +90,35 @@ def test_a_changed_text_is_encoded_again_and_only_it() -> None:
         assert (report.written, report.updated, report.unchanged, encoder.texts) == (1, 0, 5, 7)
         hit = store.collection("docs").search("entirely new", k=1, mode="dense")[0]
         assert hit.id == "d2"
+
+
+def test_the_writer_diffs_again_what_a_write_changed_since_the_diff() -> None:
+    """The two halves run apart, as a server runs them: batches encoded (d0 planned unchanged,
+    d1 a fields-only update, d2 encoded), then another write gives d0 and d1 new texts, then the
+    batches are written. Each item must end as the records written last say, hash included."""
+    encoder = CountingEncoder()
+    with Store(":memory:") as store:
+        ingest_records(store, docs(3), OPTIONS, encoder=encoder, progress=False)
+        latest = docs(3)
+        latest[1] = Record("d1", {**latest[1].fields, "tag": "new"}, "test", 2)
+        latest[2] = Record("d2", {"text": "a text of its own", "n": 2}, "test", 3)
+        pipeline = open_ingest(store, OPTIONS, encoder=encoder)
+        batches = list(pipeline.encoded(latest))
+        assert encoder.texts == 3 + 1
+        others = [Record(i, {"text": f"another text for {i}", "n": 0}, "test", 1)
+                  for i in ("d0", "d1")]
+        ingest_records(store, others, OPTIONS, encoder=encoder, progress=False)
+        report = pipeline.write(batches, progress=False)
+        pipeline.close()
+        assert (report.written, report.updated, report.unchanged) == (3, 0, 0)
+        assert encoder.texts == 3 + 1 + 2 + 2  # the two moved records, encoded by the writer
+        coll = store.collection("docs")
+        for record in latest:
+            assert coll.get([record.id])[0].fields == {"tag": None, **record.fields}
+            np.testing.assert_allclose(coll.item_vectors("text", record.id),
+                                       encoder.inner.encode([record.fields["text"]]), atol=1e-6)
+        again = ingest_records(store, latest, OPTIONS, encoder=encoder, progress=False)
+        assert (again.written, again.updated, again.unchanged) == (0, 0, 3)
 
 
 def test_a_picture_item_keeps_its_thumbnail_when_its_fields_change(tmp_path: Path) -> None:

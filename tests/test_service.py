@@ -89,6 +89,110 @@ def test_a_search_racing_a_slow_commit_answers_promptly(docs, monkeypatch):
     assert any(hit["id"].startswith("new-") for hit in search(docs, text="csv", k=20).json()["hits"])
 
 
+class HeldEncoder:
+    """The fake encoder of ``SPEC``, holding every batch of documents with a text containing
+    ``HOLD`` until ``release`` is set (``holding`` says one is held); other batches pass."""
+
+    def __init__(self) -> None:
+        self.inner = load_encoder(SPEC)
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    @property
+    def info(self) -> encoders.EncoderInfo:
+        return self.inner.info
+
+    def encode(self, inputs: Sequence[Any], *, role: encoders.Role = "document") -> np.ndarray:
+        if role == "document" and any("HOLD" in text for text in inputs):
+            self.holding.set()
+            if not self.release.wait(30):
+                raise TimeoutError("the test never released the encoder")
+        return self.inner.encode(inputs, role=role)
+
+
+def _upsert_in_background(client: TestClient, items: list[dict[str, Any]]
+                          ) -> tuple[threading.Thread, list[Any]]:
+    answers: list[Any] = []
+    writer = threading.Thread(target=lambda: answers.append(client.post(
+        "/collections/docs/items", json={"items": items})))
+    writer.start()
+    return writer, answers
+
+
+def test_an_upsert_writes_and_a_search_answers_while_another_upsert_encodes(docs, monkeypatch):
+    held = HeldEncoder()
+    monkeypatch.setitem(encoders._cache, SPEC, held)
+    slow = [{"id": f"slow-{i}", "fields": {"text": f"HOLD slow note {i} on csv"}}
+            for i in range(3)]
+    writer, answers = _upsert_in_background(docs, slow)
+    try:
+        assert held.holding.wait(10)
+        started = time.perf_counter()
+        quick = docs.post("/collections/docs/items", json={"items": NEW_ITEMS})
+        hits = search(docs, text="csv file", mode="hybrid", k=3)
+        # Bounded well below the 30 s the held upsert would take: neither waited for it.
+        assert time.perf_counter() - started < 5.0
+        assert quick.status_code == 200 and quick.json()["written"] == len(NEW_ITEMS)
+        assert hits.status_code == 200 and len(hits.json()["hits"]) == 3
+        assert not answers  # the first upsert is still encoding
+    finally:
+        held.release.set()
+        writer.join(30)
+    assert answers[0].status_code == 200 and answers[0].json()["written"] == len(slow)
+    ids = [item["id"] for item in doc_items() + NEW_ITEMS + slow]
+    assert docs.get("/collections/docs").json()["count"] == len(ids)
+    for item_id in ids:
+        assert docs.get(f"/collections/docs/items/{item_id}").status_code == 200
+    assert {h["id"] for h in search(docs, text="HOLD slow note on csv", k=3).json()["hits"]} == {
+        item["id"] for item in slow}
+
+
+def test_an_upsert_whose_collection_is_dropped_while_it_encodes_writes_nothing(docs, monkeypatch):
+    held = HeldEncoder()
+    monkeypatch.setitem(encoders._cache, SPEC, held)
+    writer, answers = _upsert_in_background(docs, [{"id": "x", "fields": {"text": "HOLD x"}}])
+    try:
+        assert held.holding.wait(10)
+        assert docs.delete("/collections/docs").status_code == 204
+    finally:
+        held.release.set()
+        writer.join(30)
+    assert answers[0].status_code == 404, answers[0].text
+    assert "dropped while these items were encoded" in answers[0].json()["detail"]
+    assert docs.get("/collections").json()["collections"] == []
+
+
+@pytest.mark.parametrize("held_section", ["python", "changed"], ids=["unchanged", "fields-only"])
+def test_two_upserts_of_one_id_leave_the_one_written_last_whole(docs, monkeypatch, held_section):
+    """The held upsert diffs py-csv against the stored item (unchanged, or its section alone
+    changed: no encoding planned), then another upsert gives py-csv a new text and commits. The
+    held one, written last, must leave py-csv as it says: its text, vectors and hash."""
+    held = HeldEncoder()
+    monkeypatch.setitem(encoders._cache, SPEC, held)
+    first_text = DOCS[0][1]
+    held_items = [{"id": "py-csv", "fields": {"text": first_text, "section": held_section,
+                                               "year": 2021}},
+                  {"id": "held", "fields": {"text": "HOLD a note that takes long to encode"}}]
+    writer, answers = _upsert_in_background(docs, held_items)
+    try:
+        assert held.holding.wait(10)
+        other = {"id": "py-csv", "fields": {"text": "a brand new text about go channels",
+                                            "section": "go", "year": 2024}}
+        assert docs.post("/collections/docs/items", json={"items": [other]}).json()["written"] == 1
+    finally:
+        held.release.set()
+        writer.join(30)
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[0].json() | {"problems": [], "warnings": []} == {
+        "written": 2, "unchanged": 0, "problems": [], "warnings": []}
+    item = docs.get("/collections/docs/items/py-csv").json()["fields"]
+    assert (item["text"], item["section"], item["year"]) == (first_text, held_section, 2021)
+    stored = docs.app.state.store.collection("docs").item_vectors("text", "py-csv")
+    np.testing.assert_allclose(stored, held.inner.encode([first_text]), atol=1e-6)
+    again = docs.post("/collections/docs/items", json={"items": held_items[:1]}).json()
+    assert (again["written"], again["unchanged"]) == (0, 1)  # its hash says what is stored
+
+
 # -- batch calls -----------------------------------------------------------------------------------
 def test_a_search_batch_answers_in_order_with_an_error_in_place_of_a_bad_query(docs):
     queries: list[dict[str, Any]] = [
@@ -356,5 +460,34 @@ def test_shutdown_waits_for_a_write_in_flight_before_closing_the_store(tmp_path)
         writer = threading.Thread(target=write)
         writer.start()
         assert holding.wait(10)
+    writer.join(10)
+    assert events == ["committed", "closed"]
+
+
+def test_shutdown_waits_for_an_upsert_still_encoding(tmp_path):
+    """An upsert encodes with no lock held, so shutdown waits for the writes under way, not
+    only for the write lock (TestClient cannot keep a request in flight through its shutdown,
+    so the thread does what the upsert route does)."""
+    from kinsight.api.http import Settings, create_app
+
+    settings = Settings(store=str(tmp_path / "store"), encoder=SPEC, api_key=None, warm_up=False)
+    app = create_app(settings)
+    events: list[str] = []
+    with TestClient(app):
+        store = app.state.store
+        close = store.close
+        store.close = lambda: (events.append("closed"), close())[1]
+        encoding = threading.Event()
+
+        def upsert() -> None:  # encode under no lock, then commit under the write lock
+            with app.state.writes_under_way.track():
+                encoding.set()
+                time.sleep(1)
+                with app.state.write_lock:
+                    events.append("committed")
+
+        writer = threading.Thread(target=upsert)
+        writer.start()
+        assert encoding.wait(10)
     writer.join(10)
     assert events == ["committed", "closed"]

@@ -32,15 +32,17 @@ def batch(n: int) -> dict[str, list[dict[str, object]]]:
 
 
 @contextmanager
-def served(store: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
-    """``kinsight serve`` over ``store`` with the fake encoder, and a client of it."""
+def served(store: Path, log: Path, *options: str
+           ) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """``kinsight serve`` over ``store`` with the fake encoder (and ``options``), and a client
+    of it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KINSIGHT_")}
     env |= {"KINSIGHT_ENCODER": SPEC}
     port = _free_port()
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-c", "from kinsight.api.cli import main; main()", "serve",
-             "--store", str(store), "--host", "127.0.0.1", "--port", str(port)],
+             "--store", str(store), "--host", "127.0.0.1", "--port", str(port), *options],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:

@@ -36,7 +36,7 @@ from . import (
     routes_search,
     routes_tuning,
 )
-from .deps import StoreDep, require_api_key
+from .deps import StoreDep, WritesUnderWay, require_api_key
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .models import ErrorOut, Health
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.store = store
     app.state.owns_store = store is None
     app.state.write_lock = threading.Lock()
+    app.state.writes_under_way = WritesUnderWay()
     app.state.readiness = Readiness()
     if not settings.warm_up:
         app.state.readiness.done.set()
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if app.state.owns_store:
-        app.state.store = Store(settings.store)
+        app.state.store = Store(settings.store, read_only=settings.read_only)
         log.info("serving store %s", settings.store)
     readiness: Readiness = app.state.readiness
     if settings.warm_up:
@@ -117,8 +118,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         # Graceful shutdown: uvicorn has stopped taking requests; a write still running (its
-        # client may have gone) commits before the store closes.
-        await anyio.to_thread.run_sync(_wait_for_writes, app.state.write_lock)
+        # client may have gone), encoding or committing, commits before the store closes.
+        await anyio.to_thread.run_sync(_wait_for_writes, app.state.writes_under_way,
+                                       app.state.write_lock)
         if app.state.owns_store and app.state.store is not None:
             app.state.store.close()  # saves index files, so the next start need not rebuild them
             app.state.store = None
@@ -129,7 +131,8 @@ def _health(store: StoreDep) -> Health:
     return Health(collections=len(store.list_collections()))
 
 
-def _wait_for_writes(lock: threading.Lock) -> None:
+def _wait_for_writes(under_way: WritesUnderWay, lock: threading.Lock) -> None:
+    under_way.wait()
     with lock:
         pass
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hmac
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -22,10 +24,13 @@ __all__ = [
     "CollectionDep",
     "SettingsDep",
     "StoreDep",
+    "UnderWayDep",
     "WriteLockDep",
+    "WritesUnderWay",
     "get_collection",
     "get_settings",
     "get_store",
+    "get_under_way",
     "get_write_lock",
     "require_api_key",
 ]
@@ -55,12 +60,44 @@ async def get_write_lock(request: Request) -> threading.Lock:
     return lock
 
 
+class WritesUnderWay:
+    """How many writes have begun and not ended, those still encoding before they take the write
+    lock included, so that shutdown can wait for every one of them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        with self._changed:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    def wait(self) -> None:
+        """Until none is under way."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._count == 0)
+
+
+async def get_under_way(request: Request) -> WritesUnderWay:
+    under_way: WritesUnderWay = request.app.state.writes_under_way
+    return under_way
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 # Writes of this app take turns. The store serialises its transactions already, but creating a
 # collection or space is check-then-create across transactions, and two first upserts into a new
 # collection would race to create the same tables.
 WriteLockDep = Annotated[threading.Lock, Depends(get_write_lock)]
+# Writes that do long work outside the write lock (an upsert's encoding) are tracked here.
+UnderWayDep = Annotated[WritesUnderWay, Depends(get_under_way)]
 
 
 def get_collection(name: str, store: StoreDep) -> Collection:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict
 
 from fastapi import APIRouter
 
 from kinsight.engine import FieldUpdate, InvalidInputError, NotFoundError, Store, VectorSpace
-from kinsight.indexers.ingest import IngestOptions, ingest_records
+from kinsight.indexers.ingest import IngestOptions, IngestReport, open_ingest
+from kinsight.indexers.pipeline import IngestPipeline
 from kinsight.indexers.records import Problem, Record, record_from_mapping
 
 from ..reporting import json_ready
-from .deps import CollectionDep, SettingsDep, StoreDep, WriteLockDep
+from .deps import CollectionDep, SettingsDep, StoreDep, UnderWayDep, WriteLockDep
 from .models import (
     DeleteRequest,
     DeleteResponse,
@@ -41,39 +43,61 @@ router = APIRouter(prefix="/collections/{name}/items", tags=["items"],
 @router.post("", summary="Insert or replace items by id (encoded on the way in)",
              responses={409: {"model": ErrorOut, "description": "The store is read-only"}})
 def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: SettingsDep,
-                 write_lock: WriteLockDep, encoded: EncodedDep) -> UpsertResponse:
+                 write_lock: WriteLockDep, under_way: UnderWayDep,
+                 encoded: EncodedDep) -> UpsertResponse:
     """Items with no text in any of ``text_fields``, or with unusable field names, are skipped
     and listed in ``problems``; the others are written in one transaction. A collection or space
-    that does not exist yet is created (a new space uses the server's encoder)."""
+    that does not exist yet is created (a new space uses the server's encoder).
+
+    The items are encoded with no lock held, so upserts encode side by side and searches and
+    other writes go on meanwhile; then they are written, one write at a time. Two upserts of
+    one id: the one written last wins, whole (its fields, vectors and content hash)."""
     if len(body.items) > settings.max_batch_items:
         raise InvalidInputError(
             f"{len(body.items)} items in one request; the most is {settings.max_batch_items} "
             "(max_batch_items): split the batch")
-    with write_lock:
-        space = _existing_space(store, name, body.space)
-        text_fields = _text_fields(body, name, space)
-        entries = [_record(i + 1, item, text_fields) for i, item in enumerate(body.items)]
-        records = [e for e in entries if isinstance(e, Record)]
-        problems = [e for e in entries if isinstance(e, Problem)]
-        written = unchanged = 0
-        warnings: list[str] = []
-        if records:  # a batch of only bad items creates nothing
-            options = IngestOptions(
-                collection=name, text_fields=text_fields, space=body.space,
-                encoder=settings.encoder if space is None else space.encoder.spec,
-                # One transaction for all the items: they are written all or none.
-                batch_size=len(records), max_chunks=settings.max_chunks_per_item,
-                language=body.language)
-            report = ingest_records(store, records, options, progress=False)
-            written, unchanged = report.written + report.updated, report.unchanged
-            encoded(report.chunks)
-            problems += report.problems
-            warnings = [f"{cut}; the server encodes at most {settings.max_chunks_per_item} chunks "
-                        "per item (KINSIGHT_MAX_CHUNKS_PER_ITEM)" for cut in report.cut]
+    with under_way.track():
+        with write_lock:  # creating the collection or space is check-then-create
+            space = _existing_space(store, name, body.space)
+            text_fields = _text_fields(body, name, space)
+            entries = [_record(i + 1, item, text_fields) for i, item in enumerate(body.items)]
+            records = [e for e in entries if isinstance(e, Record)]
+            problems = [e for e in entries if isinstance(e, Problem)]
+            if records:  # a batch of only bad items creates nothing
+                pipeline = open_ingest(store, IngestOptions(
+                    collection=name, text_fields=text_fields, space=body.space,
+                    encoder=settings.encoder if space is None else space.encoder.spec,
+                    # One transaction for all the items: they are written all or none.
+                    batch_size=len(records), max_chunks=settings.max_chunks_per_item,
+                    language=body.language))
+        report = _ingest(pipeline, records, write_lock) if records else IngestReport()
+    encoded(report.chunks)
+    problems += report.problems
+    warnings = [f"{cut}; the server encodes at most {settings.max_chunks_per_item} chunks per "
+                "item (KINSIGHT_MAX_CHUNKS_PER_ITEM)" for cut in report.cut]
     if problems:
         log.info("upsert into %s skipped %d of %d items", name, len(problems), len(body.items))
-    return UpsertResponse(written=written, unchanged=unchanged,
+    return UpsertResponse(written=report.written + report.updated, unchanged=report.unchanged,
                           problems=[ProblemOut(**asdict(p)) for p in problems], warnings=warnings)
+
+
+def _ingest(pipeline: IngestPipeline, records: list[Record], write_lock: threading.Lock
+            ) -> IngestReport:
+    """Encode ``records`` with no lock held, then write them and catch the indexes up under
+    ``write_lock`` (the writer rechecks what another write changed meanwhile)."""
+    try:
+        batches = list(pipeline.encoded(records))
+        with write_lock:
+            if not pipeline.collection.exists():  # a drop came in while this one encoded
+                raise NotFoundError(
+                    f"collection {pipeline.collection.name!r} was dropped while these items "
+                    "were encoded; nothing was written: send them again to create it anew")
+            report = pipeline.write(batches, progress=False)
+            pipeline.refresh(report)
+    finally:
+        pipeline.close()
+    log.info("%s", report.summary())
+    return report
 
 
 @router.post("/update", summary="Set or remove fields of stored items (no re-encoding)")

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description='Origins a browser may call the API from, e.g. ["https://app.example"] '
                     "(KINSIGHT_CORS_ORIGINS as JSON); empty: no cross-origin calls.")
+    read_only: bool = Field(
+        default=False, description="Open the store read-only: reads answer, writes answer 409 "
+                                   "(DuckDB lets many processes read a store, one write it).")
     warm_up: bool = Field(
         default=True, description="Load and run the encoders and indexes of every space at "
                                   "start; /ready answers 503 until they are warm.")
