@@ -36,7 +36,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import debian_store, git_state, item_vectors, missing_extra, print_table, save, split_rows
+from _common import debian_sample, git_state, missing_extra, print_table, save
 
 from kinsight.engine import EncoderInfo, Item, Store
 from kinsight.engine.mismatch import LabelMismatchOptions, label_mismatch
@@ -155,15 +155,9 @@ def _scores(method: str, flagged: np.ndarray, flipped: np.ndarray, suggested_rig
 
 def debian_data(docs: int, split: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray,
                                                list[str], EncoderInfo]:
-    with debian_store(docs or None) as source:
-        debian = source.collection("debian")
-        ids, vectors = item_vectors(debian)
-        chosen = split_rows(ids, split)
-        ids, vectors = [ids[i] for i in chosen], vectors[chosen]
-        sections = np.array(debian.field_values("section", ids), dtype=object)
-        texts = [str(t or "") for t in debian.field_values("text", ids)]
-        encoder = debian.space("text").encoder
-    return ids, vectors, sections, np.zeros(len(ids), dtype=int), texts, encoder
+    sample = debian_sample(docs, split)
+    return (sample.ids, sample.vectors, sample.sections.astype(object),
+            np.zeros(len(sample.ids), dtype=int), sample.texts, sample.encoder)
 
 
 def image_data() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, None, EncoderInfo]:

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 
 import numpy as np
-from _common import debian_store, item_vectors, print_table, save, split_rows
+from _common import debian_sample, print_table, save
 from sklearn.metrics import accuracy_score, f1_score
 
 from kinsight.engine import Item, ProbeOptions, Store, read_run_table
@@ -40,14 +40,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    with debian_store(args.docs or None) as store:
-        debian = store.collection("debian")
-        ids, vectors = item_vectors(debian)
-        keep = split_rows(ids, args.split)
-        ids, vectors = [ids[i] for i in keep], vectors[keep]
-        sections = np.array(debian.field_values("section", ids), dtype=object).astype(str)
-        texts = [str(t or "") for t in debian.field_values("text", ids)]
-        encoder = debian.space("text").encoder
+    sample = debian_sample(args.docs, args.split)
+    ids, vectors, sections, texts = sample.ids, sample.vectors, sample.sections, sample.texts
+    encoder = sample.encoder
     counts = Counter(sections)
     usable = np.flatnonzero([counts[s] >= FOLDS for s in sections])
     ids, vectors, sections = [ids[i] for i in usable], vectors[usable], sections[usable]
