@@ -8,6 +8,7 @@ import platform
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from kinsight.indexers.records import Record
 if TYPE_CHECKING:
     import numpy as np
 
-    from kinsight.engine import Collection
+    from kinsight.engine import Collection, EncoderInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 # The data sits beside the checkout; a checkout elsewhere (a git worktree) points at it with
@@ -147,3 +148,32 @@ def item_vectors(collection: Collection, space: str = "text") -> tuple[list[str]
     from kinsight.engine.vectors import mean_item_vectors
 
     return mean_item_vectors(collection, space)
+
+
+@dataclass(frozen=True)
+class DebianSample:
+    """The packages of one split of a Debian store, sorted by id: one vector per item
+    (``item_vectors``), and the fields the benchmarks predict or read."""
+
+    ids: list[str]
+    vectors: np.ndarray  # (n, d) float32, unit rows
+    sections: np.ndarray  # (n,) str
+    titles: list[str]  # the short description
+    texts: list[str]  # the long description, which the vectors were encoded from
+    encoder: EncoderInfo
+
+
+def debian_sample(docs: int, split: str) -> DebianSample:
+    """The ``split`` (``split_rows``) of the packages of the store of the seeded ``docs`` sample
+    (0: all), as the probe, head and label benchmarks read it."""
+    import numpy as np
+
+    with debian_store(docs or None) as store:
+        debian = store.collection("debian")
+        ids, vectors = item_vectors(debian)
+        keep = split_rows(ids, split)
+        ids, vectors = [ids[i] for i in keep], vectors[keep]
+        return DebianSample(
+            ids, vectors, np.array([str(s) for s in debian.field_values("section", ids)]),
+            [str(t or "") for t in debian.field_values("title", ids)],
+            [str(t or "") for t in debian.field_values("text", ids)], debian.space("text").encoder)

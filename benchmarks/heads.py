@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-from _common import DATA, debian_store, item_vectors, print_table, save, split_rows
+from _common import DATA, debian_sample, print_table, save
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 
 from kinsight.engine import HeadOptions, HeadResult, Item, Store, read_run_table
@@ -56,19 +56,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    with debian_store(args.docs or None) as store:
-        debian = store.collection("debian")
-        ids, vectors = item_vectors(debian)
-        keep = split_rows(ids, args.split)
-        ids, vectors = [ids[i] for i in keep], vectors[keep]
-        sections = [str(s) for s in debian.field_values("section", ids)]
-        texts = [str(t or "") for t in debian.field_values("text", ids)]
-        encoder = debian.space("text").encoder
+    # Sorted by id, as train_head's folds run over the items.
+    sample = debian_sample(args.docs, args.split)
+    ids, vectors, sections, texts = sample.ids, sample.vectors, list(sample.sections), sample.texts
+    encoder = sample.encoder
     extra = pq.read_table(DATA / "debian" / "corpus.parquet", columns=["id", "n_words", "tags"])
     by_id = {r["id"]: r for r in extra.to_pylist()}
-    order = np.argsort(ids)  # train_head's folds run over the items sorted by id
-    ids, vectors = [ids[i] for i in order], vectors[order]
-    sections, texts = [sections[i] for i in order], [texts[i] for i in order]
     log_words = np.array([math.log(by_id[i]["n_words"]) for i in ids])
     counts = Counter(tag for i in ids for tag in by_id[i]["tags"] or [])
     kept = {tag for tag, n in counts.items() if n >= args.min_tag}

@@ -12,15 +12,16 @@ precision and recall are measured against the flipped set. Two data sets:
   an emoji labelled as a tuxpaint photo category would be too easy).
 
 Methods, all on the same vectors: kinsight's ``label_mismatch`` by default (a cross-validated head
-on the vectors beside TF-IDF of the long description, near-duplicates in one fold, ranked by
-self-confidence; flags what confident learning flags) and by
-k-NN vote alone; cleanlab's ``find_label_issues`` (its defaults)
-on out-of-sample probabilities of the vectors-only probe (the issue's baseline). ``--more`` adds
-kinsight's blend with the vote of 30 neighbours and probe without words, and cleanlab on kinsight's probe with
-words (whose ranking, self-confidence, is kinsight's default's). Besides precision and recall of what each
-flags, precision@flipped is the share of flipped items among as many items as were flipped, from
-the top of each method's ranking (worst first; cleanlab's by self-confidence, the probability of
-the given label): kinsight's ``budget`` mode, and independent of where a method draws its line.
+on the vectors beside TF-IDF of the long description, near-duplicates in one fold, blended with
+the vote of 30 neighbours, ranked by self-confidence; flags what confident learning flags), by
+the probe alone (the previous default) and by the k-NN vote alone; cleanlab's
+``find_label_issues`` (its defaults) on out-of-sample probabilities of the vectors-only probe (the
+issue's baseline). ``--more`` adds kinsight's probe without words, and cleanlab on kinsight's
+probe with words (whose ranking, self-confidence, is kinsight's probe's). Besides precision and
+recall of what each flags, precision@flipped is the share of flipped items among as many items
+as were flipped, from the top of each method's ranking (worst first; cleanlab's by
+self-confidence, the probability of the given label): kinsight's ``budget`` mode, and
+independent of where a method draws its line.
 Both data sets carry real label noise too (Debian's ``misc`` and ``libs`` span every topic), so a
 flagged item that was not flipped is not always wrong: precision is a lower bound. cleanlab is in
 the ``bench`` extra; without it its rows are left out, with a note.
@@ -36,7 +37,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _common import debian_store, git_state, item_vectors, missing_extra, print_table, save, split_rows
+from _common import debian_sample, git_state, missing_extra, print_table, save
 
 from kinsight.engine import EncoderInfo, Item, Store
 from kinsight.engine.mismatch import LabelMismatchOptions, label_mismatch
@@ -97,9 +98,8 @@ def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.nd
                                                strict=True))
         position = {item_id: n for n, item_id in enumerate(ids)}
         variants = [("default", LabelMismatchOptions(seed=seed)),
+                    ("probe alone", LabelMismatchOptions(method="probe", seed=seed)),
                     ("knn", LabelMismatchOptions(method="knn", seed=seed))]
-        if more:
-            variants.append(("blend", LabelMismatchOptions(method="knn+probe", k=30, seed=seed)))
         if more and texts is not None:
             variants.append(("probe without words", LabelMismatchOptions(lexical=False, seed=seed)))
         for name, options in variants:
@@ -155,15 +155,9 @@ def _scores(method: str, flagged: np.ndarray, flipped: np.ndarray, suggested_rig
 
 def debian_data(docs: int, split: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray,
                                                list[str], EncoderInfo]:
-    with debian_store(docs or None) as source:
-        debian = source.collection("debian")
-        ids, vectors = item_vectors(debian)
-        chosen = split_rows(ids, split)
-        ids, vectors = [ids[i] for i in chosen], vectors[chosen]
-        sections = np.array(debian.field_values("section", ids), dtype=object)
-        texts = [str(t or "") for t in debian.field_values("text", ids)]
-        encoder = debian.space("text").encoder
-    return ids, vectors, sections, np.zeros(len(ids), dtype=int), texts, encoder
+    sample = debian_sample(docs, split)
+    return (sample.ids, sample.vectors, sample.sections.astype(object),
+            np.zeros(len(sample.ids), dtype=int), sample.texts, sample.encoder)
 
 
 def image_data() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, None, EncoderInfo]:

@@ -36,7 +36,7 @@ from .errors import (
 from .evaluation import EvaluationOptions, judgments_from_clicks, load_clicks, load_qrels, load_queries
 from .evaluation import Query as JudgedQuery
 from .filters import And, Condition, Filter, Not, Or, SqlWhere
-from .head_training import HeadOptions, HeadResult, ItemPrediction
+from .head_training import HeadOptions, HeadReport, HeadResult, ItemPrediction
 from .index_policy import IndexSpec, choose_index
 from .indexed_collection import FieldUpdate, IndexedCollection, Item
 from .interactions import (
@@ -56,7 +56,7 @@ from .mismatch import (
     PairMismatchResult,
 )
 from .options import Progress, option_default, within_bounds
-from .probes import ProbeOptions, ProbeResult
+from .probes import ClassReport, ProbeOptions, ProbeResult
 from .recommend import (
     RECOMMEND_MODES,
     STRATEGIES,
@@ -89,6 +89,7 @@ __all__ = [
     "Answer",
     "ById",
     "ChunkMatch",
+    "ClassReport",
     "ClusterGroup",
     "ClusterOptions",
     "ClusterResult",
@@ -111,6 +112,7 @@ __all__ = [
     "HeadInfo",
     "HeadOptions",
     "HeadPrediction",
+    "HeadReport",
     "HeadResult",
     "Hit",
     "ImageFileError",

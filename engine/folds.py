@@ -60,24 +60,28 @@ def fold_groups(collection: IndexedCollection, ids: Sequence[str], vectors: np.n
     return FoldGroups(codes, len(groups), sum(g.size for g in groups))
 
 
-def group_folds(y: np.ndarray, groups: np.ndarray | None, folds: int, seed: int
+def group_folds(y: np.ndarray | None, groups: np.ndarray | None, folds: int, seed: int
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(training rows, held-out rows)`` of each of ``folds`` shuffled (``seed``) stratified folds
-    of labels ``y`` ``(n,)``; with ``groups`` ``(n,)`` (any codes), the items of one group are in
-    one fold. ``groups=None``: every item is its own group (``StratifiedKFold``)."""
+    """``(training rows, held-out rows)`` of each of ``folds`` shuffled (``seed``) folds of the
+    items, stratified by labels ``y`` ``(n,)``; with ``groups`` ``(n,)`` (any codes), the items of
+    one group are in one fold. ``groups=None``: every item is its own group (``StratifiedKFold``);
+    ``y=None``: not stratified (``KFold`` over the groups: numbers, sets of labels), ``groups``
+    needed."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if groups is None:
+        if y is None:
+            raise InvalidInputError("group_folds needs labels y or groups to know the items")
         groups = np.arange(len(y))
     _, first, group = np.unique(groups, return_index=True, return_inverse=True)
     if len(first) < folds:
         raise InvalidInputError(
             f"{folds}-fold cross-validation needs {folds} groups of distinct items; these "
-            f"{len(y)} items form {len(first)} (near-duplicates share a fold): lower folds or "
+            f"{len(groups)} items form {len(first)} (near-duplicates share a fold): lower folds or "
             "add distinct items")
     # Stratifying needs a label with a group in every fold; groups of mixed labels may leave none.
-    stratified = np.unique(y[first], return_counts=True)[1].max() >= folds
+    stratified = y is not None and np.unique(y[first], return_counts=True)[1].max() >= folds
     splitter = (StratifiedKFold if stratified else KFold)(folds, shuffle=True, random_state=seed)
-    for _, held_groups in splitter.split(first, y[first]):
+    for _, held_groups in splitter.split(first, None if y is None else y[first]):
         held = np.isin(group.ravel(), held_groups)
         yield np.flatnonzero(~held), np.flatnonzero(held)

@@ -16,7 +16,9 @@
 field, ``logistic`` otherwise. Items whose value is null are unlabelled: they are predicted by
 the head fitted on all labelled items, which is saved with the collection (``saved_heads``) like
 the probe's. Labels with fewer items than folds are left out (``skipped``). Folds are seeded
-shuffled k-fold over the items sorted by id, stratified by label for ``knn``. The run is saved
+shuffled k-fold over the items sorted by id, stratified by label for ``knn``, with near-duplicates
+in one fold as the probe's are (``folds.group_folds``; ``fold_groups`` counts the groups), so a
+copy never vouches for its twin. The run is saved
 (operation ``classify``) with tables ``predictions`` (every item: out of fold for the labelled
 ones) and, for the classifiers, ``classes``.
 """
@@ -35,17 +37,20 @@ import pyarrow as pa
 
 from .errors import InvalidInputError
 from .filters import filter_to_json
+from .folds import fold_groups, group_folds
 from .heads import source_texts, take
 from .indexed_collection import IndexedCollection
+from .kernels import unit_rows
 from .knn_head import KnnHead
 from .linear_heads import MultiLabelHead, RidgeHead
 from .options import option
-from .probes import ClassReport, ProbeOptions, ProbeResult, train_probe
+from .probes import ClassReport, ProbeOptions, ProbeResult, class_reports, train_probe
 from .runs import save_run
 from .saved_heads import Head, HeadPrediction, apply_head, save_head
 from .vectors import item_matrix
 
-__all__ = ["KINDS", "HeadOptions", "HeadResult", "ItemPrediction", "resolve_kind", "train_head"]
+__all__ = ["KINDS", "HeadOptions", "HeadReport", "HeadResult", "ItemPrediction", "resolve_kind",
+           "train_head"]
 
 KINDS = ("auto", "logistic", "knn", "multilabel", "regression")
 # DuckDB's number types; DECIMAL(p, s) is matched by its prefix.
@@ -83,14 +88,28 @@ class ItemPrediction:
 
 
 @dataclass(frozen=True)
-class HeadResult:
-    """A trained ``knn``, ``regression`` or ``multilabel`` head and its out-of-fold report.
+class HeadReport:
+    """The out-of-fold report of a ``knn``, ``regression`` or ``multilabel`` head.
 
     ``metrics``: ``accuracy``, ``macro_f1`` (knn); ``r2``, ``mae``, ``baseline_mae`` (regression:
     the MAE of each training part's mean); ``micro_f1``, ``macro_f1`` (multilabel).
     ``fold_scores``: accuracy, R² or micro-F1 of each fold; ``fold_parameters``: what each fold
     chose, named by ``parameter`` (``k``, ``alpha``, ``threshold``). ``per_label``: the
-    classifiers' per-class (or per-label) report."""
+    classifiers' per-class (or per-label) report; ``skipped``: labels with fewer items than
+    folds, left out."""
+
+    metrics: dict[str, float]
+    fold_scores: list[float]
+    parameter: str
+    fold_parameters: list[float]
+    per_label: list[ClassReport]
+    skipped: dict[str, int]
+
+
+@dataclass(frozen=True)
+class HeadResult(HeadReport):
+    """A trained ``knn``, ``regression`` or ``multilabel`` head: its ``HeadReport`` and what was
+    trained, predicted and saved."""
 
     run_id: str
     kind: str
@@ -99,14 +118,9 @@ class HeadResult:
     labelled: int
     folds: int
     lexical: bool
-    metrics: dict[str, float]
-    fold_scores: list[float]
-    parameter: str
-    fold_parameters: list[float]
-    per_label: list[ClassReport]
-    skipped: dict[str, int]
     predictions: list[ItemPrediction]
     head: str  # the name the head fitted on all labelled items is saved under
+    fold_groups: int  # groups of near-duplicates among the labelled items, each kept in one fold
 
 
 def resolve_kind(kind: str, field: str, field_type: str) -> str:
@@ -149,8 +163,10 @@ def train_head(collection: IndexedCollection, label_field: str,
     labelled = np.array([v is not None for v in stored], dtype=bool)
     trainer = {"knn": _knn, "regression": _regression, "multilabel": _multilabel}[kind]
     fit_rows = np.flatnonzero(labelled)
-    report = trainer(label_field, [ids[i] for i in fit_rows], [stored[i] for i in fit_rows],
-                     vectors[fit_rows], take(texts, fit_rows), o)
+    fit_ids = [ids[i] for i in fit_rows]
+    groups = fold_groups(collection, fit_ids, unit_rows(vectors[fit_rows]))
+    report = trainer(label_field, fit_ids, [stored[i] for i in fit_rows], vectors[fit_rows],
+                     take(texts, fit_rows), groups.codes, o)
     unlabelled = np.flatnonzero(~labelled)
     new = apply_head(report.final, vectors[unlabelled], take(texts, unlabelled), 3) \
         if len(unlabelled) else []
@@ -164,40 +180,27 @@ def train_head(collection: IndexedCollection, label_field: str,
         **({"classes": pa.Table.from_pylist([vars(c) for c in report.per_label])}
            if report.per_label else {}),
     }, {**report.metrics, "labelled": len(report.ids), "unlabelled": len(predictions),
-        "skipped": report.skipped})
+        "skipped": report.skipped, "fold_groups": groups.merged,
+        "items_in_fold_groups": groups.items_merged})
     head = save_head(collection, o.save_as or label_field, report.final, space, label_field,
                      run.run_id, len(report.ids))
-    return HeadResult(run.run_id, kind, label_field, space.name, len(report.ids), o.folds,
-                      texts is not None, report.metrics, report.fold_scores, report.parameter,
-                      report.fold_parameters, report.per_label, report.skipped, predictions,
-                      head.name)
+    return HeadResult(
+        **{f.name: getattr(report, f.name) for f in dataclasses.fields(HeadReport)},
+        run_id=run.run_id, kind=kind, label_field=label_field, space=space.name,
+        labelled=len(report.ids), folds=o.folds, lexical=texts is not None,
+        predictions=predictions, head=head.name, fold_groups=groups.merged)
 
 
-@dataclass
-class _Report:
-    """What one kind's trainer found: the items it trained on, their stored and out-of-fold
-    values as text (lists joined by ", ") for the run's table, and the head fitted on all."""
+@dataclass(frozen=True)
+class _Report(HeadReport):
+    """What one kind's trainer found: its ``HeadReport``, the items it trained on, their stored
+    and out-of-fold values as text (lists joined by ", ") for the run's table, and the head
+    fitted on all."""
 
     ids: list[str]
     stored: list[str]
     out_of_fold: list[str]
-    metrics: dict[str, float]
-    fold_scores: list[float]
-    parameter: str
-    fold_parameters: list[float]
-    per_label: list[ClassReport]
-    skipped: dict[str, int]
     final: Head
-
-
-def _splits(n: int, folds: int, seed: int, stratify: np.ndarray | None = None
-            ) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    if stratify is not None:
-        return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(
-            np.zeros(n), stratify))
-    return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(n)))
 
 
 def _enough(label_field: str, n: int, folds: int, what: str) -> None:
@@ -207,15 +210,16 @@ def _enough(label_field: str, n: int, folds: int, what: str) -> None:
             f"needs at least {2 * folds}: label more items or lower folds")
 
 
-def _knn(label_field: str, ids: list[str], stored: list[Any], vectors: np.ndarray,
-         texts: Sequence[str] | None, o: HeadOptions) -> _Report:
-    from sklearn.metrics import classification_report
+# The trainers' folds: ``folds.group_folds`` over ``groups`` (``fold_groups`` codes, one per item).
 
+
+def _knn(label_field: str, ids: list[str], stored: list[Any], vectors: np.ndarray,
+         texts: Sequence[str] | None, groups: np.ndarray, o: HeadOptions) -> _Report:
     labels = np.array([str(v) for v in stored], dtype=object)
     counts = Counter(labels)
     skipped = {label: n for label, n in counts.items() if n < o.folds}
     keep = np.flatnonzero([label not in skipped for label in labels])
-    labels, vectors = labels[keep].astype(str), vectors[keep]
+    labels, vectors, groups = labels[keep].astype(str), vectors[keep], groups[keep]
     classes = np.unique(labels)
     if len(classes) < 2:
         raise InvalidInputError(
@@ -223,33 +227,31 @@ def _knn(label_field: str, ids: list[str], stored: list[Any], vectors: np.ndarra
             "items; a knn head needs two or more: label more items or lower folds")
     proba = np.zeros((len(labels), len(classes)))
     scores, chosen = [], []
-    for fit, held in _splits(len(labels), o.folds, o.seed, labels):
+    for fit, held in group_folds(labels, groups, o.folds, o.seed):
         head = KnnHead(o.neighbours).fit(vectors[fit], labels[fit])
         proba[np.ix_(held, np.searchsorted(classes, head.classes_))] = head.predict_proba(
             vectors[held])
         scores.append(float(np.mean(classes[proba[held].argmax(axis=1)] == labels[held])))
         chosen.append(float(head.k_))
     predicted = classes[proba.argmax(axis=1)]
-    report = classification_report(labels, predicted, labels=classes, output_dict=True,
-                                   zero_division=0)
-    per_label = [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
-                             int(report[c]["support"])) for c in classes]
-    return _Report([ids[i] for i in keep], list(labels), list(predicted),
-                   {"accuracy": float(np.mean(predicted == labels)),
-                    "macro_f1": float(report["macro avg"]["f1-score"])},
-                   scores, "k", chosen, per_label, skipped,
-                   KnnHead(o.neighbours).fit(vectors, labels))
+    per_label = class_reports(labels, predicted, list(classes))
+    return _Report(
+        metrics={"accuracy": float(np.mean(predicted == labels)),
+                 "macro_f1": float(np.mean([c.f1 for c in per_label]))},
+        fold_scores=scores, parameter="k", fold_parameters=chosen, per_label=per_label,
+        skipped=skipped, ids=[ids[i] for i in keep], stored=list(labels),
+        out_of_fold=list(predicted), final=KnnHead(o.neighbours).fit(vectors, labels))
 
 
 def _regression(label_field: str, ids: list[str], stored: list[Any], vectors: np.ndarray,
-                texts: Sequence[str] | None, o: HeadOptions) -> _Report:
+                texts: Sequence[str] | None, groups: np.ndarray, o: HeadOptions) -> _Report:
     from sklearn.metrics import mean_absolute_error, r2_score
 
     y = np.array([_number(label_field, item, value) for item, value in zip(ids, stored, strict=True)])
     _enough(label_field, len(y), o.folds, "a number")
     predicted, baseline = np.zeros(len(y)), np.zeros(len(y))
     scores, chosen = [], []
-    for fit, held in _splits(len(y), o.folds, o.seed):
+    for fit, held in group_folds(None, groups, o.folds, o.seed):
         head = RidgeHead(seed=o.seed).fit(vectors[fit], y[fit], take(texts, fit))
         predicted[held] = head.predict(vectors[held], take(texts, held))
         baseline[held] = y[fit].mean()
@@ -257,9 +259,11 @@ def _regression(label_field: str, ids: list[str], stored: list[Any], vectors: np
         chosen.append(float(head.alpha_))
     metrics = {"r2": float(r2_score(y, predicted)), "mae": float(mean_absolute_error(y, predicted)),
                "baseline_mae": float(mean_absolute_error(y, baseline))}
-    return _Report(ids, [repr(v) for v in y.tolist()], [repr(v) for v in predicted.tolist()],
-                   metrics, scores, "alpha", chosen, [], {},
-                   RidgeHead(seed=o.seed).fit(vectors, y, texts))
+    return _Report(metrics=metrics, fold_scores=scores, parameter="alpha",
+                   fold_parameters=chosen, per_label=[], skipped={}, ids=ids,
+                   stored=[repr(v) for v in y.tolist()],
+                   out_of_fold=[repr(v) for v in predicted.tolist()],
+                   final=RidgeHead(seed=o.seed).fit(vectors, y, texts))
 
 
 def _number(label_field: str, item: str, value: Any) -> float:
@@ -277,7 +281,7 @@ def _number(label_field: str, item: str, value: Any) -> float:
 
 
 def _multilabel(label_field: str, ids: list[str], stored: list[Any], vectors: np.ndarray,
-                texts: Sequence[str] | None, o: HeadOptions) -> _Report:
+                texts: Sequence[str] | None, groups: np.ndarray, o: HeadOptions) -> _Report:
     from sklearn.metrics import f1_score, precision_recall_fscore_support
 
     sets = [_label_set(label_field, item, value) for item, value in zip(ids, stored, strict=True)]
@@ -295,7 +299,7 @@ def _multilabel(label_field: str, ids: list[str], stored: list[Any], vectors: np
         y[i, [column[label] for label in labels if label in column]] = 1
     predicted = np.zeros(y.shape, dtype=bool)
     scores, chosen = [], []
-    for fit, held in _splits(len(y), o.folds, o.seed):
+    for fit, held in group_folds(None, groups, o.folds, o.seed):
         head = MultiLabelHead(classes, o.regularization, seed=o.seed).fit(
             vectors[fit], y[fit], take(texts, fit))
         predicted[held] = head.predict_proba(vectors[held], take(texts, held)) >= head.threshold_
@@ -305,12 +309,13 @@ def _multilabel(label_field: str, ids: list[str], stored: list[Any], vectors: np
     per_label = [ClassReport(c, float(p), float(r), float(f), int(s))
                  for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)]
     names = np.array(classes, dtype=object)
-    return _Report(ids, [", ".join(sorted(labels)) for labels in sets],
-                   [", ".join(names[row]) for row in predicted],
-                   {"micro_f1": float(f1_score(y, predicted, average="micro", zero_division=0)),
-                    "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0))},
-                   scores, "threshold", chosen, per_label, skipped,
-                   MultiLabelHead(classes, o.regularization, seed=o.seed).fit(vectors, y, texts))
+    return _Report(
+        metrics={"micro_f1": float(f1_score(y, predicted, average="micro", zero_division=0)),
+                 "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0))},
+        fold_scores=scores, parameter="threshold", fold_parameters=chosen, per_label=per_label,
+        skipped=skipped, ids=ids, stored=[", ".join(sorted(labels)) for labels in sets],
+        out_of_fold=[", ".join(names[row]) for row in predicted],
+        final=MultiLabelHead(classes, o.regularization, seed=o.seed).fit(vectors, y, texts))
 
 
 def _label_set(label_field: str, item: str, value: Any) -> set[str]:

@@ -39,7 +39,8 @@ from .runs import save_run
 from .saved_heads import save_head
 from .vectors import item_matrix
 
-__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeOptions", "ProbeResult", "train_probe"]
+__all__ = ["ClassReport", "Disagreement", "Prediction", "ProbeOptions", "ProbeResult",
+           "class_reports", "train_probe"]
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,6 @@ class ProbeOptions:
 def train_probe(collection: IndexedCollection, label_field: str,
                 options: ProbeOptions | None = None) -> ProbeResult:
     """Train and evaluate a linear probe on ``label_field``; see the module docstring."""
-    from sklearn.metrics import classification_report
-
     o = options or ProbeOptions()
     space, where, folds, regularization, doubt_below, seed = (
         o.space, o.where, o.folds, o.regularization, o.doubt_below, o.seed)
@@ -147,9 +146,7 @@ def train_probe(collection: IndexedCollection, label_field: str,
         X, y, train_texts, folds=folds, seed=seed, regularization=regularization,
         groups=groups.codes)
     predicted = np.array(classes)[out_of_fold.argmax(axis=1)]
-    report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
-    per_class = [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
-                             int(report[c]["support"])) for c in classes]
+    per_class = class_reports(y, predicted, classes)
     stored_probability = out_of_fold[np.arange(len(y)), np.searchsorted(classes, y)]
     doubts = [Disagreement(str(train_ids[i]), str(y[i]), str(predicted[i]), float(out_of_fold[i].max()),
                            float(stored_probability[i]))
@@ -186,6 +183,16 @@ def train_probe(collection: IndexedCollection, label_field: str,
     return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
                        fold_regularizations, texts is not None, per_class, predictions, doubts,
                        skipped, head.name, groups.merged)
+
+
+def class_reports(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> list[ClassReport]:
+    """The ``ClassReport`` of each of ``classes`` for labels ``y`` ``(n,)`` predicted as
+    ``predicted`` ``(n,)`` (scikit-learn's ``classification_report``)."""
+    from sklearn.metrics import classification_report
+
+    report = classification_report(y, predicted, labels=classes, output_dict=True, zero_division=0)
+    return [ClassReport(c, report[c]["precision"], report[c]["recall"], report[c]["f1-score"],
+                        int(report[c]["support"])) for c in classes]
 
 
 def _labels(collection: IndexedCollection, label_field: str, where: FilterInput) -> dict[str, str | None]:

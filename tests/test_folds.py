@@ -8,7 +8,9 @@ import pytest
 
 from kinsight.engine import EncoderInfo, Item
 from kinsight.engine.folds import group_folds
+from kinsight.engine.head_training import HeadOptions, HeadResult, train_head
 from kinsight.engine.heads import cross_validated_probe
+from kinsight.engine.knn_head import KnnHead
 from kinsight.engine.mismatch import LabelMismatchOptions, label_mismatch
 from kinsight.engine.probes import ProbeOptions, train_probe
 
@@ -34,7 +36,9 @@ def duplicated(store):
     vectors, labels = _planted_pairs()
     coll = store.create_collection("copies")
     coll.ensure_space("text", ENCODER)
-    coll.upsert(Item(id=f"item-{n:03d}", fields={"kind": ("odd", "even")[label]},
+    # "score": a number the vectors do not hold either (the item's pair index), copied with it.
+    coll.upsert(Item(id=f"item-{n:03d}", fields={"kind": ("odd", "even")[label],
+                                                 "score": float(n % PAIRS)},
                      vectors={"text": vector})
                 for n, (vector, label) in enumerate(zip(vectors, labels, strict=True)))
     return coll
@@ -73,3 +77,19 @@ def test_label_mismatch_reports_the_groups_it_kept_together(duplicated):
     probe = label_mismatch(duplicated, "kind", LabelMismatchOptions(lexical=False))
     assert probe.fold_groups == PAIRS
     assert label_mismatch(duplicated, "kind", LabelMismatchOptions(method="knn")).fold_groups == 0
+
+
+def test_heads_of_every_kind_keep_copies_in_one_fold(duplicated):
+    knn = train_head(duplicated, "kind", HeadOptions(kind="knn", neighbours=1))
+    assert isinstance(knn, HeadResult) and knn.fold_groups == PAIRS
+    # Noise labels: one neighbour is at chance when the copy is held out with its item...
+    assert knn.metrics["accuracy"] < 0.65
+    # ...and copies the answer under plain folds, where the copy is in the training part.
+    vectors, labels = _planted_pairs()
+    leaked = [np.mean(KnnHead(1).fit(vectors[fit], labels[fit]).predict_proba(vectors[held])
+                      .argmax(axis=1) == labels[held])
+              for fit, held in group_folds(labels, None, 5, seed=0)]
+    assert np.mean(leaked) > 0.9
+    regression = train_head(duplicated, "score", HeadOptions(lexical=False))
+    assert isinstance(regression, HeadResult) and regression.kind == "regression"
+    assert regression.fold_groups == PAIRS and regression.metrics["r2"] < 0.2

@@ -65,6 +65,33 @@ def test_words_beside_the_vectors_carry_what_the_vectors_miss():
         head.predict_proba(X[:2])
 
 
+def test_character_ngrams_read_the_pieces_of_words_seen_once():
+    """Each package name is a word of its own (no word is in two items: min_df drops them all),
+    but its ending tells the class: the character n-grams read it, the words cannot."""
+    rng = np.random.default_rng(5)
+    y = np.array(["perl", "python"] * 40)
+    texts = [f"lib{rng.integers(10**6):06d}{'perl' if label == 'perl' else 'pyth'} module"
+             for label in y]
+    X = rng.normal(size=(len(y), 16)).astype(np.float32)
+    classes = np.unique(y)
+    chars, _, _ = cross_validated_probe(X, y, texts, regularization=10.0)
+    words, _, _ = cross_validated_probe(X, y, texts, regularization=10.0, characters=False)
+    assert np.mean(classes[chars.argmax(axis=1)] == y) > 0.95
+    assert np.mean(classes[words.argmax(axis=1)] == y) < 0.75
+    # Saved as arrays and loaded back, the head predicts as it did; arrays saved before the
+    # character block (no char_terms) load as a head of words alone.
+    head = ProbeHead(10.0).fit(X, y, texts)
+    arrays = head.to_arrays()
+    assert {"char_terms", "char_idf"} <= set(arrays)
+    np.testing.assert_allclose(ProbeHead.from_arrays(arrays).predict_proba(X, texts),
+                               head.predict_proba(X, texts))
+    words_head = ProbeHead(10.0, characters=False).fit(X, y, texts)
+    legacy = words_head.to_arrays()
+    assert "char_terms" not in legacy
+    np.testing.assert_allclose(ProbeHead.from_arrays(legacy).predict_proba(X, texts),
+                               words_head.predict_proba(X, texts))
+
+
 def test_regularization_is_chosen_on_the_training_part_from_the_grid(monkeypatch):
     X, y, texts = _words_only_task(1)
     assert choose_regularization(X, y, texts) in regularization_grid(lexical=True)
@@ -74,9 +101,9 @@ def test_regularization_is_chosen_on_the_training_part_from_the_grid(monkeypatch
 
     real = heads.choose_regularization
 
-    def spy(vectors, labels, words=None, *, seed=0, groups=None):
+    def spy(vectors, labels, words=None, *, seed=0, groups=None, characters=True):
         seen.append(len(labels))
-        return real(vectors, labels, words, seed=seed, groups=groups)
+        return real(vectors, labels, words, seed=seed, groups=groups, characters=characters)
 
     monkeypatch.setattr(heads, "choose_regularization", spy)
     _, _, chosen = cross_validated_probe(X, y, texts, folds=4, regularization=None)

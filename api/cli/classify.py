@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kinsight.engine import (
+    ClassReport,
     Collection,
     HeadOptions,
     HeadPrediction,
@@ -302,22 +303,11 @@ def _print_head(result: HeadResult, top: int) -> None:
                   f"{result.run_id})")
     console.print(f"features: {'vectors + words' if result.lexical else 'vectors'}; "
                   f"{result.parameter} per fold "
-                  f"{', '.join(f'{v:g}' for v in result.fold_parameters)}")
-    if result.skipped:
-        console.print("left out (fewer labelled items than folds): " + ", ".join(
-            f"{label} ({n})" for label, n in sorted(result.skipped.items())))
-    if result.per_label:
-        labels = Table(title=f"per {'label' if result.kind == 'multilabel' else 'class'} (out "
-                             "of fold)", title_justify="left")
-        for column in ("label", "precision", "recall", "f1", "support"):
-            labels.add_column(column, justify="left" if column == "label" else "right")
-        for c in result.per_label[: top or None]:
-            labels.add_row(c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}",
-                           str(c.support))
-        console.print(labels)
-    console.print(f"predicted {len(result.predictions)} unlabelled items; saved head "
-                  f"[bold]{result.head}[/bold] (apply it: kinsight predict FILE --head "
-                  f"{result.head})")
+                  f"{', '.join(f'{v:g}' for v in result.fold_parameters)}; {result.fold_groups} "
+                  "groups of near-duplicates kept in one fold each")
+    _print_summary(result.skipped, result.per_label[: top or None],
+                   "label" if result.kind == "multilabel" else "class", len(result.predictions),
+                   result.head)
 
 
 def _print(result: ProbeResult, top: int) -> None:
@@ -327,19 +317,8 @@ def _print(result: ProbeResult, top: int) -> None:
     console.print(f"head: logistic regression on {'vectors + words' if result.lexical else 'vectors'}"
                   f", C per fold {', '.join(f'{c:g}' for c in result.fold_regularizations)}"
                   f"; {result.fold_groups} groups of near-duplicates kept in one fold each")
-    if result.skipped_classes:
-        console.print("left out (fewer labelled items than folds): " + ", ".join(
-            f"{label} ({n})" for label, n in sorted(result.skipped_classes.items())))
-    classes = Table(title="per class (out of fold)", title_justify="left")
-    for column in ("class", "precision", "recall", "f1", "support"):
-        classes.add_column(column, justify="left" if column == "class" else "right")
-    for c in result.per_class:
-        classes.add_row(c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}",
-                        str(c.support))
-    console.print(classes)
-    console.print(f"predicted {len(result.predictions)} unlabelled items; saved head "
-                  f"[bold]{result.head}[/bold] (apply it: kinsight predict FILE --head "
-                  f"{result.head})")
+    _print_summary(result.skipped_classes, result.per_class, "class", len(result.predictions),
+                   result.head)
     doubts = Table(title=f"{len(result.disagreements)} labels the probe doubts",
                    title_justify="left")
     for column in ("id", "stored", "p(stored)", "suggested", "confidence"):
@@ -349,3 +328,22 @@ def _print(result: ProbeResult, top: int) -> None:
         doubts.add_row(d.id, d.stored_label, f"{d.stored_probability:.3f}", d.suggested_label,
                        f"{d.confidence:.3f}")
     console.print(doubts)
+
+
+def _print_summary(skipped: dict[str, int], reports: list[ClassReport], what: str,
+                   predicted: int, head: str) -> None:
+    """What every trained head prints: the labels left out, the out-of-fold report of each
+    ``what`` (class or label; none for a regression head) and where the head was saved."""
+    if skipped:
+        console.print("left out (fewer labelled items than folds): " + ", ".join(
+            f"{label} ({n})" for label, n in sorted(skipped.items())))
+    if reports:
+        table = Table(title=f"per {what} (out of fold)", title_justify="left")
+        for column in (what, "precision", "recall", "f1", "support"):
+            table.add_column(column, justify="left" if column == what else "right")
+        for c in reports:
+            table.add_row(c.label, f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}",
+                          str(c.support))
+        console.print(table)
+    console.print(f"predicted {predicted} unlabelled items; saved head [bold]{head}[/bold] "
+                  f"(apply it: kinsight predict FILE --head {head})")

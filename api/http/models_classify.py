@@ -153,6 +153,8 @@ class HeadTrainingResponse(BaseModel):
     predictions: list[ItemPredictionOut]
     head: str = Field(description="The name the head fitted on all labelled items is saved "
                                   "under; apply it with classify/predict.")
+    fold_groups: int = Field(description=(
+        "Groups of near-duplicates among the labelled items, each kept in one fold."))
     took_ms: float
 
 
