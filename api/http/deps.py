@@ -15,15 +15,18 @@ from fastapi.security import APIKeyHeader
 
 from kinsight.engine import Collection, Store
 
+from .search_batcher import SearchBatcher
 from .settings import Settings
 
 __all__ = [
     "API_KEY_HEADER",
     "CollectionDep",
+    "SearchBatcherDep",
     "SettingsDep",
     "StoreDep",
     "WriteLockDep",
     "get_collection",
+    "get_search_batcher",
     "get_settings",
     "get_store",
     "get_write_lock",
@@ -55,12 +58,19 @@ async def get_write_lock(request: Request) -> threading.Lock:
     return lock
 
 
+async def get_search_batcher(request: Request) -> SearchBatcher:
+    batcher: SearchBatcher = request.app.state.search_batcher
+    return batcher
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 # Writes of this app take turns. The store serialises its transactions already, but creating a
 # collection or space is check-then-create across transactions, and two first upserts into a new
 # collection would race to create the same tables.
 WriteLockDep = Annotated[threading.Lock, Depends(get_write_lock)]
+# Concurrent single searches of a collection run as one batch (search_batcher.py).
+SearchBatcherDep = Annotated[SearchBatcher, Depends(get_search_batcher)]
 
 
 def get_collection(name: str, store: StoreDep) -> Collection:
