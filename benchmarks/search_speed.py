@@ -264,19 +264,20 @@ def start_server(store: Path, port: int, log_file: Any) -> subprocess.Popen[byte
     return subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float,
+               probe: str = "/health") -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=url, trust_env=False, timeout=5) as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"the server exited with code {proc.returncode}")
             try:
-                if client.get("/health").status_code == 200:
+                if client.get(probe).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer /health within {timeout:.0f}s")
+    raise RuntimeError(f"the server did not answer {probe} within {timeout:.0f}s")
 
 
 async def load_level(url: str, bodies: list[bytes], clients: int, total: int

@@ -261,7 +261,7 @@ class IndexedCollection:
         return self.tables.field_values(name, ids)
 
     def existing_ids(self, ids: Sequence[str]) -> list[str]:
-        return list(self.content_hashes(ids))
+        return self.tables.existing_ids(ids)
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str | None]:
         """Stored content hash of each item that exists (ingest skips unchanged items)."""

@@ -59,6 +59,24 @@ def test_a_write_makes_the_copy_stale_at_once(coll):
     assert "d3" not in {h.id for h in hits}
 
 
+def test_existing_ids_from_the_copy_need_no_query_and_see_deletes(coll, monkeypatch):
+    ids = ["d7", "missing", "d3", "d7"]
+    from_duckdb = coll.existing_ids(ids)
+    _warm(coll)
+
+    def no_query(_ids):
+        raise AssertionError("read from DuckDB while a current copy exists")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(coll.tables, "content_hashes", no_query)
+        assert sorted(coll.existing_ids(ids)) == sorted(from_duckdb) == ["d3", "d7"]
+        assert coll.existing_ids([]) == []
+    coll.delete(["d3"])
+    assert coll.existing_ids(ids) == ["d7"]  # the write made the copy stale: DuckDB answers
+    hits = coll.search(np.ones(4, np.float32), k=50, mode="dense", return_fields=())
+    assert len(hits) == 49 and "d3" not in {h.id for h in hits}
+
+
 def test_no_copy_before_a_burst_of_reads(coll):
     for _ in range(READS_BEFORE_COPY - 1):
         coll.fields_of(["d1"])

@@ -41,6 +41,7 @@ from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .models import ErrorOut, Health
 from .page import install_page
+from .search_batcher import SearchBatcher
 from .service import REQUEST_ID_HEADER, Readiness, ServiceMetrics, ServiceMiddleware, warm_up
 from .settings import Settings
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.owns_store = store is None
     app.state.write_lock = threading.Lock()
     app.state.writes_under_way = WritesUnderWay()
+    app.state.search_batcher = SearchBatcher(settings.max_search_batch)
     app.state.readiness = Readiness()
     if not settings.warm_up:
         app.state.readiness.done.set()

@@ -17,17 +17,20 @@ from fastapi.security import APIKeyHeader
 
 from kinsight.engine import Collection, Store
 
+from .search_batcher import SearchBatcher
 from .settings import Settings
 
 __all__ = [
     "API_KEY_HEADER",
     "CollectionDep",
+    "SearchBatcherDep",
     "SettingsDep",
     "StoreDep",
     "UnderWayDep",
     "WriteLockDep",
     "WritesUnderWay",
     "get_collection",
+    "get_search_batcher",
     "get_settings",
     "get_store",
     "get_under_way",
@@ -90,6 +93,11 @@ async def get_under_way(request: Request) -> WritesUnderWay:
     return under_way
 
 
+async def get_search_batcher(request: Request) -> SearchBatcher:
+    batcher: SearchBatcher = request.app.state.search_batcher
+    return batcher
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 # Writes of this app take turns. The store serialises its transactions already, but creating a
@@ -98,6 +106,8 @@ StoreDep = Annotated[Store, Depends(get_store)]
 WriteLockDep = Annotated[threading.Lock, Depends(get_write_lock)]
 # Writes that do long work outside the write lock (an upsert's encoding) are tracked here.
 UnderWayDep = Annotated[WritesUnderWay, Depends(get_under_way)]
+# Concurrent single searches of a collection run as one batch (search_batcher.py).
+SearchBatcherDep = Annotated[SearchBatcher, Depends(get_search_batcher)]
 
 
 def get_collection(name: str, store: StoreDep) -> Collection:

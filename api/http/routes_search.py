@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -25,7 +25,7 @@ from kinsight.engine import (
 )
 
 from ..reporting import json_ready
-from .deps import CollectionDep, SettingsDep
+from .deps import CollectionDep, SearchBatcherDep, SettingsDep
 from .errors import INTERNAL_ERROR_DETAIL, status_for
 from .models import (
     BatchAnswer,
@@ -49,18 +49,19 @@ router = APIRouter(prefix="/collections/{name}", tags=["search"],
 
 
 @router.post("/search", summary="Find the items closest to a text, a vector or a stored item")
-def search_collection(body: SearchRequest, collection: CollectionDep,
+def search_collection(body: SearchRequest, collection: CollectionDep, batcher: SearchBatcherDep,
                       encoded: EncodedDep) -> SearchResponse:
     """Query with exactly one of ``text``, ``vector`` or ``id`` (the item itself is left out of
     its results). ``bm25`` and ``hybrid`` need text or an id. Scores are cosine (or the space's
     metric) for dense, BM25 for bm25, and fused scores for hybrid. Text on an image space finds
-    pictures where the space's encoder has a text partner (open_clip towers, adapters)."""
+    pictures where the space's encoder has a text partner (open_clip towers, adapters).
+    Searches that arrive while another runs on the collection are run with it as one batch."""
     started = time.perf_counter()
-    call = search_call(body)
-    encoded(int(body.text is not None))
-    hits = collection.search(call.query, call.options)
+    answer = batcher.search(collection, search_call(body), partial(_count_texts, encoded))
+    if not isinstance(answer, list):
+        raise answer
     took_ms = (time.perf_counter() - started) * 1000
-    return SearchResponse(hits=[hit_out(hit) for hit in hits], took_ms=took_ms,
+    return SearchResponse(hits=[hit_out(hit) for hit in answer], took_ms=took_ms,
                           warnings=collection.space(body.space).warnings())
 
 
@@ -78,6 +79,10 @@ def search_batch(body: SearchBatchRequest, collection: CollectionDep,
     out = [batch_answer(answer, partial(_warnings, collection, query.space))
            for answer, query in zip(answers, body.queries, strict=True)]
     return BatchResponse(answers=out, took_ms=(time.perf_counter() - started) * 1000)
+
+
+def _count_texts(encoded: Callable[[int], None], calls: Sequence[SearchCall]) -> None:
+    encoded(sum(isinstance(call.query, str) for call in calls))
 
 
 def search_call(body: SearchRequest) -> SearchCall:

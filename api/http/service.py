@@ -4,7 +4,8 @@
   it is echoed in the response and put on every log record made while the request runs
   (``RequestIdFilter``, installed by ``kinsight serve``'s log config).
 - ``/metrics`` (prometheus-client, one registry per app): requests and latency histograms by route
-  template, inputs encoded per request by route, and the items and vectors of every space.
+  template, inputs per encoder batch by route (concurrent searches batched together are one
+  batch), and the items and vectors of every space.
 - ``/ready`` answers 503 until the encoders of the served spaces are loaded and have encoded once,
   and their indexes are caught up (``warm_up``, run by the lifespan in a thread), so the first
   query is as fast as the hundredth; ``/health`` only says the process answers.
@@ -92,7 +93,7 @@ class ServiceMetrics:
         self.latency = Histogram("kinsight_request_seconds", "Time to answer a request",
                                  ["method", "route"], registry=self.registry)
         self.encoded = Histogram(
-            "kinsight_encode_batch_size", "Inputs a request sent to the encoder in one batch",
+            "kinsight_encode_batch_size", "Inputs sent to the encoder in one batch",
             ["route"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             registry=self.registry)
         self.registry.register(_IndexSizes(store))
@@ -127,7 +128,8 @@ class _IndexSizes(Collector):
         return store.collection(name)
 
 
-def _observe_encoded(request: Request) -> Callable[[int], None]:
+async def _observe_encoded(request: Request) -> Callable[[int], None]:
+    # async: nothing here blocks, and a sync dependency costs a hop to a worker thread.
     metrics: ServiceMetrics = request.app.state.metrics
     route = getattr(request.scope.get("route"), "path", request.url.path)
     return lambda count: metrics.encoded.labels(route).observe(count) if count else None

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
         default=10_000_000, gt=0, description="Larger request bodies are refused with 413.")
     max_batch_items: int = Field(
         default=1000, ge=1, description="Most items one upsert request may carry.")
+    max_search_batch: int = Field(
+        default=64, ge=1,
+        description="Most concurrent single searches of one collection that run as one batch "
+                    "(one encoder batch, one index call); 1 runs each search on its own.")
     encoder: str = Field(
         default=DEFAULT_TEXT_ENCODER, min_length=1,
         description="Encoder spec for text spaces that an upsert creates (existing spaces keep theirs).")

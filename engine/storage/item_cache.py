@@ -1,4 +1,5 @@
-"""An in-memory copy of a collection's items, for the query path's reads of a few hits' fields.
+"""An in-memory copy of a collection's items, for the query path's reads of a few hits' fields
+(or, for searches that return none, of whether the hits still exist).
 
 Reading the fields of ten hits from DuckDB costs 3-6 ms whatever the SQL's form (an ``IN`` list on
 the id index, a join, rowids), about as long as the FAISS search itself over 33k vectors; taking
@@ -40,7 +41,8 @@ class _Copy:
 
 
 class ItemCache:
-    """Serves ``fields_of`` from a copy of the items when one exists for the current generation.
+    """Serves ``fields_of`` and ``existing`` from a copy of the items when one exists for the
+    current generation.
 
     ``load(max_items)`` reads ``(generation, table)`` in one DuckDB snapshot, so the copy is
     labelled with the generation it holds (``table`` is None when there are more than
@@ -65,13 +67,27 @@ class ItemCache:
     def fields_of(self, ids: Sequence[str], generation: int, field_types: dict[str, str]
                   ) -> dict[str, dict[str, Any]] | None:
         """The fields of ``ids`` from the copy, or None: the caller reads them from DuckDB."""
+        copy = self._current(generation, field_types)
+        if copy is None:
+            return None
+        rows = sorted(copy.rows[i] for i in set(ids) if i in copy.rows)  # in table order
+        names = copy.table.column_names
+        return {row[names[0]]: {n: row[n] for n in names[1:]}
+                # Typed: an empty list of rows (no id found) is otherwise an array of nulls.
+                for row in copy.table.take(pa.array(rows, pa.int64())).to_pylist()}
+
+    def existing(self, ids: Sequence[str], generation: int, field_types: dict[str, str]
+                 ) -> list[str] | None:
+        """Those of ``ids`` that exist (each once), from the copy, or None: the caller asks
+        DuckDB. Searches that return no fields still drop the hits a lagging index holds."""
+        copy = self._current(generation, field_types)
+        return None if copy is None else [i for i in dict.fromkeys(ids) if i in copy.rows]
+
+    def _current(self, generation: int, field_types: dict[str, str]) -> _Copy | None:
+        """The copy when it holds ``generation``; else None, counting the read towards one."""
         copy = self._copy
         if copy is not None and copy.generation == generation:
-            rows = sorted(copy.rows[i] for i in set(ids) if i in copy.rows)  # in table order
-            names = copy.table.column_names
-            return {row[names[0]]: {n: row[n] for n in names[1:]}
-                    # Typed: an empty list of rows (no id found) is otherwise an array of nulls.
-                    for row in copy.table.take(pa.array(rows, pa.int64())).to_pylist()}
+            return copy
         self._count_read(generation, field_types)
         return None
 

@@ -309,6 +309,13 @@ class CollectionTables:
             values[pos] = value
         return values
 
+    def existing_ids(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` that exist, each once."""
+        if not ids:
+            return []
+        cached = self._item_cache.existing(ids, self.generation(), self.fields())
+        return cached if cached is not None else list(self.content_hashes(ids))
+
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str | None]:
         """Stored content hash of each item that exists."""
         if not ids:
