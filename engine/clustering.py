@@ -12,7 +12,7 @@ Each item is one point (the mean of its chunk vectors, see ``vectors``). Two met
   into one another it tends to pick few, broad clusters.
 - ``hdbscan``: scikit-learn's HDBSCAN, for "find the natural groups and leave noise out". Items
   in no dense group get cluster ``-1`` (noise): they are kept in the assignments, counted as
-  ``noise`` and left out of the clusters. The vectors are first reduced to 16 dimensions by PCA:
+  ``noise`` and left out of the clusters. The vectors are first reduced to 32 dimensions by PCA:
   HDBSCAN's neighbour searches slow down sharply with dimension, and distances between a few
   hundred dimensions concentrate until density means little (the BERTopic recipe reduces too).
 
