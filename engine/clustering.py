@@ -12,9 +12,11 @@ Each item is one point (the mean of its chunk vectors, see ``vectors``). Two met
   into one another it tends to pick few, broad clusters.
 - ``hdbscan``: scikit-learn's HDBSCAN, for "find the natural groups and leave noise out". Items
   in no dense group get cluster ``-1`` (noise): they are kept in the assignments, counted as
-  ``noise`` and left out of the clusters. The vectors are first reduced to 16 dimensions by PCA:
+  ``noise`` and left out of the clusters. The vectors are first reduced to 32 dimensions by PCA:
   HDBSCAN's neighbour searches slow down sharply with dimension, and distances between a few
   hundred dimensions concentrate until density means little (the BERTopic recipe reduces too).
+  Density comes from each item's nearest neighbour (``min_samples`` 2), and no cluster may hold
+  more than half the items, so the selection cannot settle on one giant group (see ``hdbscan``).
 
 In a text space both methods see the words too: each item's point joins its vector to the LSA of
 its text's TF-IDF at ``lexical_weight`` (``cluster_methods.with_lexical_view``), so clusters follow

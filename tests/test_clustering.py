@@ -106,6 +106,27 @@ def test_hdbscan_leaves_scattered_items_out_as_noise(store):
     assert sum(c.size for c in result.clusters) + result.noise == len(result.assignments)
 
 
+def test_hdbscan_default_finds_each_of_twenty_topics(store):
+    """20 topics in 128 dimensions, 60 items each: reduced to 16 dimensions with min_samples at
+    the group size, the default merged two of them (19 clusters, 3% noise); it finds the 20."""
+    rng = np.random.default_rng(0)
+    dim, per_topic = 128, 60
+    topics = rng.normal(size=(20, dim))
+    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
+    truth = np.repeat(np.arange(20), per_topic)
+    vectors = topics[truth] + 1.5 * rng.normal(size=(len(truth), dim)) / np.sqrt(dim)
+    coll = store.create_collection("topics")
+    coll.ensure_space("v", EncoderInfo(spec="vectors:synthetic-128", modality="text", dim=dim,
+                                       fingerprint="synthetic-128"))
+    coll.upsert(Item(id=f"x{i:04d}", vectors={"v": v.astype(np.float32)})
+                for i, v in enumerate(vectors))
+    result = coll.cluster(method="hdbscan")
+    labels = np.array([a.cluster for a in sorted(result.assignments, key=lambda a: a.id)])
+    assert len(result.clusters) == 20
+    assert result.noise <= 0.02 * len(truth)
+    assert adjusted_rand_score(truth[labels != NOISE], labels[labels != NOISE]) > 0.99
+
+
 def test_label_prompts_name_text_clusters_with_the_fake_encoder(store):
     encoder = load_encoder("fake:dim=256")
     coll = store.create_collection("texts")
