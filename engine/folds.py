@@ -17,6 +17,7 @@ copies with a word changed, not two packages of one family that a probe should t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -82,6 +83,12 @@ def group_folds(y: np.ndarray | None, groups: np.ndarray | None, folds: int, see
     # Stratifying needs a label with a group in every fold; groups of mixed labels may leave none.
     stratified = y is not None and np.unique(y[first], return_counts=True)[1].max() >= folds
     splitter = (StratifiedKFold if stratified else KFold)(folds, shuffle=True, random_state=seed)
-    for _, held_groups in splitter.split(first, None if y is None else y[first]):
+    with warnings.catch_warnings():
+        # A label with fewer groups than folds is spread as far as it goes, which is what the
+        # callers want (their reports count such labels); scikit-learn warns on stderr about it.
+        warnings.filterwarnings("ignore", message="The least populated class in y",
+                                category=UserWarning)
+        splits = list(splitter.split(first, None if y is None else y[first]))
+    for _, held_groups in splits:
         held = np.isin(group.ravel(), held_groups)
         yield np.flatnonzero(~held), np.flatnonzero(held)

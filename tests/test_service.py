@@ -491,3 +491,16 @@ def test_shutdown_waits_for_an_upsert_still_encoding(tmp_path):
         assert encoding.wait(10)
     writer.join(10)
     assert events == ["committed", "closed"]
+
+
+def test_warm_up_of_a_store_that_cannot_list_its_collections_still_sets_ready(caplog):
+    from kinsight.api.http.service import Readiness, warm_up
+    from kinsight.engine import Store
+
+    readiness = Readiness()
+    with Store(":memory:") as store:
+        store.list_collections = lambda: (_ for _ in ()).throw(RuntimeError("disk gone"))
+        with caplog.at_level(logging.WARNING, logger="kinsight.api.http.service"):
+            warm_up(store, readiness)  # raised in its thread before: ready was set, the log lost it
+    assert readiness.done.is_set() and readiness.warmed == [] and readiness.failed == []
+    assert "could not list the spaces to warm: disk gone" in caplog.text

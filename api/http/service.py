@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kinsight.engine import Collection, KinsightError, Store
+from kinsight.engine import Collection, KinsightError, Store, VectorSpace
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -200,25 +200,37 @@ def warm_up(store: Store, readiness: Readiness) -> None:
 
     samples: list[list[Any]] = [["warm up"], [Image.new("RGB", (64, 64))]]
     try:
-        for name in store.list_collections():
-            collection = store.collection(name)
-            for space in collection.spaces().values():
-                label = f"{name}/{space.name}"
-                try:
-                    for sample in samples:
-                        try:
-                            collection.embed(sample, space.name, role="query")
-                        except InvalidInputError:  # no encoder of that modality: nothing to warm
-                            continue
-                    with collection.index(space.name).searching():
-                        pass
-                    if space.encoder.modality == "text" and space.source_fields:
-                        collection.lexical(space.name).current()
-                    readiness.warmed.append(label)
-                except Exception as e:  # one space's failure must not keep the others cold
-                    log.warning("could not warm %s: %s", label, e,
-                                exc_info=not isinstance(e, KinsightError))
-                    readiness.failed.append(label)  # the reason goes to the log only
+        for collection, space in _served_spaces(store):
+            label = f"{collection.name}/{space.name}"
+            try:
+                for sample in samples:
+                    try:
+                        collection.embed(sample, space.name, role="query")
+                    except InvalidInputError:  # no encoder of that modality: nothing to warm
+                        continue
+                with collection.index(space.name).searching():
+                    pass
+                if space.encoder.modality == "text" and space.source_fields:
+                    collection.lexical(space.name).current()
+                readiness.warmed.append(label)
+            except Exception as e:  # one space's failure must not keep the others cold
+                log.warning("could not warm %s: %s", label, e,
+                            exc_info=not isinstance(e, KinsightError))
+                readiness.failed.append(label)  # the reason goes to the log only
     finally:
         readiness.done.set()
         log.info("ready: %d spaces warm, %d failed", len(readiness.warmed), len(readiness.failed))
+
+
+def _served_spaces(store: Store) -> list[tuple[Collection, VectorSpace]]:
+    """Every space of every collection of ``store``; a store that cannot list them (closed,
+    broken) is logged and warms nothing, so that readiness is still set."""
+    try:
+        spaces = [(collection, space) for collection in map(store.collection,
+                                                             store.list_collections())
+                  for space in collection.spaces().values()]
+    except Exception as e:
+        log.warning("could not list the spaces to warm: %s", e,
+                    exc_info=not isinstance(e, KinsightError))
+        return []
+    return spaces
