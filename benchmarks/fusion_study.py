@@ -88,7 +88,7 @@ def bm25_candidates(texts: Sequence[str], queries: Sequence[str], k1: float, b: 
     bm25.index(analyser.corpus(list(texts)), show_progress=False)
     depth = min(MAX_DEPTH, len(texts))
     items, scores = bm25.retrieve(analyser.tokens(list(queries)), k=depth,
-                                  show_progress=False, n_threads=1)
+                                  show_progress=False, n_threads=0)  # in this thread
     items = np.where(scores > 0, items, -1)
     return Candidates(items.astype(np.int64), np.where(scores > 0, scores, np.nan))
 
