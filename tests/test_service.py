@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -439,7 +439,12 @@ def test_cors_origins_are_a_setting(client):
         assert answer.headers["access-control-allow-origin"] == "https://app.example"
 
 
-def test_shutdown_waits_for_a_write_in_flight_before_closing_the_store(tmp_path):
+def shutdown_order(tmp_path, in_flight: Callable[[Any, threading.Event, list[str]], None]
+                   ) -> list[str]:
+    """What happens in what order when the app shuts down while ``in_flight(app, started,
+    events)`` runs in a thread (it sets ``started`` once under way): "committed" by it, "closed"
+    by the store. TestClient cannot keep a request in flight through its shutdown, so the
+    thread does what the route does."""
     from kinsight.api.http import Settings, create_app
 
     settings = Settings(store=str(tmp_path / "store"), encoder=SPEC, api_key=None, warm_up=False)
@@ -449,48 +454,35 @@ def test_shutdown_waits_for_a_write_in_flight_before_closing_the_store(tmp_path)
         store = app.state.store
         close = store.close
         store.close = lambda: (events.append("closed"), close())[1]
-        holding = threading.Event()
-
-        def write() -> None:  # what a route in flight does: hold the write lock to commit
-            with app.state.write_lock:
-                holding.set()
-                time.sleep(1)
-                events.append("committed")
-
-        writer = threading.Thread(target=write)
+        started = threading.Event()
+        writer = threading.Thread(target=in_flight, args=(app, started, events))
         writer.start()
-        assert holding.wait(10)
+        assert started.wait(10)
     writer.join(10)
-    assert events == ["committed", "closed"]
+    return events
+
+
+def test_shutdown_waits_for_a_write_in_flight_before_closing_the_store(tmp_path):
+    def write(app, started: threading.Event, events: list[str]) -> None:
+        with app.state.write_lock:  # a route in flight holds the write lock to commit
+            started.set()
+            time.sleep(1)
+            events.append("committed")
+
+    assert shutdown_order(tmp_path, write) == ["committed", "closed"]
 
 
 def test_shutdown_waits_for_an_upsert_still_encoding(tmp_path):
     """An upsert encodes with no lock held, so shutdown waits for the writes under way, not
-    only for the write lock (TestClient cannot keep a request in flight through its shutdown,
-    so the thread does what the upsert route does)."""
-    from kinsight.api.http import Settings, create_app
+    only for the write lock."""
+    def upsert(app, started: threading.Event, events: list[str]) -> None:
+        with app.state.writes_under_way.track():  # encoding, no lock held
+            started.set()
+            time.sleep(1)
+            with app.state.write_lock:
+                events.append("committed")
 
-    settings = Settings(store=str(tmp_path / "store"), encoder=SPEC, api_key=None, warm_up=False)
-    app = create_app(settings)
-    events: list[str] = []
-    with TestClient(app):
-        store = app.state.store
-        close = store.close
-        store.close = lambda: (events.append("closed"), close())[1]
-        encoding = threading.Event()
-
-        def upsert() -> None:  # encode under no lock, then commit under the write lock
-            with app.state.writes_under_way.track():
-                encoding.set()
-                time.sleep(1)
-                with app.state.write_lock:
-                    events.append("committed")
-
-        writer = threading.Thread(target=upsert)
-        writer.start()
-        assert encoding.wait(10)
-    writer.join(10)
-    assert events == ["committed", "closed"]
+    assert shutdown_order(tmp_path, upsert) == ["committed", "closed"]
 
 
 def test_warm_up_of_a_store_that_cannot_list_its_collections_still_sets_ready(caplog):
