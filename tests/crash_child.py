@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from killed_children import report  # this folder is the script's path[0]
+
 from kinsight.engine import Store
 from kinsight.indexers import IngestOptions, ingest_records
 from kinsight.indexers.records import Record
@@ -27,11 +29,11 @@ def records(round_: int) -> list[Record]:
 with Store(store_path) as store:
     for round_ in range(start_round, start_round + 1000):
         def ack(ids: list[str], round_: int = round_) -> None:
-            print("ACK", round_, *ids, flush=True)
+            report("ACK", round_, *ids)
 
         ingest_records(store, records(round_), options, progress=False, on_commit=ack)
         doomed = [f"tmp-{round_}-{j}" for j in range(3)]
         ingest_records(store, [Record(id=d, fields={"text": "temporary"}, source="gen", line=1)
                                for d in doomed], options, progress=False)
         store.collection("docs").delete(doomed)
-        print("DEL", *doomed, flush=True)
+        report("DEL", *doomed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from killed_children import report  # this folder is the script's path[0]
+
 from kinsight.engine import Store
 from kinsight.indexers import IngestOptions, ingest_records
 from kinsight.indexers.records import Record
@@ -22,6 +24,6 @@ with Store(store_path) as store:
         records = [Record(id=f"r{round_}-{i}", fields={"text": f"common words round{round_} {i}"},
                           source="gen", line=i) for i in range(30)]
         ingest_records(store, records, options, progress=False)  # refreshes and saves indexes
-        print("MADE", round_, flush=True)
+        report("MADE", round_)
         store.drop_collection("notes")
-        print("DROPPED", round_, flush=True)
+        report("DROPPED", round_)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sys
 
+from killed_children import report  # this folder is the script's path[0]
+
 from kinsight.engine import Store
 from kinsight.indexers import IngestOptions, ingest_records
 from kinsight.indexers.ray_executor import RayExecutor
@@ -17,7 +19,7 @@ options = IngestOptions(collection="docs", encoder=SPEC, batch_size=10)
 records = [Record(id=f"doc-{i}", fields={"text": f"marker{i} some words " * (1 + i % 5)},
                   source="gen", line=i) for i in range(total)]
 with Store(store_path) as store:
-    report = ingest_records(store, records, options, progress=False,
+    result = ingest_records(store, records, options, progress=False,
                             executor=RayExecutor({"text": SPEC}, workers=2),
-                            on_commit=lambda ids: print("ACK", *ids, flush=True))
-print("REPORT", report.written, report.unchanged, flush=True)
+                            on_commit=lambda ids: report("ACK", *ids))
+report("REPORT", result.written, result.unchanged)

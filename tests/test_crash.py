@@ -4,7 +4,6 @@ and the store reopens consistent (index count == stored vectors, BM25 sees every
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from kinsight.engine import Store
+
+from .killed_children import killed_output
 
 CHILD = Path(__file__).with_name("crash_child.py")
 KILLS = 12
@@ -34,19 +35,14 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path):
             time.sleep(rng.uniform(0.0, 1.5))
         else:
             time.sleep(rng.uniform(0.2, 3.0))
-        child.send_signal(signal.SIGKILL)
-        rest, errors = child.communicate(timeout=60)
-        out = first + rest
-        assert "Traceback" not in errors, errors
         rounds = []
-        for line in out.splitlines():
-            kind, *rest = line.split()
+        for kind, *words in killed_output(child, first):
             if kind == "ACK":
-                rounds.append(int(rest[0]))
-                for item_id in rest[1:]:
-                    acked[item_id] = max(acked.get(item_id, -1), int(rest[0]))
+                rounds.append(int(words[0]))
+                for item_id in words[1:]:
+                    acked[item_id] = max(acked.get(item_id, -1), int(words[0]))
             elif kind == "DEL":
-                deleted.update(rest)
+                deleted.update(words)
         start_round = (max(rounds) + 1) if rounds else start_round
 
         with Store(tmp_path) as store:
@@ -87,10 +83,7 @@ def test_drop_killed_at_random_points_leaves_no_half_state(tmp_path):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = child.stdout.readline() if child.stdout and attempt % 2 else ""
         time.sleep(rng.uniform(0.0, 1.0) if attempt % 2 else rng.uniform(0.5, 3.0))
-        child.send_signal(signal.SIGKILL)
-        rest, errors = child.communicate(timeout=60)
-        assert "Traceback" not in errors, errors
-        rounds = [int(line.split()[1]) for line in (first + rest).splitlines()]
+        rounds = [int(words[1]) for words in killed_output(child, first)]
         start_round = (max(rounds) + 1) if rounds else start_round
         with Store(tmp_path) as store:
             folders = sorted(p.name for p in (tmp_path / "indexes").iterdir()) \

@@ -10,7 +10,6 @@ drivers of their own (``pytest -m "ray and slow"``).
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from kinsight.indexers.executors import EncodeJob, LocalExecutor
 from kinsight.indexers.model_cache import VARIANT_ENV
 from kinsight.indexers.ray_executor import IN_FLIGHT_PER_WORKER, RayExecutor
 from kinsight.indexers.records import Record
+
+from .killed_children import killed_output
 
 SPEC = "fake:dim=32,max_tokens=8"  # short chunks: items of several chunks cross slice bounds
 OPTIONS = IngestOptions(collection="docs", encoder=SPEC, batch_size=8)
@@ -210,16 +211,17 @@ def test_a_driver_killed_mid_ingest_reencodes_only_what_was_not_committed(tmp_pa
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     acked: set[str] = set()
     assert child.stdout is not None
+    read = ""
     for line in child.stdout:  # kill once a few batches are committed: mid-ingest
+        read += line
         if line.startswith("ACK"):
             acked.update(line.split()[1:])
         if len(acked) >= 200:
             break
-    child.send_signal(signal.SIGKILL)
-    rest, _ = child.communicate(timeout=60)
-    acked.update(i for line in rest.splitlines() if line.startswith("ACK")
-                 for i in line.split()[1:])
-    assert "REPORT" not in rest, "the ingest finished before the kill; give it more records"
+    lines = killed_output(child, read)
+    acked.update(i for kind, *ids in lines if kind == "ACK" for i in ids)
+    assert all(kind != "REPORT" for kind, *_ in lines), \
+        "the ingest finished before the kill; give it more records"
     with Store(tmp_path) as store:
         committed = store.collection("docs").count()
         assert not set(acked) - {item.id for item in store.collection("docs").get(sorted(acked))}
