@@ -308,15 +308,21 @@ class IndexedCollection:
         return self._lexical[vs.name]
 
     def refresh(self) -> None:
-        """Bring every index (FAISS, and BM25 for text spaces) up to date and save it; the
-        pipeline calls this after an ingest so the first query does not pay for it."""
+        """Bring every index up to date and save it; the pipeline calls this after an ingest
+        so the first query does not pay for it."""
+        self.catch_up()
+        self.save_indexes()
+
+    def catch_up(self) -> None:
+        """Bring every index (FAISS, and BM25 for text spaces) up to date, in memory only: a
+        server writing small batches saves its files now and then, since the database is the
+        record and an index behind it is caught up on open."""
         for name, space in self.spaces().items():
             self.index(name).refresh()
             if space.encoder.modality == "text":
                 lexical = self.lexical(name)
                 lexical.current()
-                lexical.wait()  # saved below: let a background rebuild finish first
-        self.save_indexes()
+                lexical.wait()  # a background rebuild: done before the caller goes on
 
     def save_indexes(self) -> None:
         for keeper in self._indexes.values():

@@ -3,6 +3,7 @@ gets the answer it would have got alone, a bad query fails only itself, and batc
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -126,6 +127,8 @@ def test_a_lone_search_runs_at_once_and_the_batch_size_is_capped(slow):
 class _Broken:
     """A collection whose batches of more than one call raise what is not a query's fault."""
 
+    name = "broken"
+
     def search_batch(self, calls: Sequence[SearchCall]) -> list[Any]:
         if len(calls) > 1:
             raise RuntimeError("the batch broke")
@@ -138,19 +141,52 @@ class _Broken:
 def test_a_batch_that_breaks_is_rerun_one_call_at_a_time():
     batcher = SearchBatcher(max_batch=8)
     broken: Any = _Broken()
-    queries = ["a", "b", "boom", "c"]
-    start = threading.Barrier(len(queries))
 
-    def one(query: str) -> Any:
-        start.wait()
-        try:
-            return batcher.search(broken, SearchCall(query), lambda calls: None)
-        except OSError as e:
-            return e
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(
+            *(batcher.search(broken, SearchCall(query), lambda calls: None)
+              for query in ["a", "b", "boom", "c"]), return_exceptions=True)
 
-    with ThreadPoolExecutor(len(queries)) as pool:
-        answers = list(pool.map(one, queries))
+    answers = asyncio.run(all_at_once())
     assert [type(answer).__name__ for answer in answers] == ["list", "list", "OSError", "list"]
     assert batcher._lanes == {}  # an idle collection keeps no state
     with pytest.raises(ValueError, match="max_batch"):
         SearchBatcher(max_batch=0)
+
+
+def test_a_caller_that_goes_away_is_left_out_and_the_others_answer():
+    batcher = SearchBatcher(max_batch=8)
+    broken: Any = _Broken()
+
+    async def one_cancelled() -> list[Any]:
+        first = asyncio.ensure_future(batcher.search(broken, SearchCall("a"), lambda c: None))
+        await asyncio.sleep(0)  # the first batch runs; these two queue behind it
+        gone = asyncio.ensure_future(batcher.search(broken, SearchCall("b"), lambda c: None))
+        kept = asyncio.ensure_future(batcher.search(broken, SearchCall("c"), lambda c: None))
+        await asyncio.sleep(0)
+        gone.cancel()
+        return await asyncio.gather(first, gone, kept, return_exceptions=True)
+
+    answers = asyncio.run(one_cancelled())
+    # Had the cancelled call stayed in its batch, that batch of two would have broken.
+    assert answers[0] == [] and isinstance(answers[1], asyncio.CancelledError)
+    assert answers[2] == []
+    assert batcher._lanes == {}
+
+
+def test_many_more_concurrent_searches_than_worker_threads_all_answer_in_few_batches():
+    # Sync routes run on anyio's 40 worker threads; a search waiting for its batch holds none,
+    # so 64 concurrent ones all queue behind the first batch and run together in the next.
+    encoder = SlowQueries(seconds=1.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(encoders._cache, SPEC, encoder)
+        with serve() as client:
+            client.post("/collections/docs/items", json={"items": doc_items()}).raise_for_status()
+            alone = _hits(search(client, text="csv 7", k=3))
+            encoder.query_batches.clear()
+            bodies = [{"text": f"csv {i}", "k": 3} for i in range(64)]
+            answers = _all_at_once(client, bodies)
+    assert all(response.status_code == 200 for response in answers)
+    assert _hits(answers[7]) == alone
+    assert sum(encoder.query_batches) == 64
+    assert max(encoder.query_batches) > 40, encoder.query_batches

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -399,6 +400,36 @@ def test_ready_once_the_served_spaces_are_warm(tmp_path):
             assert c.get("/health").status_code == 200
             assert _until_ready(c) == {"status": "ready", "warmed": ["docs/text"], "failed": []}
             assert store.collection("docs").index("text")._index is not None  # loaded, caught up
+
+
+def _index_files(store: Path) -> list[str]:
+    """The FAISS files and the saved BM25 folders under a store directory."""
+    return sorted(p.name for pattern in ("*.faiss", "kinsight.json") for p in store.rglob(pattern))
+
+
+def test_upserts_leave_the_index_files_to_the_periodic_save_and_the_close(tmp_path):
+    from kinsight.api.http import Settings, create_app
+    from kinsight.engine import Store
+
+    never = Settings(encoder=SPEC, api_key=None, index_save_seconds=0)
+    with Store(tmp_path / "a") as store:
+        with TestClient(create_app(never, store=store)) as c:
+            c.post("/collections/docs/items", json={"items": doc_items()}).raise_for_status()
+            # Caught up in memory: the items are found at once, by both indexes.
+            for mode in ("dense", "bm25"):
+                assert search(c, text="csv", mode=mode).json()["hits"], mode
+            assert _index_files(tmp_path / "a") == []
+        assert _index_files(tmp_path / "a") == []  # the app leaves a store given to its owner
+    assert _index_files(tmp_path / "a") == ["kinsight.json", "text.faiss"]  # saved on close
+
+    often = Settings(encoder=SPEC, api_key=None, index_save_seconds=0.05)
+    with Store(tmp_path / "b") as store, TestClient(create_app(often, store=store)) as c:
+        c.post("/collections/docs/items", json={"items": doc_items()}).raise_for_status()
+        deadline = time.monotonic() + 30
+        while _index_files(tmp_path / "b") != ["kinsight.json", "text.faiss"] \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _index_files(tmp_path / "b") == ["kinsight.json", "text.faiss"]
 
 
 def test_request_ids_are_echoed_or_made_and_reach_the_logs(docs, caplog):

@@ -53,10 +53,17 @@ def served(store: Path, log: Path, *options: str
 
 
 def stored_ids(store: Path) -> set[str]:
-    with Store(store) as opened:  # opening catches the indexes up with what was committed
+    """The ids committed, checking that the indexes hold every one: the server saves no index
+    file on an upsert, so the indexes are caught up with (or rebuilt from) the database on open."""
+    with Store(store) as opened:
         docs = opened.collection("docs")
-        return {item.id for item in docs.get([f"b{n}-{i}" for n in range(200)
-                                              for i in range(BATCH)])}
+        found = {item.id for item in docs.get([f"b{n}-{i}" for n in range(200)
+                                               for i in range(BATCH)])}
+        with docs.index("text").searching() as index:
+            assert index.ntotal == docs.count_vectors("text")
+        lexical, fresh = docs.lexical("text").current()
+        assert fresh and set(lexical.ids) == set(docs.ids_matching(None)) == found
+        return found
 
 
 def test_sigkill_during_batch_upserts_loses_nothing_acknowledged(tmp_path):

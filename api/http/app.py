@@ -2,11 +2,13 @@
 
 Serve it with ``kinsight serve`` or ``uvicorn --factory kinsight.api.http:create_app`` (settings
 then come from ``KINSIGHT_*`` environment variables). The store is opened when the app starts and
-closed, with its indexes saved, when it stops.
+closed, with its indexes saved, when it stops (and every ``index_save_seconds`` meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -116,9 +118,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.warm_up:
         threading.Thread(target=warm_up, args=(app.state.store, readiness), daemon=True,
                          name="kinsight-warm-up").start()
+    saver = None
+    if not settings.read_only and settings.index_save_seconds > 0:
+        saver = asyncio.create_task(_save_indexes_every(
+            settings.index_save_seconds, app.state.store, app.state.write_lock))
     try:
         yield
     finally:
+        if saver is not None:
+            saver.cancel()  # a save under way finishes first (its thread is not abandoned)
+            with contextlib.suppress(asyncio.CancelledError):
+                await saver
         # Graceful shutdown: uvicorn has stopped taking requests; a write still running (its
         # client may have gone), encoding or committing, commits before the store closes.
         await anyio.to_thread.run_sync(_wait_for_writes, app.state.writes_under_way,
@@ -127,6 +137,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.store.close()  # saves index files, so the next start need not rebuild them
             app.state.store = None
             log.info("closed store %s", settings.store)
+
+
+async def _save_indexes_every(seconds: float, store: Store, write_lock: threading.Lock) -> None:
+    """Save the changed index files of the store every ``seconds`` (upserts leave them unsaved)."""
+    while True:
+        await anyio.sleep(seconds)
+        await anyio.to_thread.run_sync(_save_indexes, store, write_lock)
+
+
+def _save_indexes(store: Store, write_lock: threading.Lock) -> None:
+    # Under the write lock: a collection dropped meanwhile must not get its files back.
+    try:
+        with write_lock:
+            for name in store.list_collections():
+                store.collection(name).save_indexes()
+    except Exception:  # a failed save must not stop the next ones: the files are only a cache
+        log.exception("could not save the index files of %s", store.path)
 
 
 def _health(store: StoreDep) -> Health:

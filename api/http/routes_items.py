@@ -84,7 +84,9 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
 def _ingest(pipeline: IngestPipeline, records: list[Record], write_lock: threading.Lock
             ) -> IngestReport:
     """Encode ``records`` with no lock held, then write them and catch the indexes up under
-    ``write_lock`` (the writer rechecks what another write changed meanwhile)."""
+    ``write_lock`` (the writer rechecks what another write changed meanwhile). The index files
+    are not saved here but every ``index_save_seconds`` and when the server stops (app.py):
+    the commit is what makes the items durable, and indexes behind it catch up on open."""
     try:
         batches = list(pipeline.encoded(records))
         with write_lock:
@@ -93,7 +95,7 @@ def _ingest(pipeline: IngestPipeline, records: list[Record], write_lock: threadi
                     f"collection {pipeline.collection.name!r} was dropped while these items "
                     "were encoded; nothing was written: send them again to create it anew")
             report = pipeline.write(batches, progress=False)
-            pipeline.refresh(report)
+            pipeline.collection.catch_up()
     finally:
         pipeline.close()
     log.info("%s", report.summary())

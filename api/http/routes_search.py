@@ -49,15 +49,16 @@ router = APIRouter(prefix="/collections/{name}", tags=["search"],
 
 
 @router.post("/search", summary="Find the items closest to a text, a vector or a stored item")
-def search_collection(body: SearchRequest, collection: CollectionDep, batcher: SearchBatcherDep,
-                      encoded: EncodedDep) -> SearchResponse:
+async def search_collection(body: SearchRequest, collection: CollectionDep,
+                            batcher: SearchBatcherDep, encoded: EncodedDep) -> SearchResponse:
     """Query with exactly one of ``text``, ``vector`` or ``id`` (the item itself is left out of
     its results). ``bm25`` and ``hybrid`` need text or an id. Scores are cosine (or the space's
     metric) for dense, BM25 for bm25, and fused scores for hybrid. Text on an image space finds
     pictures where the space's encoder has a text partner (open_clip towers, adapters).
     Searches that arrive while another runs on the collection are run with it as one batch."""
+    # async: a search waiting for its batch holds no worker thread (search_batcher.py).
     started = time.perf_counter()
-    answer = batcher.search(collection, search_call(body), partial(_count_texts, encoded))
+    answer = await batcher.search(collection, search_call(body), partial(_count_texts, encoded))
     if not isinstance(answer, list):
         raise answer
     took_ms = (time.perf_counter() - started) * 1000

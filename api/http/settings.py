@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     read_only: bool = Field(
         default=False, description="Open the store read-only: reads answer, writes answer 409 "
                                    "(DuckDB lets many processes read a store, one write it).")
+    index_save_seconds: float = Field(
+        default=60, ge=0,
+        description="How often the FAISS and BM25 files of changed indexes are saved, besides "
+                    "when the server stops; an upsert does not save them (the database is the "
+                    "record: after a crash the indexes catch up with it on open). 0: only at stop.")
     warm_up: bool = Field(
         default=True, description="Load and run the encoders and indexes of every space at "
                                   "start; /ready answers 503 until they are warm.")
