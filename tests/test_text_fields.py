@@ -3,10 +3,16 @@ probe's TF-IDF block per such field."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
 
-from kinsight.engine import Item
+import numpy as np
+import pytest
+
+from kinsight.engine import InvalidInputError, Item, ProbeOptions, load_encoder
 from kinsight.engine.lexical import FREE_TEXT_SAMPLE, free_text_fields
+from kinsight.engine.probes import train_probe
+from kinsight.engine.saved_heads import load_head
+from kinsight.engine.storage import HeadTable
 
 from .conftest import VECTOR_ENCODER, normalized
 
@@ -34,3 +40,78 @@ def test_free_text_fields_are_measured_on_a_sample_of_a_large_collection(store):
     docs.upsert(Item(id=f"d{i:05d}", fields={"name": "pkg" if i else "many words " * 50},
                      vectors={"text": vector}) for i in range(FREE_TEXT_SAMPLE + 500))
     assert free_text_fields(docs.tables) == []
+
+
+SPEC = "fake:dim=32"
+TOPICS = {"python": ("python", "pandas", "pip", "django"),
+          "rust": ("rust", "cargo", "serde", "borrow"),
+          "go": ("go", "goroutine", "channel", "gofmt")}
+
+
+@pytest.fixture
+def titled(store):
+    """60 packages whose long text says nothing of their topic (the same filler words) and whose
+    one-line title names two of its words: only a block of the title's words can tell them."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, words in TOPICS.items():
+        for i in range(20):
+            filler = " ".join(rng.choice(["tool", "library", "program", "utility", "files"], 4))
+            rows.append((f"{label}-{i}", f"a {filler} package",
+                         f"the {' '.join(rng.choice(words, 2, replace=False))} package", label))
+    docs = store.create_collection("pkgs")
+    docs.ensure_space("text", load_encoder(SPEC).info, source_fields=["text"])
+    vectors = load_encoder(SPEC).encode([text for _, text, _, _ in rows])
+    docs.upsert(Item(id=i, fields={"text": text, "title": title, "topic": label},
+                     vectors={"text": v}) for (i, text, title, label), v in
+                zip(rows, vectors, strict=True))
+    return docs
+
+
+def test_probe_reads_each_free_text_field_as_a_block_of_its_own(titled):
+    found = train_probe(titled, "topic", ProbeOptions(regularization=10.0))
+    assert found.text_fields == ["title"]  # by the rule: "topic" is the label, "text" the source
+    without = train_probe(titled, "topic", ProbeOptions(regularization=10.0, text_fields=()))
+    assert without.text_fields == []
+    assert found.accuracy >= 0.95 > 0.6 >= without.accuracy
+    info, head = load_head(titled, "topic")  # the last one trained: no field blocks
+    assert info.text_fields == [] and head.text_fields == []
+
+
+def test_a_saved_head_predicts_records_with_their_fields(titled):
+    titled.train_probe("topic", ProbeOptions(regularization=10.0, text_fields=["title"]))
+    [info] = titled.heads()
+    assert info.text_fields == ["title"]
+    records = [{"text": "a tool files package", "title": "the cargo serde package"},
+               {"text": "a library program package", "title": "the pip django package"}]
+    assert [p.label for p in titled.predict("topic", records).predictions] == ["rust", "python"]
+    # A missing field is an empty block; a plain text is a record of the source field alone.
+    alike = titled.predict("topic", ["a tool files package"]).predictions[0]
+    assert titled.predict("topic", [{"text": "a tool files package"}]).predictions[0] == alike
+    with pytest.raises(InvalidInputError, match="record 0 has no text in 'text'"):
+        titled.predict("topic", [{"title": "the cargo serde package"}])
+    with pytest.raises(InvalidInputError, match="send one kind"):
+        titled.predict("topic", [records[0], "a text"])
+
+
+def test_text_fields_are_checked(titled):
+    with pytest.raises(InvalidInputError, match="no field 'summary'"):
+        train_probe(titled, "topic", ProbeOptions(text_fields=["summary"]))
+    with pytest.raises(InvalidInputError, match="is the label field"):
+        train_probe(titled, "topic", ProbeOptions(text_fields=["topic"]))
+
+
+def test_a_head_saved_before_field_blocks_still_loads_and_predicts(titled):
+    titled.train_probe("topic", ProbeOptions(regularization=10.0, text_fields=()))
+    table = HeadTable(titled.tables)
+    [(name, header, created)] = table.headers()
+    old = json.loads(header)
+    del old["text_fields"]  # as save_head wrote headers before
+    arrays = table.arrays(name)
+    assert arrays is not None
+    table.save(name, json.dumps(old), arrays, created)
+    [info] = titled.heads()
+    assert info.text_fields == []
+    expected = titled.predict("topic", ["a tool files package"]).predictions
+    assert titled.predict("topic", [{"text": "a tool files package", "title": "x"}]
+                          ).predictions == expected
