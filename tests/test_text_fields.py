@@ -48,10 +48,10 @@ TOPICS = {"python": ("python", "pandas", "pip", "django"),
           "go": ("go", "goroutine", "channel", "gofmt")}
 
 
-@pytest.fixture
-def titled(store):
-    """60 packages whose long text says nothing of their topic (the same filler words) and whose
-    one-line title names two of its words: only a block of the title's words can tell them."""
+def titled_rows() -> list[tuple[str, str, str, str]]:
+    """(id, text, title, topic) of 60 packages whose long text says nothing of their topic (the
+    same filler words) and whose one-line title names two of its words: only a block of the
+    title's words can tell them apart."""
     rng = np.random.default_rng(0)
     rows = []
     for label, words in TOPICS.items():
@@ -59,6 +59,16 @@ def titled(store):
             filler = " ".join(rng.choice(["tool", "library", "program", "utility", "files"], 4))
             rows.append((f"{label}-{i}", f"a {filler} package",
                          f"the {' '.join(rng.choice(words, 2, replace=False))} package", label))
+    return rows
+
+
+NEW_RECORDS = [{"text": "a tool files package", "title": "the cargo serde package"},
+               {"text": "a library program package", "title": "the pip django package"}]
+
+
+@pytest.fixture
+def titled(store):
+    rows = titled_rows()
     docs = store.create_collection("pkgs")
     docs.ensure_space("text", load_encoder(SPEC).info, source_fields=["text"])
     vectors = load_encoder(SPEC).encode([text for _, text, _, _ in rows])
@@ -82,8 +92,7 @@ def test_a_saved_head_predicts_records_with_their_fields(titled):
     titled.train_probe("topic", ProbeOptions(regularization=10.0, text_fields=["title"]))
     [info] = titled.heads()
     assert info.text_fields == ["title"]
-    records = [{"text": "a tool files package", "title": "the cargo serde package"},
-               {"text": "a library program package", "title": "the pip django package"}]
+    records = NEW_RECORDS
     assert [p.label for p in titled.predict("topic", records).predictions] == ["rust", "python"]
     # A missing field is an empty block; a plain text is a record of the source field alone.
     alike = titled.predict("topic", ["a tool files package"]).predictions[0]
@@ -115,3 +124,46 @@ def test_a_head_saved_before_field_blocks_still_loads_and_predicts(titled):
     expected = titled.predict("topic", ["a tool files package"]).predictions
     assert titled.predict("topic", [{"text": "a tool files package", "title": "x"}]
                           ).predictions == expected
+
+
+def test_http_trains_with_text_fields_and_predicts_records(client):
+    items = [{"id": i, "fields": {"text": text, "title": title, "topic": label}}
+             for i, text, title, label in titled_rows()]
+    client.post("/collections/pkgs/items", json={"items": items}).raise_for_status()
+    route = "/collections/pkgs/classify"
+    trained = client.post(route, json={"label_field": "topic", "regularization": 10.0,
+                                       "text_fields": ["title"]})
+    assert trained.status_code == 200, trained.text
+    assert trained.json()["text_fields"] == ["title"] and trained.json()["accuracy"] >= 0.95
+    answer = client.post(f"{route}/predict", json={"head": "topic", "texts": NEW_RECORDS})
+    assert answer.status_code == 200, answer.text
+    assert [p["label"] for p in answer.json()["predictions"]] == ["rust", "python"]
+    assert answer.json()["head"]["text_fields"] == ["title"]
+    wrong = client.post(route, json={"label_field": "topic", "text_fields": ["summary"]})
+    assert wrong.status_code == 422 and "no field 'summary'" in wrong.json()["detail"]
+
+
+def test_cli_trains_with_text_fields_and_predicts_a_file_of_records(tmp_path):
+    from typer.testing import CliRunner
+
+    from kinsight.api.cli import app
+
+    source, new = tmp_path / "pkgs.jsonl", tmp_path / "new.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": text, "title": title, "topic": label})
+                              + "\n" for i, text, title, label in titled_rows()))
+    new.write_text("".join(json.dumps({"id": f"n{k}", **r}) + "\n"
+                           for k, r in enumerate(NEW_RECORDS)))
+    store = ["--store", str(tmp_path / "store")]
+    runner = CliRunner()
+    ingested = runner.invoke(app, ["ingest", str(source), *store, "--encoder", SPEC])
+    assert ingested.exit_code == 0, ingested.output
+    trained = runner.invoke(app, ["classify", "--train", "--label-field", "topic", *store,
+                                  "--regularization", "10", "--text-fields", "title", "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["text_fields"] == ["title"]
+    predicted = runner.invoke(app, ["predict", str(new), *store, "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    assert [p["label"] for p in json.loads(predicted.stdout)["predictions"]] == ["rust", "python"]
+    refused = runner.invoke(app, ["classify", "--train", "--label-field", "topic", *store,
+                                  "--text-fields", "topic"])
+    assert refused.exit_code != 0 and "is the label field" in refused.output
