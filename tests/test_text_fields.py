@@ -108,6 +108,8 @@ def test_text_fields_are_checked(titled):
         train_probe(titled, "topic", ProbeOptions(text_fields=["summary"]))
     with pytest.raises(InvalidInputError, match="is the label field"):
         train_probe(titled, "topic", ProbeOptions(text_fields=["topic"]))
+    with pytest.raises(InvalidInputError, match="logistic head only"):
+        titled.train_head("topic", kind="knn", text_fields=["title"])
 
 
 def test_a_head_saved_before_field_blocks_still_loads_and_predicts(titled):
