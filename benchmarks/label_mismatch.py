@@ -165,15 +165,8 @@ def feature_variants(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, fli
                                          ("+ character n-grams", None, True),
                                          ("+ title words + character n-grams",
                                           {"title": titles}, True)):
-            def variant(vectors: np.ndarray, codes: np.ndarray, words: list[str] | None,
-                        fields: dict[str, list[str]] | None = fields,
-                        characters: bool = characters, **options: Any) -> Any:
-                if words != texts:  # the label check's items are the benchmark's, in its order
-                    raise RuntimeError("label_mismatch read its items in another order")
-                return real(vectors, codes, words, **{**options, "characters": characters,
-                                                      "fields": fields})
-
-            labels.cross_validated_probe = variant  # type: ignore[assignment]
+            labels.cross_validated_probe = _probe_variant(  # type: ignore[assignment]
+                real, texts, {"fields": fields, "characters": characters})
             started = time.perf_counter()
             try:
                 result = label_mismatch(coll, "label", LabelMismatchOptions(seed=seed))
@@ -188,6 +181,17 @@ def feature_variants(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, fli
             print(f"  {rows[-1]['method']}: precision@flipped {rows[-1]['top_precision']:.3f}",
                   flush=True)
     return rows
+
+
+def _probe_variant(real: Any, texts: list[str], features: dict[str, Any]) -> Any:
+    """``real`` (``cross_validated_probe``) called with ``features`` in place of the caller's."""
+    def variant(vectors: np.ndarray, codes: np.ndarray, words: list[str] | None,
+                **options: Any) -> Any:
+        if words != texts:  # the label check's items are the benchmark's, in its order
+            raise RuntimeError("label_mismatch read its items in another order")
+        return real(vectors, codes, words, **{**options, **features})
+
+    return variant
 
 
 def _scores(method: str, flagged: np.ndarray, flipped: np.ndarray, suggested_right: int,
