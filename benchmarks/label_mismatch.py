@@ -68,8 +68,8 @@ def main() -> None:
         noisy, flipped = flip(labels, groups, args.seed)
         rows = compare(ids, vectors, noisy, labels, flipped, texts, encoder, args.seed, args.more)
         if args.features and data == "debian":
-            rows += feature_variants(ids, vectors, noisy, flipped, texts, encoder, args.docs,
-                                     args.split, args.seed)
+            rows += feature_variants(ids, vectors, noisy, labels, flipped, texts, encoder,
+                                     args.docs, args.split, args.seed)
         print_table(f"label mismatch, {data} ({args.split}): {len(ids)} items, {flipped.sum()} "
                     "labels flipped",
                     ["method", "flagged", "precision", "recall", "F1", "precision@flipped",
@@ -145,9 +145,9 @@ def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.nd
     return rows
 
 
-def feature_variants(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, flipped: np.ndarray,
-                     texts: list[str], encoder: EncoderInfo, docs: int, split: str, seed: int
-                     ) -> list[dict[str, Any]]:
+def feature_variants(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
+                     flipped: np.ndarray, texts: list[str], encoder: EncoderInfo, docs: int,
+                     split: str, seed: int) -> list[dict[str, Any]]:
     """kinsight's default ``label_mismatch`` with the features of its probe changed, everything
     else as it runs (its folds, C, blend and ranking): the probe's ``cross_validated_probe`` is
     called with a word block of the packages' titles, or character n-grams, or both."""
@@ -173,11 +173,13 @@ def feature_variants(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, fli
             finally:
                 labels.cross_validated_probe = real
             position = {item_id: n for n, item_id in enumerate(ids)}
+            suggested = {position[i.id]: i.suggested for i in result.items if i.flagged}
             flagged = np.zeros(len(ids), dtype=bool)
-            flagged[[position[i.id] for i in result.items if i.flagged]] = True
+            flagged[list(suggested)] = True
+            right = sum(suggested[n] == truth[n] for n in suggested if flipped[n])
             ranked = np.array([position[i.id] for i in result.items])
-            rows.append(_scores(f"kinsight default, its probe {name}", flagged, flipped, 0, ranked,
-                                time.perf_counter() - started))
+            rows.append(_scores(f"kinsight default, its probe {name}", flagged, flipped, right,
+                                ranked, time.perf_counter() - started))
             print(f"  {rows[-1]['method']}: precision@flipped {rows[-1]['top_precision']:.3f}",
                   flush=True)
     return rows
