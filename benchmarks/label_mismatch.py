@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--split", choices=("dev", "test", "all"), default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--more", action="store_true", help="also the variants (slow)")
+    parser.add_argument("--features", action="store_true", help=(
+        "debian: also the default with its probe reading more features (a title word block, "
+        "character n-grams), to choose them on --split dev"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -64,6 +67,9 @@ def main() -> None:
             debian_data(args.docs, args.split) if data == "debian" else image_data())
         noisy, flipped = flip(labels, groups, args.seed)
         rows = compare(ids, vectors, noisy, labels, flipped, texts, encoder, args.seed, args.more)
+        if args.features and data == "debian":
+            rows += feature_variants(ids, vectors, noisy, labels, flipped, texts, encoder,
+                                     args.docs, args.split, args.seed)
         print_table(f"label mismatch, {data} ({args.split}): {len(ids)} items, {flipped.sum()} "
                     "labels flipped",
                     ["method", "flagged", "precision", "recall", "F1", "precision@flipped",
@@ -137,6 +143,57 @@ def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.nd
         print(f"  {rows[-1]['method']}: precision@flipped {rows[-1]['top_precision']:.3f}",
               flush=True)
     return rows
+
+
+def feature_variants(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
+                     flipped: np.ndarray, texts: list[str], encoder: EncoderInfo, docs: int,
+                     split: str, seed: int) -> list[dict[str, Any]]:
+    """kinsight's default ``label_mismatch`` with the features of its probe changed, everything
+    else as it runs (its folds, C, blend and ranking): the probe's ``cross_validated_probe`` is
+    called with a word block of the packages' titles, or character n-grams, or both."""
+    import kinsight.engine.mismatch.labels as labels
+
+    titles = debian_sample(docs, split).titles  # the order of ids (sorted by id)
+    real = labels.cross_validated_probe
+    rows = []
+    with Store(":memory:") as store:
+        coll = store.create_collection("bench")
+        coll.ensure_space("v", encoder, source_fields=["text"])
+        coll.upsert(Item(id=i, fields={"label": str(lab), "text": text}, vectors={"v": v})
+                    for i, lab, v, text in zip(ids, noisy, vectors, texts, strict=True))
+        for name, fields, characters in (("+ title words", {"title": titles}, False),
+                                         ("+ character n-grams", None, True),
+                                         ("+ title words + character n-grams",
+                                          {"title": titles}, True)):
+            labels.cross_validated_probe = _probe_variant(  # type: ignore[assignment]
+                real, texts, {"fields": fields, "characters": characters})
+            started = time.perf_counter()
+            try:
+                result = label_mismatch(coll, "label", LabelMismatchOptions(seed=seed))
+            finally:
+                labels.cross_validated_probe = real
+            position = {item_id: n for n, item_id in enumerate(ids)}
+            suggested = {position[i.id]: i.suggested for i in result.items if i.flagged}
+            flagged = np.zeros(len(ids), dtype=bool)
+            flagged[list(suggested)] = True
+            right = sum(suggested[n] == truth[n] for n in suggested if flipped[n])
+            ranked = np.array([position[i.id] for i in result.items])
+            rows.append(_scores(f"kinsight default, its probe {name}", flagged, flipped, right,
+                                ranked, time.perf_counter() - started))
+            print(f"  {rows[-1]['method']}: precision@flipped {rows[-1]['top_precision']:.3f}",
+                  flush=True)
+    return rows
+
+
+def _probe_variant(real: Any, texts: list[str], features: dict[str, Any]) -> Any:
+    """``real`` (``cross_validated_probe``) called with ``features`` in place of the caller's."""
+    def variant(vectors: np.ndarray, codes: np.ndarray, words: list[str] | None,
+                **options: Any) -> Any:
+        if words != texts:  # the label check's items are the benchmark's, in its order
+            raise RuntimeError("label_mismatch read its items in another order")
+        return real(vectors, codes, words, **{**options, **features})
+
+    return variant
 
 
 def _scores(method: str, flagged: np.ndarray, flipped: np.ndarray, suggested_right: int,

@@ -3,11 +3,13 @@ kinsight's default head beside scikit-learn baselines on the same vectors and th
 
 Every section with at least 5 packages is a class. kinsight's default (``train_probe`` with its
 default ``ProbeOptions``): logistic regression on the unit all-MiniLM-L6-v2 item vectors beside
-TF-IDF of the long description's words and character 3-5-grams, C chosen by inner 3-fold
-cross-validation on each training part. Beside it: the previous default (the same without the
-character n-grams, on the same folds: near-duplicates in one), the one before (standardised
-vectors, C=1: the vectors alone), and scikit-learn's TfidfVectorizer (sublinear tf, min_df=2) +
-logistic regression (C=1) on the text alone, these two on 5 stratified folds. Reported:
+TF-IDF of the long description's words and character 3-5-grams, and a TF-IDF word block of each
+free-text field (here the one-line ``title``, found by ``lexical.free_text_fields``), C chosen by
+inner 3-fold cross-validation on each training part. Beside it: the previous default (the same
+without the field blocks), the one before (without the character n-grams either, on the same
+folds: near-duplicates in one), the one before that (standardised vectors, C=1:
+the vectors alone), and scikit-learn's TfidfVectorizer (sublinear tf, min_df=2) + logistic
+regression (C=1) on the text alone, these two on 5 stratified folds. Reported:
 accuracy and macro-F1 out of fold, with time. Packages of a seeded ``--docs`` sample's store
 (default 12,000; 0: all), in ``--split`` (``test``: without the development sample the defaults
 were chosen on).
@@ -49,32 +51,37 @@ def main() -> None:
     counts = Counter(sections)
     usable = np.flatnonzero([counts[s] >= FOLDS for s in sections])
     ids, vectors, sections = [ids[i] for i in usable], vectors[usable], sections[usable]
-    texts = [texts[i] for i in usable]
+    texts, titles = [texts[i] for i in usable], [sample.titles[i] for i in usable]
     classes = np.unique(sections)
     print(f"{len(ids)} packages ({args.split}), {len(classes)} sections with >= {FOLDS} packages")
 
     results = {}
-    started = time.perf_counter()
     with Store(":memory:") as memory:
         coll = memory.create_collection("bench")
         coll.ensure_space("text", encoder, source_fields=["text"])
-        coll.upsert(Item(id=i, fields={"section": s, "text": t}, vectors={"text": v})
-                    for i, s, t, v in zip(ids, sections, texts, vectors, strict=True))
-        probe = train_probe(coll, "section", ProbeOptions(folds=FOLDS, seed=args.seed))
-        table = read_run_table(coll, probe.run_id, "predictions")
-        predictions = dict(zip(table.column("id").to_pylist(),
-                               table.column("predicted").to_pylist(), strict=True))
+        coll.upsert(Item(id=i, fields={"section": s, "title": h, "text": t}, vectors={"text": v})
+                    for i, s, h, t, v in zip(ids, sections, titles, texts, vectors, strict=True))
+        for name, fields in (
+                ("kinsight default: vectors + words + character n-grams + a word block per "
+                 "free-text field, C by inner CV", None),
+                ("the same without the field blocks (the previous default)", ())):
+            started = time.perf_counter()
+            probe = train_probe(coll, "section", ProbeOptions(folds=FOLDS, seed=args.seed,
+                                                              text_fields=fields))
+            table = read_run_table(coll, probe.run_id, "predictions")
+            predictions = dict(zip(table.column("id").to_pylist(),
+                                   table.column("predicted").to_pylist(), strict=True))
+            results[name] = {**_scores(sections, np.array([predictions[i] for i in ids]),
+                                       probe.fold_accuracies, time.perf_counter() - started),
+                             "fold_C": probe.fold_regularizations,
+                             "text_fields": probe.text_fields}
+            print(f"  {name}: {results[name]}", flush=True)
         groups = fold_groups(coll, ids, vectors).codes  # train_probe's folds
-    default = "kinsight default: vectors + words + character n-grams, C by inner CV"
-    results[default] = _scores(sections, np.array([predictions[i] for i in ids]),
-                               probe.fold_accuracies, time.perf_counter() - started)
-    results[default]["fold_C"] = probe.fold_regularizations
-    print(f"  {default}: {results[default]}", flush=True)
     started = time.perf_counter()
     proba, folds, chosen = cross_validated_probe(vectors, sections, texts, folds=FOLDS,
                                                  seed=args.seed, regularization=None,
                                                  groups=groups, characters=False)
-    name = "vectors + words, C by inner CV (the previous default)"
+    name = "vectors + words, C by inner CV (the default before character n-grams)"
     results[name] = {**_scores(sections, classes[proba.argmax(axis=1)], folds,
                                time.perf_counter() - started), "fold_C": chosen}
     print(f"  {name}: {results[name]}", flush=True)

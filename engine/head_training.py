@@ -151,6 +151,10 @@ def train_head(collection: IndexedCollection, label_field: str,
         raise InvalidInputError(f"collection {collection.name!r} has no field {label_field!r}; "
                                 f"fields: {', '.join(fields) or 'none'}")
     kind = resolve_kind(o.kind, label_field, fields[label_field])
+    if kind != "logistic" and o.text_fields:
+        raise InvalidInputError(
+            f"text_fields are read by the logistic head only; a {kind} head reads the source "
+            "text's words alone: leave text_fields out, or train --kind logistic")
     if kind == "logistic":
         return train_probe(collection, label_field, ProbeOptions(**{
             f.name: getattr(o, f.name) for f in dataclasses.fields(ProbeOptions)}))

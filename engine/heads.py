@@ -13,6 +13,11 @@ A head is scikit-learn's logistic regression on one of two feature sets:
   words split differently (``libfoo-perl``, ``gtk3``): on the development split 0.681 against
   0.667 with words alone (C=30; 0.673 against 0.667 at C=10).
 
+Beside the source text, a probe reads one more TF-IDF word block per free-text field of the items
+(``fields``: a field's value per item, e.g. Debian's one-line ``title``; ``lexical.
+free_text_fields`` says which), unit rows like the others: a field's words weigh apart from the
+long text's, where one joined text would drown them. A head fitted without fields reads none.
+
 ``cross_validated_probe`` gives out-of-fold probabilities (each item predicted by the head of the
 fold that did not see it). ``regularization=None`` chooses scikit-learn's ``C`` from a small grid by
 an inner cross-validation on each training part only, so the outer estimate stays honest.
@@ -36,8 +41,12 @@ from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
 from .spaces import VectorSpace
 
-__all__ = ["INNER_FOLDS", "INNER_SAMPLE", "HeadFeatures", "ProbeHead", "choose_regularization",
-           "cross_validated_probe", "inner_sample", "regularization_grid", "source_texts", "take"]
+__all__ = ["INNER_FOLDS", "INNER_SAMPLE", "FieldTexts", "HeadFeatures", "ProbeHead",
+           "choose_regularization", "cross_validated_probe", "field_texts", "inner_sample",
+           "regularization_grid", "source_texts", "take", "take_fields"]
+
+# The values of free-text fields: field name -> one text per item, in the items' order.
+FieldTexts = Mapping[str, Sequence[str]]
 
 INNER_FOLDS = 3
 # The inner search runs on at most this many items of a training part (a seeded sample), so
@@ -67,12 +76,16 @@ class HeadFeatures:
         self.standardised = standardised
         self.characters = characters
 
-    def fit(self, vectors: np.ndarray, texts: Sequence[str] | None = None) -> HeadFeatures:
+    def fit(self, vectors: np.ndarray, texts: Sequence[str] | None = None,
+            fields: FieldTexts | None = None) -> HeadFeatures:
+        """Fit on ``vectors`` ``(n, d)``, with ``texts`` (n) their source texts; ``fields``, read
+        only beside ``texts``: a word block per field whose values have a word in two items."""
         from sklearn.preprocessing import StandardScaler
 
         self._scaler: Any = None
         self._words: Any = None
         self._chars: Any = None
+        self._fields: dict[str, Any] = {}
         if texts is None or self.standardised:
             self._scaler = StandardScaler().fit(vectors)
         if texts is not None:
@@ -84,15 +97,28 @@ class HeadFeatures:
             if self.characters:
                 self._chars = TfidfVectorizer(sublinear_tf=True, min_df=min_df,
                                               **_CHARACTERS).fit(texts)
+            for name, values in (fields or {}).items():
+                try:
+                    self._fields[name] = TfidfVectorizer(sublinear_tf=True,
+                                                         min_df=min_df).fit(values)
+                except ValueError:  # no word in two items (a field empty here): no block
+                    continue
         return self
+
+    @property
+    def text_fields(self) -> list[str]:
+        """The fields with a word block of their own, in the order of their blocks."""
+        return list(self._fields)
 
     @property
     def lexical(self) -> bool:
         """Whether the features read the texts beside the vectors."""
         return self._words is not None
 
-    def transform(self, vectors: np.ndarray, texts: Sequence[str] | None = None) -> Any:
-        """``(n, features)``: dense for vectors alone, a sparse CSR matrix with the words."""
+    def transform(self, vectors: np.ndarray, texts: Sequence[str] | None = None,
+                  fields: FieldTexts | None = None) -> Any:
+        """``(n, features)``: dense for vectors alone, a sparse CSR matrix with the words; a
+        field missing from ``fields`` has an empty block (no words)."""
         if self._words is None:
             return self._scaler.transform(vectors)
         if texts is None:
@@ -104,6 +130,10 @@ class HeadFeatures:
         blocks = [sparse.csr_matrix(block), self._words.transform(texts)]
         if self._chars is not None:
             blocks.append(self._chars.transform(texts))
+        for name, words in self._fields.items():
+            values = (fields or {}).get(name)
+            blocks.append(sparse.csr_matrix((len(vectors), len(words.idf_))) if values is None
+                          else words.transform(values))
         return sparse.hstack(blocks).tocsr()
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -116,6 +146,11 @@ class HeadFeatures:
         if self._chars is not None:
             arrays.update(char_terms=np.asarray(self._chars.get_feature_names_out(), dtype=str),
                           char_idf=self._chars.idf_)
+        if self._fields:
+            arrays["field_names"] = np.asarray(list(self._fields), dtype=str)
+        for i, words in enumerate(self._fields.values()):
+            arrays[f"field_terms_{i}"] = np.asarray(words.get_feature_names_out(), dtype=str)
+            arrays[f"field_idf_{i}"] = words.idf_
         return arrays
 
     @classmethod
@@ -123,23 +158,32 @@ class HeadFeatures:
         # Heads saved before the character block have no char_terms: words alone, as trained.
         features = cls(standardised="mean" in arrays and "terms" in arrays,
                        characters="char_terms" in arrays)
+        # Heads saved before the field blocks have no field_names: no fields, as trained.
         features._scaler = features._words = features._chars = None
+        features._fields = {}
         if "terms" in arrays:
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            features._words = TfidfVectorizer(sublinear_tf=True, vocabulary={
-                str(term): i for i, term in enumerate(arrays["terms"])})
-            features._words.idf_ = arrays["idf"]
+            features._words = _vectorizer(arrays["terms"], arrays["idf"])
         if "char_terms" in arrays:
-            features._chars = TfidfVectorizer(sublinear_tf=True, vocabulary={
-                str(term): i for i, term in enumerate(arrays["char_terms"])}, **_CHARACTERS)
-            features._chars.idf_ = arrays["char_idf"]
+            features._chars = _vectorizer(arrays["char_terms"], arrays["char_idf"], **_CHARACTERS)
+        for i, name in enumerate(arrays.get("field_names", ())):
+            features._fields[str(name)] = _vectorizer(arrays[f"field_terms_{i}"],
+                                                      arrays[f"field_idf_{i}"])
         if "mean" in arrays:
             from sklearn.preprocessing import StandardScaler
 
             features._scaler = StandardScaler()
             features._scaler.mean_, features._scaler.scale_ = arrays["mean"], arrays["scale"]
         return features
+
+
+def _vectorizer(terms: np.ndarray, idf: np.ndarray, **settings: Any) -> Any:
+    """A fitted ``TfidfVectorizer`` of the saved vocabulary ``terms`` and their ``idf``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True, vocabulary={
+        str(term): i for i, term in enumerate(terms)}, **settings)
+    vectorizer.idf_ = idf
+    return vectorizer
 
 
 class ProbeHead:
@@ -153,13 +197,13 @@ class ProbeHead:
         self.regularization = regularization
         self.characters = characters
 
-    def fit(self, vectors: np.ndarray, y: np.ndarray, texts: Sequence[str] | None = None
-            ) -> ProbeHead:
+    def fit(self, vectors: np.ndarray, y: np.ndarray, texts: Sequence[str] | None = None,
+            fields: FieldTexts | None = None) -> ProbeHead:
         from sklearn.linear_model import LogisticRegression
 
-        self._features = HeadFeatures(characters=self.characters).fit(vectors, texts)
+        self._features = HeadFeatures(characters=self.characters).fit(vectors, texts, fields)
         self._model = LogisticRegression(C=self.regularization, max_iter=MAX_ITER, tol=TOL)
-        self._model.fit(self._features.transform(vectors, texts), y)
+        self._model.fit(self._features.transform(vectors, texts, fields), y)
         self.classes_ = self._model.classes_
         return self
 
@@ -167,6 +211,11 @@ class ProbeHead:
     def lexical(self) -> bool:
         """Whether the head reads the texts beside the vectors."""
         return self._features.lexical
+
+    @property
+    def text_fields(self) -> list[str]:
+        """The free-text fields the head reads words of, beside the source text."""
+        return self._features.text_fields
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted head as named arrays (numbers and strings, no objects)."""
@@ -186,9 +235,11 @@ class ProbeHead:
         head._features = HeadFeatures.from_arrays(arrays)
         return head
 
-    def predict_proba(self, vectors: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def predict_proba(self, vectors: np.ndarray, texts: Sequence[str] | None = None,
+                      fields: FieldTexts | None = None) -> np.ndarray:
         """``(n, len(classes_))`` probabilities."""
-        return np.asarray(self._model.predict_proba(self._features.transform(vectors, texts)))
+        return np.asarray(self._model.predict_proba(
+            self._features.transform(vectors, texts, fields)))
 
 
 def regularization_grid(lexical: bool) -> tuple[float, ...]:
@@ -198,7 +249,8 @@ def regularization_grid(lexical: bool) -> tuple[float, ...]:
 
 def cross_validated_probe(vectors: np.ndarray, y: np.ndarray, texts: Sequence[str] | None = None,
                           *, folds: int = 5, seed: int = 0, regularization: float | None = 1.0,
-                          groups: np.ndarray | None = None, characters: bool = True
+                          groups: np.ndarray | None = None, characters: bool = True,
+                          fields: FieldTexts | None = None
                           ) -> tuple[np.ndarray, list[float], list[float]]:
     """Out-of-fold probabilities of a ``ProbeHead`` on ``vectors`` ``(n, d)`` (and ``texts``) with
     labels ``y`` ``(n,)``: ``(probabilities (n, classes) float64, accuracy of each fold, C of each
@@ -206,17 +258,19 @@ def cross_validated_probe(vectors: np.ndarray, y: np.ndarray, texts: Sequence[st
     other folds of a shuffled stratified ``folds``-fold split (seeded; ``folds.group_folds``: the
     items of one of ``groups`` ``(n,)`` in one fold); a class missing from a fold's training part
     gets 0 there. ``regularization=None``: each fold's ``C`` is chosen by
-    ``choose_regularization`` on that fold's training part. ``characters``: as ``ProbeHead``'s."""
+    ``choose_regularization`` on that fold's training part. ``characters`` and ``fields`` (the
+    free-text fields' values, ``(n,)`` each): as ``ProbeHead``'s."""
     classes = np.unique(y)
     out_of_fold = np.zeros((len(y), len(classes)))
     fold_accuracies, chosen = [], []
     for fit_rows, held in group_folds(y, groups, folds, seed):
-        fit_texts = take(texts, fit_rows)
+        fit_texts, fit_fields = take(texts, fit_rows), take_fields(fields, fit_rows)
         c = regularization if regularization is not None else choose_regularization(
             vectors[fit_rows], y[fit_rows], fit_texts, seed=seed,
-            groups=None if groups is None else groups[fit_rows], characters=characters)
-        head = ProbeHead(c, characters).fit(vectors[fit_rows], y[fit_rows], fit_texts)
-        proba = head.predict_proba(vectors[held], take(texts, held))
+            groups=None if groups is None else groups[fit_rows], characters=characters,
+            fields=fit_fields)
+        head = ProbeHead(c, characters).fit(vectors[fit_rows], y[fit_rows], fit_texts, fit_fields)
+        proba = head.predict_proba(vectors[held], take(texts, held), take_fields(fields, held))
         # A fold may miss a rare class: place each column by the head's own classes.
         out_of_fold[np.ix_(held, np.searchsorted(classes, head.classes_))] = proba
         fold_accuracies.append(float(np.mean(head.classes_[proba.argmax(axis=1)] == y[held])))
@@ -226,14 +280,14 @@ def cross_validated_probe(vectors: np.ndarray, y: np.ndarray, texts: Sequence[st
 
 def choose_regularization(vectors: np.ndarray, y: np.ndarray, texts: Sequence[str] | None = None,
                           *, seed: int = 0, groups: np.ndarray | None = None,
-                          characters: bool = True) -> float:
+                          characters: bool = True, fields: FieldTexts | None = None) -> float:
     """The ``C`` of ``regularization_grid`` with the best ``INNER_FOLDS``-fold log-loss on these
     items (at most ``INNER_SAMPLE`` of them; log-loss, not accuracy: the probabilities are what
     label checks rank by); ``groups`` as in ``cross_validated_probe``."""
     from sklearn.metrics import log_loss
 
     rows = inner_sample(len(y), seed)
-    vectors, y, texts = vectors[rows], y[rows], take(texts, rows)
+    vectors, y, texts, fields = vectors[rows], y[rows], take(texts, rows), take_fields(fields, rows)
     groups = None if groups is None else groups[rows]
     classes = np.unique(y)
     folds = min(INNER_FOLDS, int(np.bincount(np.searchsorted(classes, y)).min()))
@@ -246,7 +300,7 @@ def choose_regularization(vectors: np.ndarray, y: np.ndarray, texts: Sequence[st
         for c in grid:
             proba, _, _ = cross_validated_probe(vectors, y, texts, folds=folds, seed=seed,
                                                 regularization=c, groups=groups,
-                                                characters=characters)
+                                                characters=characters, fields=fields)
             losses.append(log_loss(y, np.clip(proba, 1e-12, 1), labels=classes))
     return grid[int(np.argmin(losses))]
 
@@ -264,6 +318,13 @@ def source_texts(collection: IndexedCollection, space: VectorSpace, ids: Sequenc
     return texts if any(t.strip() for t in texts) else None
 
 
+def field_texts(collection: IndexedCollection, names: Sequence[str], ids: Sequence[str]
+                ) -> dict[str, list[str]]:
+    """The values of the fields ``names`` of the items ``ids``, as text ("" where null)."""
+    return {name: ["" if value is None else str(value)
+                   for value in collection.field_values(name, ids)] for name in names}
+
+
 def inner_sample(n: int, seed: int = 0) -> np.ndarray:
     """Sorted rows of the (at most ``INNER_SAMPLE``) items an inner search runs on: all ``n``
     when there are that few, a seeded sample otherwise."""
@@ -275,3 +336,9 @@ def inner_sample(n: int, seed: int = 0) -> np.ndarray:
 def take(texts: Sequence[str] | None, rows: np.ndarray) -> list[str] | None:
     """The texts of ``rows`` (None stays None: a head on vectors alone)."""
     return None if texts is None else [texts[i] for i in rows]
+
+
+def take_fields(fields: FieldTexts | None, rows: np.ndarray) -> dict[str, list[str]] | None:
+    """The values of ``rows`` of each field (None stays None: no field blocks)."""
+    return None if fields is None else {name: [values[i] for i in rows]
+                                        for name, values in fields.items()}

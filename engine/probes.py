@@ -23,6 +23,7 @@ texts or pictures later.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +32,18 @@ import pyarrow as pa
 from .errors import InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .folds import fold_groups
-from .heads import ProbeHead, choose_regularization, cross_validated_probe, source_texts
+from .heads import (
+    ProbeHead,
+    choose_regularization,
+    cross_validated_probe,
+    field_texts,
+    source_texts,
+    take,
+    take_fields,
+)
 from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
+from .lexical import free_text_fields
 from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .saved_heads import save_head
@@ -92,6 +102,7 @@ class ProbeResult:
     skipped_classes: dict[str, int]
     head: str  # the name the head fitted on all labelled items is saved under
     fold_groups: int  # groups of near-duplicates among the labelled items, each kept in one fold
+    text_fields: list[str]  # the free-text fields with a word block of their own
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,10 @@ class ProbeOptions:
         "inner cross-validation on each training part."))
     lexical: bool = option(True, help=(
         "Add TF-IDF weights of the text the vectors came from to the features (text spaces)."))
+    text_fields: Sequence[str] | None = option(help=(
+        "Free-text fields whose words get a TF-IDF block of their own beside the source text's "
+        "(logistic heads with lexical on; none: an empty list). Default: every string field but "
+        "the label and source fields whose values average two words or more."))
     doubt_below: float = option(0.1, gt=0, lt=1, help=(
         "List labelled items whose stored label gets a probability below this out of fold."))
     seed: int = option(0, ge=0, le=SEED_MAX, help="Seed of the cross-validation folds.")
@@ -139,12 +154,16 @@ def train_probe(collection: IndexedCollection, label_field: str,
     y = stored[train].astype(str)
     X = vectors[train]
     texts = source_texts(collection, chosen_space, ids) if o.lexical else None
-    train_texts = None if texts is None else [t for t, keep in zip(texts, train, strict=True) if keep]
+    names = [] if texts is None else chosen_text_fields(collection, label_field, chosen_space.source_fields,
+                                                        o.text_fields)
+    fields = field_texts(collection, names, ids) if names else None
+    train_rows = np.flatnonzero(train)
+    train_texts, train_fields = take(texts, train_rows), take_fields(fields, train_rows)
     train_ids = np.array(ids, dtype=object)[train]
     groups = fold_groups(collection, list(train_ids), unit_rows(X))
     out_of_fold, fold_accuracies, fold_regularizations = cross_validated_probe(
         X, y, train_texts, folds=folds, seed=seed, regularization=regularization,
-        groups=groups.codes)
+        groups=groups.codes, fields=train_fields)
     predicted = np.array(classes)[out_of_fold.argmax(axis=1)]
     per_class = class_reports(y, predicted, classes)
     stored_probability = out_of_fold[np.arange(len(y)), np.searchsorted(classes, y)]
@@ -155,11 +174,11 @@ def train_probe(collection: IndexedCollection, label_field: str,
     unlabelled = np.array([label is None for label in stored], dtype=bool)
     predictions: list[Prediction] = []
     c = regularization if regularization is not None else choose_regularization(
-        X, y, train_texts, seed=seed, groups=groups.codes)
-    final = ProbeHead(c).fit(X, y, train_texts)
+        X, y, train_texts, seed=seed, groups=groups.codes, fields=train_fields)
+    final = ProbeHead(c).fit(X, y, train_texts, train_fields)
     if unlabelled.any():
-        proba = final.predict_proba(vectors[unlabelled], None if texts is None else
-                                    [t for t, keep in zip(texts, unlabelled, strict=True) if keep])
+        rows = np.flatnonzero(unlabelled)
+        proba = final.predict_proba(vectors[unlabelled], take(texts, rows), take_fields(fields, rows))
         best = proba.argmax(axis=1)
         predictions = [Prediction(str(i), str(final.classes_[b]), float(p[b])) for i, b, p in
                        zip(np.array(ids, dtype=object)[unlabelled], best, proba, strict=True)]
@@ -168,6 +187,7 @@ def train_probe(collection: IndexedCollection, label_field: str,
         "label_field": label_field, "space": chosen_space.name, "where": filter_to_json(where),
         "folds": folds, "regularization": regularization, "doubt_below": doubt_below,
         "seed": seed, "lexical": texts is not None, "fold_regularizations": fold_regularizations,
+        "text_fields": final.text_fields,
         "head": "logistic regression on " + ("vectors+words" if texts is not None else "vectors")}, {
         "predictions": _predictions_table(train_ids, y, predicted, out_of_fold, stored_probability,
                                           predictions),
@@ -182,7 +202,28 @@ def train_probe(collection: IndexedCollection, label_field: str,
                      run.run_id, len(y))
     return ProbeResult(run.run_id, label_field, classes, len(y), folds, accuracy, fold_accuracies,
                        fold_regularizations, texts is not None, per_class, predictions, doubts,
-                       skipped, head.name, groups.merged)
+                       skipped, head.name, groups.merged, final.text_fields)
+
+
+def chosen_text_fields(collection: IndexedCollection, label_field: str,
+                       source_fields: Sequence[str], text_fields: Sequence[str] | None
+                       ) -> list[str]:
+    """The free-text fields a probe reads words of: ``text_fields`` as given (checked: existing
+    fields, not the label), or by ``lexical.free_text_fields`` without the label and
+    ``source_fields`` (their words are the source text's block already)."""
+    if text_fields is None:
+        return free_text_fields(collection.tables, exclude={label_field, *source_fields})
+    fields = collection.fields()
+    for name in text_fields:
+        if name not in fields:
+            raise InvalidInputError(
+                f"text_fields: collection {collection.name!r} has no field {name!r}; fields: "
+                f"{', '.join(fields) or 'none'}")
+        if name == label_field:
+            raise InvalidInputError(
+                f"text_fields: {name!r} is the label field; a head must not read its own "
+                "label: leave it out of text_fields")
+    return list(dict.fromkeys(text_fields))
 
 
 def class_reports(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> list[ClassReport]:

@@ -7,9 +7,13 @@ the space it was trained on (spec, dimension, fingerprint) and its ``kind`` (``H
 options)`` encodes new inputs as that space stores items (its encoder, or the partner of the
 other modality: a head trained on CLIP captions reads pictures too) and returns, per input, the
 most probable labels (and, for a multilabel head, every label above its threshold) or the
-predicted number of a regression head. A space whose encoder is not the head's (another
-fingerprint or dimension) is refused: its vectors mean nothing to the head. A head that reads
-words beside the vectors (``lexical``) takes texts only. A long text is encoded from its
+predicted number of a regression head. Inputs are texts, pictures, or records (dicts of field
+values, like the items' fields): a record's text is its values of the space's source fields,
+joined by spaces, and a logistic head that reads free-text fields beside it (``text_fields``)
+reads theirs, an empty block for a field the record lacks, as for a plain text. A space whose
+encoder is not the head's (another fingerprint or dimension) is refused: its vectors mean
+nothing to the head. A head that reads words beside the vectors (``lexical``) takes texts or
+records only. A long text is encoded from its
 beginning, as ``embed`` encodes it, unless the caller passes ``vectors`` made as ingest makes
 them (``encode``: ``kinsight predict`` passes the mean of each text's chunks, the vector a head
 trains on).
@@ -22,8 +26,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -55,7 +59,9 @@ class HeadInfo:
     """A saved head of ``kind`` (``HEAD_KINDS``): trained on ``label_field`` over ``trained_on``
     items of ``space``, whose vectors ``encoder`` made, in run ``run_id``; ``created_at`` in UTC.
     ``classes``: the labels it tells apart (none for a regression head); ``threshold``: the
-    probability from which a multilabel head predicts a label (None for the other kinds)."""
+    probability from which a multilabel head predicts a label (None for the other kinds);
+    ``text_fields``: the free-text fields whose words a logistic head reads beside the source
+    text (none for heads saved before there were such blocks)."""
 
     name: str
     label_field: str
@@ -68,6 +74,7 @@ class HeadInfo:
     created_at: datetime
     kind: str = "logistic"  # heads saved before there were kinds are logistic
     threshold: float | None = None
+    text_fields: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,9 @@ def save_head(collection: IndexedCollection, name: str, head: Head, space: Vecto
         raise InvalidInputError("a head needs a name that is not blank (save_as)")
     created = datetime.now(timezone.utc)
     threshold = head.threshold_ if isinstance(head, MultiLabelHead) else None
+    text_fields = head.text_fields if isinstance(head, ProbeHead) else []
     info = HeadInfo(name, label_field, space.name, space.encoder, [str(c) for c in head.classes_],
-                    head.lexical, trained_on, run_id, created, head.kind, threshold)
+                    head.lexical, trained_on, run_id, created, head.kind, threshold, text_fields)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **head.to_arrays())
     header = {key: value for key, value in vars(info).items() if key not in ("name", "created_at")}
@@ -149,7 +157,8 @@ def load_head(collection: IndexedCollection, name: str) -> tuple[HeadInfo, Head]
 def predict(collection: IndexedCollection, name: str, inputs: Sequence[Any],
             options: PredictOptions | None = None, *, encode: EncodeInputs | None = None
             ) -> PredictResult:
-    """Apply the saved head ``name`` to ``inputs`` (texts, or decoded RGB pictures). ``encode``,
+    """Apply the saved head ``name`` to ``inputs`` (texts, records, or decoded RGB pictures; see
+    the module docstring). ``encode``,
     when given, makes the inputs' vectors ``(len(inputs), dim)`` in the head's space once the
     head and space are checked (``indexers.embed.encode_items`` makes them as ingest would, the
     mean of a long text's chunks, on any executor); otherwise the space's encoder encodes each
@@ -166,6 +175,9 @@ def predict(collection: IndexedCollection, name: str, inputs: Sequence[Any],
             f"{space.encoder.spec} (fingerprint {space.encoder.fingerprint}, dim "
             f"{space.encoder.dim}): predict with a space of the head's encoder, or train a head "
             f"on this space (classify --train --space {space.name})")
+    fields = None
+    if any(isinstance(value, Mapping) for value in inputs):
+        inputs, fields = _records(name, space, info.text_fields, inputs)
     texts = list(inputs) if all(isinstance(value, str) for value in inputs) else None
     if head.lexical and texts is None:
         raise InvalidInputError(
@@ -176,17 +188,40 @@ def predict(collection: IndexedCollection, name: str, inputs: Sequence[Any],
         raise InvalidInputError(
             f"{vectors.shape[0]} vectors of {vectors.shape[-1]} dimensions for {len(inputs)} "
             f"inputs; head {name!r} reads one vector of {space.encoder.dim} per input")
-    return PredictResult(info, space.name, apply_head(head, vectors, texts, o.top))
+    return PredictResult(info, space.name, apply_head(head, vectors, texts, o.top, fields))
 
 
-def apply_head(head: Head, vectors: np.ndarray, texts: Sequence[str] | None, top: int
-               ) -> list[HeadPrediction]:
-    """What ``head`` predicts for each of ``vectors`` ``(n, d)`` (and their ``texts``, read by a
-    lexical head only), with the ``top`` most probable labels of a classifier."""
+def _records(name: str, space: VectorSpace, text_fields: Sequence[str], inputs: Sequence[Any]
+             ) -> tuple[list[str], dict[str, list[str]]]:
+    """The texts of records ``inputs`` (their source fields of ``space``, joined) and their
+    values of ``text_fields`` as text ("" where missing or null)."""
+    texts = []
+    for n, record in enumerate(inputs):
+        if not isinstance(record, Mapping):
+            raise InvalidInputError(
+                f"input {n} is a {type(record).__name__} among records; head {name!r} takes "
+                "all texts, all records (dicts of fields) or all pictures: send one kind")
+        text = " ".join(str(record[f]) for f in space.source_fields if record.get(f) is not None)
+        if not text.strip():
+            raise InvalidInputError(
+                f"record {n} has no text in {', '.join(map(repr, space.source_fields)) or 'no field'}"
+                f", the field(s) space {space.name!r} encodes: add the text to label there")
+        texts.append(text)
+    fields = {f: ["" if record.get(f) is None else str(record[f]) for record in inputs]
+              for f in text_fields}
+    return texts, fields
+
+
+def apply_head(head: Head, vectors: np.ndarray, texts: Sequence[str] | None, top: int,
+               fields: Mapping[str, Sequence[str]] | None = None) -> list[HeadPrediction]:
+    """What ``head`` predicts for each of ``vectors`` ``(n, d)`` (and their ``texts``, and
+    ``fields``: free-text fields' values, read by a lexical head only; a field left out reads
+    as empty), with the ``top`` most probable labels of a classifier."""
     texts = texts if head.lexical else None
     if isinstance(head, RidgeHead):
         return [HeadPrediction(None, None, {}, [], float(v)) for v in head.predict(vectors, texts)]
-    proba = head.predict_proba(vectors, texts)
+    proba = (head.predict_proba(vectors, texts, fields) if isinstance(head, ProbeHead) else
+             head.predict_proba(vectors, texts))
     order = np.argsort(-proba, axis=1, kind="stable")[:, :top]
     classes = [str(c) for c in head.classes_]
     predictions = []

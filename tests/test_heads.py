@@ -101,9 +101,10 @@ def test_regularization_is_chosen_on_the_training_part_from_the_grid(monkeypatch
 
     real = heads.choose_regularization
 
-    def spy(vectors, labels, words=None, *, seed=0, groups=None, characters=True):
+    def spy(vectors, labels, words=None, *, seed=0, groups=None, characters=True, fields=None):
         seen.append(len(labels))
-        return real(vectors, labels, words, seed=seed, groups=groups, characters=characters)
+        return real(vectors, labels, words, seed=seed, groups=groups, characters=characters,
+                    fields=fields)
 
     monkeypatch.setattr(heads, "choose_regularization", spy)
     _, _, chosen = cross_validated_probe(X, y, texts, folds=4, regularization=None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,6 +76,11 @@ def classify(
         help="With --zero-shot: a prompt template with {} for the label; repeat for an "
              "ensemble (default: photo/drawing/icon prompts for pictures, the label for text).")
     ] = None,
+    text_fields: Annotated[str | None, typer.Option(
+        help="Comma-separated free-text fields whose words get a TF-IDF block of their own "
+             "beside the source text's (logistic heads; \"\": none). Default: every string "
+             "field but the label and source fields whose values average two words or more."
+    )] = None,
     collection: CollectionOpt = None,
     store: StoreOpt = DEFAULT_STORE,
     where: WhereOpt = None,
@@ -111,7 +116,9 @@ def classify(
         return
     if label_field is None:
         fail("--train needs --label-field: the field holding each item's label")
-    chosen = HeadOptions(**options, space=space, where=selected)
+    chosen = HeadOptions(**options, space=space, where=selected, text_fields=None
+                         if text_fields is None else [f.strip() for f in text_fields.split(",")
+                                                      if f.strip()])
     with open_store(store) as opened:
         coll = pick_collection(opened, collection)
         with busy("training the head", as_json):
@@ -163,10 +170,15 @@ def predict(
 
     check_export_path(out)
     chosen = PredictOptions(**options, space=space)
-    inputs = read_inputs(path, id_field, tuple(text_field or ("text",)), image_field)
+    fields = tuple(text_field or ("text",))
     with open_store(store, read_only=True) as opened:
         coll = pick_collection(opened, collection)
         name = head if head is not None else _only_head(coll)
+        info = next((h for h in coll.heads() if h.name == name), None)
+        inputs = (_records(path, id_field, fields, coll.space(space or info.space).source_fields,
+                           info.text_fields)
+                  if info is not None and info.text_fields and image_field is None
+                  and path.is_file() else read_inputs(path, id_field, fields, image_field))
         with busy(f"labelling with head {name}", as_json):
             ids, results, problems = _predict_inputs(coll, name, inputs, chosen,
                                                      workers, ray_address)
@@ -197,6 +209,23 @@ def predict(
         err.print(f"wrote predictions to {out}")
 
 
+def _records(path: Path, id_field: str, text_fields: tuple[str, ...], sources: Sequence[str],
+             keep: Sequence[str]) -> Iterator[tuple[str, Any] | str]:
+    """(id, record) per record of a file, or a problem's description: the record's text
+    (``text_fields`` joined, as ``kinsight ingest`` joins them) as the space's ``sources`` hold
+    it, beside its values of the head's free-text fields ``keep``."""
+    from kinsight.indexers.ingest import text_of
+    from kinsight.indexers.readers import read_records
+    from kinsight.indexers.records import Record
+
+    for entry in read_records(path, id_field=id_field, text_fields=text_fields):
+        if not isinstance(entry, Record):
+            yield str(entry)
+            continue
+        yield entry.id, {**{f: entry.fields.get(f) for f in keep}, **dict.fromkeys(sources),
+                         (sources or ("text",))[0]: text_of(entry, text_fields)}
+
+
 def _predict_inputs(coll: Collection, name: str, inputs: Iterable[tuple[str, Any] | str],
                     options: PredictOptions, workers: int | None, ray_address: str | None
                     ) -> tuple[list[str], list[PredictResult], list[str]]:
@@ -219,7 +248,7 @@ def _predict_inputs(coll: Collection, name: str, inputs: Iterable[tuple[str, Any
             continue
         ids.append(entry[0])
         values.append(entry[1])
-        if isinstance(entry[1], str):
+        if isinstance(entry[1], str | dict):
             continue
         if workers or ray_address:
             fail("--workers/--ray encode texts; pictures are labelled in this process: "
@@ -228,7 +257,7 @@ def _predict_inputs(coll: Collection, name: str, inputs: Iterable[tuple[str, Any
             results.append(coll.predict(name, values, options))
             values = []
     if values:
-        texts = isinstance(values[0], str)
+        texts = isinstance(values[0], str | dict)
         results.append(coll.predict(name, values, options, encode=encode_texts if texts else None))
     return ids, results, problems
 
@@ -314,8 +343,9 @@ def _print(result: ProbeResult, top: int) -> None:
     console.print(f"[bold]{result.label_field}[/bold]: cross-validated accuracy "
                   f"{result.accuracy:.3f} over {result.labelled} labelled items, "
                   f"{len(result.classes)} classes, {result.folds} folds (run {result.run_id})")
+    fields = "".join(f" + {f} words" for f in result.text_fields)
     console.print(f"head: logistic regression on {'vectors + words' if result.lexical else 'vectors'}"
-                  f", C per fold {', '.join(f'{c:g}' for c in result.fold_regularizations)}"
+                  f"{fields}, C per fold {', '.join(f'{c:g}' for c in result.fold_regularizations)}"
                   f"; {result.fold_groups} groups of near-duplicates kept in one fold each")
     _print_summary(result.skipped_classes, result.per_class, "class", len(result.predictions),
                    result.head)

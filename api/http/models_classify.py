@@ -19,12 +19,15 @@ __all__ = ["PREDICT_EXAMPLES", "ClassReportOut", "ClassifyRequest", "ClassifyRes
            "PredictionOut", "ZeroShotPredictionOut", "ZeroShotRequest", "ZeroShotResponse"]
 
 PREDICT_EXAMPLES: list[JsonValue] = [
-    {"head": "section", "texts": ["a fast text editor for the terminal"], "top": 3}]
+    {"head": "section", "texts": ["a fast text editor for the terminal"], "top": 3},
+    {"head": "section", "texts": [{"text": "Vim is a modal editor with many extensions.",
+                                   "title": "Vi IMproved, a text editor"}]}]
 
 
 # The folds' seed is Python's for now, as it always was.
 @from_options(HeadOptions, omit=("seed",), types={
-    "kind": Literal["auto", "logistic", "knn", "multilabel", "regression"]})
+    "kind": Literal["auto", "logistic", "knn", "multilabel", "regression"],
+    "text_fields": list[str] | None})
 class ClassifyRequest(OptionsRequest):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"label_field": "section", "filter": {"field": "n_words", "op": "gt", "value": 20}},
@@ -83,6 +86,8 @@ class ClassifyResponse(BaseModel):
     disagreements: list[DisagreementOut]
     head: str = Field(description="The name the head fitted on all labelled items is saved "
                                   "under; apply it with classify/predict.")
+    text_fields: list[str] = Field(description=(
+        "The free-text fields whose words the head read as blocks of their own."))
     took_ms: float
 
 
@@ -95,11 +100,15 @@ class PredictTarget(OptionsRequest):
 
 
 class PredictRequest(PredictTarget):
-    """Texts to label (pictures come as multipart, see the route)."""
+    """Texts or records to label (pictures come as multipart, see the route)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": PREDICT_EXAMPLES})
 
-    texts: list[Annotated[str, StringConstraints(min_length=1)]] = Field(min_length=1)
+    texts: list[Annotated[str, StringConstraints(min_length=1)] | dict[str, str | None]] = Field(
+        min_length=1, description=(
+            "Texts, or records: objects of field values, the text under the source field(s) "
+            "of the head's space and the free-text fields the head reads (its text_fields) "
+            "beside it; a field a record lacks reads as empty, as for a plain text."))
 
 
 class HeadOut(BaseModel):
@@ -113,6 +122,8 @@ class HeadOut(BaseModel):
     threshold: float | None = Field(description="A multilabel head predicts the labels whose "
                                                 "probability reaches this.")
     lexical: bool
+    text_fields: list[str] = Field(description=(
+        "Free-text fields it reads beside the source text: send records to fill them."))
     trained_on: int
     run_id: str
 

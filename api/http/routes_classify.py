@@ -72,7 +72,8 @@ def classify(body: ClassifyRequest, collection: CollectionDep,
         unlabelled=len(result.predictions),
         predictions=[PredictionOut(**asdict(p)) for p in result.predictions[: body.limit]],
         disagreements=[DisagreementOut(**asdict(d)) for d in result.disagreements[: body.limit]],
-        head=result.head, took_ms=(time.perf_counter() - started) * 1000)
+        head=result.head, text_fields=result.text_fields,
+        took_ms=(time.perf_counter() - started) * 1000)
 
 
 @router.post("/classify/zero-shot", summary="Label items from label names alone (prompts)")
@@ -98,7 +99,8 @@ def classify_zero_shot(body: ZeroShotRequest, collection: CollectionDep,
              responses={415: {"model": ErrorOut, "description": "Neither JSON nor a form"}})
 async def classify_predict(request: Request, collection: CollectionDep, settings: SettingsDep,
                            encoded: EncodedDep) -> PredictResponse:
-    """Texts as JSON ``{"head": H, "texts": [...]}``, or pictures as a multipart form (``image``
+    """Texts as JSON ``{"head": H, "texts": [...]}`` (or records: objects of field values,
+    for a head that reads free-text fields beside the text), or pictures as a multipart form (``image``
     files, ``head`` and the other fields as form fields). The inputs are encoded as the head's
     space stores items, a long text as the mean of its chunks (or as ``space``, whose encoder
     must be the head's: 422 otherwise), and each gets its ``top`` labels (a multilabel head's
@@ -109,7 +111,7 @@ async def classify_predict(request: Request, collection: CollectionDep, settings
     started = time.perf_counter()
     target, inputs = await texts_or_pictures(request, settings, PredictRequest, PredictTarget)
     encoded(len(inputs))
-    texts = all(isinstance(value, str) for value in inputs)
+    texts = all(isinstance(value, str | dict) for value in inputs)
     result = await run_in_threadpool(partial(
         collection.predict, target.head, inputs, target.to_options(PredictOptions),
         encode=encode_items if texts else None))  # a long text: the mean of its chunks
@@ -118,7 +120,8 @@ async def classify_predict(request: Request, collection: CollectionDep, settings
         head=HeadOut(name=info.name, label_field=info.label_field, space=info.space,
                      encoder=info.encoder.spec, fingerprint=info.encoder.fingerprint,
                      kind=info.kind, classes=info.classes, threshold=info.threshold,
-                     lexical=info.lexical, trained_on=info.trained_on, run_id=info.run_id),
+                     lexical=info.lexical, text_fields=info.text_fields,
+                     trained_on=info.trained_on, run_id=info.run_id),
         space=result.space,
         predictions=[HeadPredictionOut(**asdict(p)) for p in result.predictions],
         took_ms=(time.perf_counter() - started) * 1000)
