@@ -7,6 +7,10 @@ bm25s cannot update an index in place, so the index is rebuilt when its collecti
 seconds for 30k documents) and saved beside the FAISS files with the generation it reflects,
 the analyser that built it and its BM25 parameters; a space whose language changed, or a folder
 built with other parameters than ``BM25_PARAMETERS``, is rebuilt.
+
+``free_text_fields`` says which fields of a collection hold free text (words to weigh, as
+opposed to codes, names and labels): the one rule the analyses that read words beside the
+vectors share.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +33,8 @@ from .storage import CollectionTables
 if TYPE_CHECKING:
     import bm25s
 
-__all__ = ["BM25_PARAMETERS", "SYNC_REBUILD_LIMIT", "LexicalIndex", "LexicalKeeper"]
+__all__ = ["BM25_PARAMETERS", "FREE_TEXT_SAMPLE", "FREE_TEXT_WORDS", "SYNC_REBUILD_LIMIT",
+           "LexicalIndex", "LexicalKeeper", "free_text_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,33 @@ SYNC_REBUILD_LIMIT = 20_000
 # change here rebuilds every folder saved with others: k1 0.9 beat 1.5 on the Debian dev half
 # (README, How the default fusion was chosen), not adopted until checked on other languages.
 BM25_PARAMETERS = {"k1": 1.5, "b": 0.75}
+# A string field is free text when its values average at least this many words (Debian's
+# one-line ``title`` averages ~5, its ``section``, ``source`` and ``family`` one), measured on a
+# seeded sample of at most FREE_TEXT_SAMPLE items: the same answer at any size, in milliseconds.
+FREE_TEXT_WORDS = 2.0
+FREE_TEXT_SAMPLE = 2000
+
+
+def free_text_fields(tables: CollectionTables, exclude: Collection[str] = ()) -> list[str]:
+    """The collection's fields of free text, in schema order: string (``VARCHAR``) fields not in
+    ``exclude`` (the label field; the source fields a caller reads otherwise) whose non-empty
+    values average at least ``FREE_TEXT_WORDS`` whitespace-separated words over a seeded sample
+    of at most ``FREE_TEXT_SAMPLE`` items. A field no sampled item has is not free text."""
+    candidates = [name for name, kind in tables.fields().items()
+                  if kind == "VARCHAR" and name not in exclude]
+    if not candidates:
+        return []
+    ids = sorted(tables.ids_matching(None))
+    if len(ids) > FREE_TEXT_SAMPLE:
+        rows = np.random.default_rng(0).choice(len(ids), FREE_TEXT_SAMPLE, replace=False)
+        ids = [ids[i] for i in np.sort(rows)]
+    chosen = []
+    for name in candidates:
+        words = [len(value.split()) for value in tables.field_values(name, ids)
+                 if value is not None and value.strip()]
+        if words and float(np.mean(words)) >= FREE_TEXT_WORDS:
+            chosen.append(name)
+    return chosen
 
 
 class LexicalIndex:
