@@ -33,6 +33,7 @@ from _common import debian_store, git_state, item_vectors, missing_extra, print_
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from kinsight.engine.detectors import METHODS, TEXT_METHODS, make_detector
+from kinsight.engine.lexical import free_text_fields
 
 SECTIONS = ("perl", "python", "libs", "utils", "golang", "javascript")  # largest, fixed a priori
 CONTAMINATION = 0.10
@@ -49,20 +50,22 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     with debian_store(args.docs) as store:
-        ids, vectors = item_vectors(store.collection("debian"))
-        rows = dict(store.cursor().execute("SELECT id, [section, text] FROM debian.items")
-                    .fetchall())
-    keep = split_rows(ids, args.split)
-    vectors = vectors[keep]
-    sections = np.array([rows[ids[i]][0] for i in keep], dtype=object)
-    texts = np.array([rows[ids[i]][1] or "" for i in keep], dtype=object)
+        debian = store.collection("debian")
+        ids, vectors = item_vectors(debian)
+        keep = split_rows(ids, args.split)
+        ids, vectors = [ids[i] for i in keep], vectors[keep]
+        sections = np.array(debian.field_values("section", ids), dtype=object)
+        texts = np.array([t or "" for t in debian.field_values("text", ids)], dtype=object)
+        fields = {name: np.array([v or "" for v in debian.field_values(name, ids)], dtype=object)
+                  for name in free_text_fields(debian.tables,
+                                               exclude=debian.space("text").source_fields)}
     reference_sections = SECTIONS[: args.sections]
 
     candidates: list[tuple[str, Callable[[], Any]]] = [
         (f"kinsight {m}{' (default)' if m == 'combined' else ''}",
          lambda m=m: make_detector(m, language="en")) for m in (*TEXT_METHODS, *METHODS)]
-    candidates.insert(2, ("kinsight combined, equal weights (the default before)",
-                          lambda: make_detector("combined", language="en", vector_weight=1.0)))
+    candidates.insert(2, ("kinsight combined, source text only (the default before)",
+                          lambda: SourceOnly(make_detector("combined", language="en"))))
     candidates.append(("TF-IDF + GMM", TfidfGMM))
     if not args.no_pyod:
         try:
@@ -76,11 +79,12 @@ def main() -> None:
             print(f"{args.split} split: reference {len(reference)} "
                   f"({', '.join(reference_sections)}), targets {len(targets)} "
                   f"({int((~is_anomaly).sum())} held-out normal, {int(is_anomaly.sum())} from "
-                  f"other sections); {args.seeds} seeded draws", flush=True)
+                  f"other sections); other free-text fields: {', '.join(fields) or 'none'}; "
+                  f"{args.seeds} seeded draws", flush=True)
         for name, build in candidates:
             started = time.perf_counter()
             detector = build()
-            outlying, flagged = _fit_score(detector, vectors, texts, reference, targets)
+            outlying, flagged = _fit_score(detector, vectors, texts, fields, reference, targets)
             results[name].append({**_metrics(outlying, flagged, is_anomaly),
                                   "seconds": time.perf_counter() - started})
     means = {name: {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
@@ -110,18 +114,33 @@ def _draw(sections: np.ndarray, reference_sections: tuple[str, ...], seed: int
     return reference, np.concatenate([held_out, anomalous]), is_anomaly
 
 
-def _fit_score(detector: Any, vectors: np.ndarray, texts: np.ndarray, reference: np.ndarray,
-               targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class SourceOnly:
+    """A kinsight detector given the source texts alone, without the other free-text fields."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+
+
+def _fit_score(detector: Any, vectors: np.ndarray, texts: np.ndarray,
+               fields: dict[str, np.ndarray], reference: np.ndarray, targets: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(higher-is-more-anomalous score, flagged) for either library's convention."""
     if isinstance(detector, TfidfGMM):
         detector.fit(texts[reference])
         return detector.outlying(texts[targets])
+    if isinstance(detector, SourceOnly):
+        detector, fields = detector.detector, {}
     if hasattr(detector, "needs_texts"):  # kinsight: higher is more normal
-        target_texts = list(texts[targets]) if detector.needs_texts else None
-        detector.fit(vectors[reference], texts=list(texts[reference]) if detector.needs_texts
-                     else None)
-        return (-detector.score_samples(vectors[targets], texts=target_texts),
-                detector.predict(vectors[targets], texts=target_texts) == -1)
+        def given(rows: np.ndarray) -> dict[str, Any]:
+            if not detector.needs_texts:
+                return {}
+            return {"texts": list(texts[rows]),
+                    "fields": {name: list(values[rows]) for name, values in fields.items()}
+                    if detector.reads_fields else None}
+
+        detector.fit(vectors[reference], **given(reference))
+        return (-detector.score_samples(vectors[targets], **given(targets)),
+                detector.predict(vectors[targets], **given(targets)) == -1)
     detector.fit(vectors[reference])
     return detector.decision_function(vectors[targets]), detector.predict(vectors[targets]) == 1
 

@@ -9,7 +9,10 @@ their out-of-sample score, so no item scores against itself.
 
 The default method, ``auto``, is ``combined`` in a text space (k-NN on the vectors and the rarity
 of the words they came from, calibrated together: ``text_detectors``) and ``knn`` elsewhere, and
-for new items given as vectors alone.
+for new items given as vectors alone. ``combined`` also weighs the words of the collection's
+other free-text fields (``lexical.free_text_fields``: a title beside the description the
+vectors came from), each as a view of its own; new items sent with their texts alone are
+scored without them.
 
 Each score comes with its percentile among the reference (comparable across methods and runs),
 whether it passes the threshold, and what shows why it stands out: the nearest reference items
@@ -50,6 +53,7 @@ from .errors import EncoderMismatchError, InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .indexed_collection import IndexedCollection
 from .kernels import normalise_for
+from .lexical import free_text_fields
 from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .spaces import VectorSpace
@@ -168,7 +172,8 @@ class AnomalyOptions:
     n_neighbors: int | None = option(
         ge=1, help="knn, lof and combined: neighbours the detector looks at (default 10, 20, 20).")
     vector_weight: float | None = option(gt=0, help=(
-        "combined: times the vectors' percentile counts in the mean, the words' once (default 2)."))
+        "combined: times the vectors' percentile counts in the mean, each text field's words once "
+        "(default 2)."))
     aggregate: Literal["mean", "kth"] | None = option(
         help="knn: the neighbours' mean similarity, or the k-th one's alone (default mean).")
     n_estimators: int | None = option(ge=1, help="iforest: trees in the forest (default 200).")
@@ -221,8 +226,10 @@ def fit_reference(
     detector = make_detector(method, threshold_percentile=o.threshold_percentile, metric=metric,
                              language=target_space.keyword_language, **o.detector_params())
     texts = _texts(source, reference_space, ref_ids) if detector.needs_texts else None
-    return ReferenceModel(detector.fit(vectors, texts=texts), target_space.encoder, source.name,
-                          tuple(ref_ids), _describe(reference))
+    fields = _fields(source, free_text_fields(source.tables, exclude=reference_space.source_fields),
+                     ref_ids) if detector.reads_fields else None
+    return ReferenceModel(detector.fit(vectors, texts=texts, fields=fields), target_space.encoder,
+                          source.name, tuple(ref_ids), _describe(reference))
 
 
 def anomalies(
@@ -250,7 +257,9 @@ def anomalies(
     detector = model.detector
     texts = _target_texts(collection, target_space, targets, ids) if detector.needs_texts \
         else None
-    scores = detector.score_samples(vectors, texts=texts)
+    fields = None if isinstance(targets, NewVectors) or texts is None else _fields(
+        collection, [f for f in detector.text_fields() if f in collection.fields()], ids)
+    scores = detector.score_samples(vectors, texts=texts, fields=fields)
     own_rows = _reference_rows(collection, model, ids)
     in_reference = own_rows >= 0
     scores[in_reference] = detector.reference_scores_[own_rows[in_reference]]
@@ -301,6 +310,13 @@ def _texts(collection: IndexedCollection, space: VectorSpace, ids: Sequence[str]
     columns = [collection.field_values(f, ids) for f in known]
     return [" ".join(str(value or "") for value in values) for values in zip(*columns, strict=True)
             ] if columns else [""] * len(ids)
+
+
+def _fields(collection: IndexedCollection, names: Sequence[str], ids: Sequence[str]
+            ) -> dict[str, list[str]]:
+    """The values of free-text fields ``names`` of stored items, by field ("" where none)."""
+    return {name: [str(value or "") for value in collection.field_values(name, ids)]
+            for name in names}
 
 
 def _target_texts(collection: IndexedCollection, space: VectorSpace,

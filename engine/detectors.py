@@ -25,8 +25,9 @@ and deterministic (seeded), gives identical scores, and avoids pickle/joblib fil
 code when loaded and break across scikit-learn versions.
 
 Two more read the items' texts beside their vectors (``text_detectors``): ``lexical`` (how rare
-a text's words are in the reference) and ``combined`` (k-NN and lexical, calibrated together),
-the default of text spaces; ``auto`` picks it there and ``knn`` elsewhere (``resolve_method``).
+a text's words are in the reference) and ``combined`` (k-NN and lexical, calibrated together,
+with one lexical view more for each other free-text field it is given: ``fields=``), the
+default of text spaces; ``auto`` picks it there and ``knn`` elsewhere (``resolve_method``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from __future__ import annotations
 import inspect
 import json
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -50,6 +52,7 @@ __all__ = [
     "AnomalyMethod",
     "Detector",
     "IsolationForestDetector",
+    "ItemTexts",
     "KNNDetector",
     "LOFDetector",
     "MahalanobisDetector",
@@ -65,8 +68,19 @@ METHODS: tuple[str, ...] = tuple(m for m in get_args(AnomalyMethod)  # on vector
                                  if m not in ("auto", *TEXT_METHODS))
 
 MIN_REFERENCE = 20  # below this, a 95th percentile of the reference is not a number to trust
-FORMAT_VERSION = 2  # 2: text detectors' term counts beside the arrays
+FORMAT_VERSION = 3  # 2: text detectors' term counts beside the arrays; 3: those of other fields
+READABLE_FORMATS = (2, 3)  # a format-2 file is a detector fitted without other fields
 CROSS_FIT_FOLDS = 5  # folds of the out-of-sample reference scores of iforest and mahalanobis
+
+
+@dataclass(frozen=True)
+class ItemTexts:
+    """What the text detectors read beside the vectors, one value per vector in each: the
+    ``source`` texts (what the vectors were encoded from) and other free-text ``fields`` by
+    name (a title beside a description), which ``combined`` weighs as views of their own."""
+
+    source: Sequence[str]
+    fields: Mapping[str, Sequence[str]]
 
 
 class Detector:
@@ -80,11 +94,12 @@ class Detector:
 
     method: ClassVar[str]
     needs_texts: ClassVar[bool] = False  # the text detectors' fit and score take texts=
+    reads_fields: ClassVar[bool] = False  # ... and fields= (other free-text fields) too
     threshold_percentile: float
     metric: str
 
-    def fit(self, X: np.ndarray, y: Any = None, *, texts: Sequence[str] | None = None
-            ) -> Detector:
+    def fit(self, X: np.ndarray, y: Any = None, *, texts: Sequence[str] | None = None,
+            fields: Mapping[str, Sequence[str]] | None = None) -> Detector:
         X = _as_matrix(X)
         if len(X) < MIN_REFERENCE:
             raise InvalidInputError(
@@ -95,7 +110,7 @@ class Detector:
                 f"threshold_percentile must be between 0 and 100, got {self.threshold_percentile}")
         if self.metric not in ("ip", "l2"):
             raise InvalidInputError(f"metric must be 'ip' or 'l2', got {self.metric!r}")
-        self._restore(X, self._held_out_scores(X, _checked_texts(texts, len(X))))
+        self._restore(X, self._held_out_scores(X, _checked_texts(texts, fields, len(X))))
         return self
 
     def __init__(self, *, threshold_percentile: float = 95.0, metric: str = "ip") -> None:
@@ -113,20 +128,27 @@ class Detector:
         scikit-learn costs ~3 s, and every command that imports the engine would pay it."""
         return {name: getattr(self, name) for name in self.parameter_names()}
 
-    def score_samples(self, X: np.ndarray, *, texts: Sequence[str] | None = None) -> np.ndarray:
+    def score_samples(self, X: np.ndarray, *, texts: Sequence[str] | None = None,
+                      fields: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
         """Raw normality ``(n,)`` float64: higher is more normal; the scale depends on the method.
-        ``texts``: the items' source texts, one per row (read by the text detectors only)."""
+        ``texts``: the items' source texts, one per row (read by the text detectors only);
+        ``fields``: other free-text fields by name, one value per row each (``combined``)."""
         X = self._check_fitted(X)
-        return self._score(X, _checked_texts(texts, len(X)))
+        return self._score(X, _checked_texts(texts, fields, len(X)))
 
-    def decision_function(self, X: np.ndarray, *, texts: Sequence[str] | None = None
-                          ) -> np.ndarray:
+    def decision_function(self, X: np.ndarray, *, texts: Sequence[str] | None = None,
+                          fields: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
         """``score_samples(X) - threshold_``: negative for anomalies."""
-        return self.score_samples(X, texts=texts) - self.threshold_
+        return self.score_samples(X, texts=texts, fields=fields) - self.threshold_
 
-    def predict(self, X: np.ndarray, *, texts: Sequence[str] | None = None) -> np.ndarray:
+    def predict(self, X: np.ndarray, *, texts: Sequence[str] | None = None,
+                fields: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
         """``+1`` for normal items, ``-1`` for anomalies (as scikit-learn's detectors)."""
-        return np.where(self.decision_function(X, texts=texts) < 0, -1, 1)
+        return np.where(self.decision_function(X, texts=texts, fields=fields) < 0, -1, 1)
+
+    def text_fields(self) -> tuple[str, ...]:
+        """The other free-text fields the detector was fitted with (``fields=``), by name."""
+        return ()
 
     def reference_terms(self) -> Any:
         """The reference's term counts (``text_detectors.ReferenceTerms``) of a text detector,
@@ -166,7 +188,7 @@ class Detector:
         """Fit the method's model on reference vectors."""
 
     @abstractmethod
-    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: ItemTexts | None = None) -> np.ndarray:
         """Raw normality of already checked vectors (and their texts, for text detectors)."""
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -176,7 +198,7 @@ class Detector:
     def _load_arrays(self, saved: Any, reference: np.ndarray) -> None:
         """Read back what ``_arrays`` saved (before ``_restore``)."""
 
-    def _held_out_scores(self, X: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
+    def _held_out_scores(self, X: np.ndarray, texts: ItemTexts | None) -> np.ndarray:
         """Out-of-sample score of each reference vector: k-fold cross-fitting (a model that never
         saw an item scores it). Neighbour methods override this with leave-one-out."""
         from sklearn.model_selection import KFold
@@ -230,11 +252,11 @@ class KNNDetector(Detector):
             raise InvalidInputError(f"aggregate must be 'mean' or 'kth', got {self.aggregate!r}")
         _check_neighbours(self.n_neighbors, len(X))
 
-    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: ItemTexts | None = None) -> np.ndarray:
         similarities, _ = knn(X, self.reference_, self.n_neighbors, self.metric)
         return self._aggregate(similarities)
 
-    def _held_out_scores(self, X: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
+    def _held_out_scores(self, X: np.ndarray, texts: ItemTexts | None) -> np.ndarray:
         _check_neighbours(self.n_neighbors, len(X) - 1)
         similarities, _ = leave_one_out(X, self.n_neighbors, self.metric)
         return self._aggregate(similarities)
@@ -264,10 +286,10 @@ class LOFDetector(Detector):
         self._model = LocalOutlierFactor(n_neighbors=self.n_neighbors, novelty=True,
                                          algorithm="brute").fit(X)
 
-    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: ItemTexts | None = None) -> np.ndarray:
         return np.asarray(self._model.score_samples(X), dtype=np.float64)
 
-    def _held_out_scores(self, X: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
+    def _held_out_scores(self, X: np.ndarray, texts: ItemTexts | None) -> np.ndarray:
         # LOF of the training items is computed from their neighbours without themselves.
         self._fit_model(X)
         return np.asarray(self._model.negative_outlier_factor_, dtype=np.float64)
@@ -291,7 +313,7 @@ class IsolationForestDetector(Detector):
         self._model = IsolationForest(n_estimators=self.n_estimators,
                                       random_state=self.seed).fit(X)
 
-    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: ItemTexts | None = None) -> np.ndarray:
         return np.asarray(self._model.score_samples(X), dtype=np.float64)
 
 
@@ -317,7 +339,7 @@ class MahalanobisDetector(Detector):
         self._pca = PCA(n_components=components, svd_solver="covariance_eigh").fit(X)
         self._covariance = LedoitWolf().fit(self._pca.transform(X))
 
-    def _score(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+    def _score(self, X: np.ndarray, texts: ItemTexts | None = None) -> np.ndarray:
         return -np.asarray(self._covariance.mahalanobis(self._pca.transform(X)), dtype=np.float64)
 
 
@@ -378,17 +400,26 @@ def load_detector_arrays(path: str | Path) -> tuple[Detector, dict[str, Any]]:
     except (OSError, ValueError, KeyError) as e:
         raise InvalidInputError(f"{path} is not a saved kinsight detector ({e}); save one with "
                                 "--save-detector or ReferenceModel.save") from e
-    if meta.get("format") != FORMAT_VERSION:
+    if meta.get("format") not in READABLE_FORMATS:
         raise InvalidInputError(f"{path} was saved in detector format {meta.get('format')}; "
-                                f"this version reads format {FORMAT_VERSION}: fit it again")
+                                f"this version reads formats {READABLE_FORMATS}: fit it again")
     detector._restore(reference, reference_scores)
     return detector, meta
 
 
-def _checked_texts(texts: Sequence[str] | None, n: int) -> Sequence[str] | None:
-    if texts is not None and len(texts) != n:
+def _checked_texts(texts: Sequence[str] | None, fields: Mapping[str, Sequence[str]] | None,
+                   n: int) -> ItemTexts | None:
+    if texts is None:
+        if fields:
+            raise InvalidInputError("fields= come beside the source texts: pass texts=... too")
+        return None
+    if len(texts) != n:
         raise InvalidInputError(f"{len(texts)} texts for {n} vectors; give one text per vector")
-    return texts
+    for name, values in (fields or {}).items():
+        if len(values) != n:
+            raise InvalidInputError(f"field {name!r} has {len(values)} values for {n} vectors; "
+                                    "give one value per vector (an empty string where none)")
+    return ItemTexts(texts, dict(fields or {}))
 
 
 def _as_matrix(X: Any) -> np.ndarray:

@@ -3,6 +3,8 @@ structure: a tight reference cloud, fresh items drawn like it, and far outliers.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -257,6 +259,51 @@ def test_combined_detector_weighs_the_vectors_against_the_words(tmp_path):
         AnomalyOptions(method="knn", vector_weight=2.0)
 
 
+def test_combined_detector_reads_other_fields_as_views_of_their_own(tmp_path):
+    """Items odd only in another free-text field (a title) move up by that field's view; fresh
+    normal items are still flagged ~5% of the time; a field the scored items lack is left out of
+    their mean; the fields are saved and read back with the detector."""
+    detector = make_detector("combined", language="en").fit(
+        cloud(600, 1), texts=texts(600, 1), fields={"title": texts(600, 11)})
+    assert detector.text_fields() == ("title",)
+    vectors, batch = cloud(310, seed=2), texts(310, seed=4)
+    titles = {"title": texts(300, seed=12) + odd_texts(10, seed=13)}  # 10 odd titles last
+    with_titles = detector.percentiles(detector.score_samples(vectors, texts=batch, fields=titles))
+    without = detector.percentiles(detector.score_samples(vectors, texts=batch))
+    assert with_titles[300:].mean() > without[300:].mean() + 10  # the title view saw them
+    assert abs(with_titles[:300].mean() - without[:300].mean()) < 5  # the others: no change
+    fresh = {"texts": texts(2000, seed=6), "fields": {"title": texts(2000, seed=7)}}
+    flagged = float(np.mean(detector.predict(cloud(2000, seed=5), **fresh) == -1))
+    assert 0.02 <= flagged <= 0.08, flagged
+    loaded, _ = load_detector_arrays(detector.save(tmp_path / "fields.npz"))
+    assert loaded.text_fields() == ("title",)
+    np.testing.assert_array_equal(loaded.score_samples(vectors, texts=batch, fields=titles),
+                                  detector.score_samples(vectors, texts=batch, fields=titles))
+    with pytest.raises(InvalidInputError, match="'summary' was not among the fields"):
+        detector.score_samples(vectors, texts=batch, fields={"summary": batch})
+    with pytest.raises(InvalidInputError, match="field 'title' has 2 values for 310 vectors"):
+        detector.score_samples(vectors, texts=batch, fields={"title": ["a", "b"]})
+    with pytest.raises(InvalidInputError, match=r"pass texts=\.\.\. too"):
+        detector.score_samples(vectors, fields=titles)
+
+
+def test_a_detector_saved_before_fields_still_loads(tmp_path):
+    """A format-2 file (a combined detector without other fields) loads and scores as saved."""
+    detector = make_detector("combined", language="en").fit(cloud(100, 1), texts=texts(100, 1))
+    path = detector.save(tmp_path / "new.npz")
+    with np.load(path) as saved:
+        arrays = {k: saved[k] for k in saved.files if k != "field_names"}
+    header = json.loads(str(arrays["header"]))
+    arrays["header"] = np.array(json.dumps({**header, "format": 2}))
+    with open(tmp_path / "old.npz", "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    loaded, meta = load_detector_arrays(tmp_path / "old.npz")
+    assert meta["format"] == 2 and loaded.text_fields() == ()
+    batch = texts(20, seed=5)
+    np.testing.assert_array_equal(loaded.score_samples(cloud(20, 7), texts=batch),
+                                  detector.score_samples(cloud(20, 7), texts=batch))
+
+
 def test_text_detectors_need_one_text_per_vector(tmp_path):
     detector = make_detector("lexical").fit(cloud(50, 1), texts=texts(50, 1))
     with pytest.raises(InvalidInputError, match="reads the items' texts"):
@@ -300,6 +347,25 @@ def test_default_run_on_a_text_space_reads_the_words(store):
     lexical = docs.anomalies(method="lexical", targets=NewVectors(
         cloud(2, seed=24), texts=["zebra xylophone", texts(1, 25)[0]]))
     assert lexical.scores[0].id == "new-0" and lexical.scores[0].is_anomaly
+
+
+def test_default_run_reads_the_other_free_text_fields(store):
+    """A field of free text besides the space's source (here ``summary``) is a view of the
+    default detector: items odd only there rank above the normal ones; ``kind`` (one word) is
+    not free text and is not read."""
+    docs = store.create_collection("summaries")
+    docs.ensure_space("text", VECTOR_ENCODER, source_fields=["text"])
+    summaries = texts(120, seed=30) + odd_texts(6, seed=31)
+    docs.upsert(Item(id=f"item{i}", fields={"text": t, "summary": summary,
+                                            "kind": "normal" if i < 120 else "odd"},
+                     vectors={"text": v})
+                for i, (t, summary, v) in enumerate(zip(texts(126, seed=32), summaries,
+                                                       cloud(126, seed=33), strict=True)))
+    normal = {"field": "kind", "op": "eq", "value": "normal"}
+    assert fit_reference(docs, reference=normal).detector.text_fields() == ("summary",)
+    result = docs.anomalies(reference=normal, targets={"field": "kind", "op": "eq", "value": "odd"})
+    reference = read_run_table(docs, result.run_id, "reference").column("score").to_numpy()
+    assert np.mean([s.score for s in result.scores]) < np.quantile(reference, 0.3)
 
 
 def test_drift_tests_the_share_flagged():
