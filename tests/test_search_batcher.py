@@ -177,7 +177,7 @@ def test_a_caller_that_goes_away_is_left_out_and_the_others_answer():
 def test_many_more_concurrent_searches_than_worker_threads_all_answer_in_few_batches():
     # Sync routes run on anyio's 40 worker threads; a search waiting for its batch holds none,
     # so 64 concurrent ones all queue behind the first batch and run together in the next.
-    encoder = SlowQueries(seconds=1.0)
+    encoder = SlowQueries(seconds=3.0)  # long enough for all 64 to arrive on a busy machine
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(encoders._cache, SPEC, encoder)
         with serve() as client:
