@@ -53,7 +53,7 @@ from .errors import EncoderMismatchError, InvalidInputError
 from .filters import FilterInput, filter_to_json
 from .indexed_collection import IndexedCollection
 from .kernels import normalise_for
-from .lexical import free_text_fields
+from .lexical import field_texts, free_text_fields
 from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .spaces import VectorSpace
@@ -226,8 +226,8 @@ def fit_reference(
     detector = make_detector(method, threshold_percentile=o.threshold_percentile, metric=metric,
                              language=target_space.keyword_language, **o.detector_params())
     texts = _texts(source, reference_space, ref_ids) if detector.needs_texts else None
-    fields = _fields(source, free_text_fields(source.tables, exclude=reference_space.source_fields),
-                     ref_ids) if detector.reads_fields else None
+    fields = field_texts(source.tables, free_text_fields(
+        source.tables, exclude=reference_space.source_fields), ref_ids) if detector.reads_fields else None
     return ReferenceModel(detector.fit(vectors, texts=texts, fields=fields), target_space.encoder,
                           source.name, tuple(ref_ids), _describe(reference))
 
@@ -257,8 +257,8 @@ def anomalies(
     detector = model.detector
     texts = _target_texts(collection, target_space, targets, ids) if detector.needs_texts \
         else None
-    fields = None if isinstance(targets, NewVectors) or texts is None else _fields(
-        collection, [f for f in detector.text_fields() if f in collection.fields()], ids)
+    fields = None if isinstance(targets, NewVectors) or texts is None else field_texts(
+        collection.tables, [f for f in detector.text_fields() if f in collection.fields()], ids)
     scores = detector.score_samples(vectors, texts=texts, fields=fields)
     own_rows = _reference_rows(collection, model, ids)
     in_reference = own_rows >= 0
@@ -310,13 +310,6 @@ def _texts(collection: IndexedCollection, space: VectorSpace, ids: Sequence[str]
     columns = [collection.field_values(f, ids) for f in known]
     return [" ".join(str(value or "") for value in values) for values in zip(*columns, strict=True)
             ] if columns else [""] * len(ids)
-
-
-def _fields(collection: IndexedCollection, names: Sequence[str], ids: Sequence[str]
-            ) -> dict[str, list[str]]:
-    """The values of free-text fields ``names`` of stored items, by field ("" where none)."""
-    return {name: [str(value or "") for value in collection.field_values(name, ids)]
-            for name in names}
 
 
 def _target_texts(collection: IndexedCollection, space: VectorSpace,

@@ -42,7 +42,7 @@ from .kernels import unit_rows
 from .spaces import VectorSpace
 
 __all__ = ["INNER_FOLDS", "INNER_SAMPLE", "FieldTexts", "HeadFeatures", "ProbeHead",
-           "choose_regularization", "cross_validated_probe", "field_texts", "inner_sample",
+           "choose_regularization", "cross_validated_probe", "inner_sample",
            "regularization_grid", "source_texts", "take", "take_fields"]
 
 # The values of free-text fields: field name -> one text per item, in the items' order.
@@ -316,13 +316,6 @@ def source_texts(collection: IndexedCollection, space: VectorSpace, ids: Sequenc
     columns = [collection.field_values(f, ids) for f in fields]
     texts = [" ".join(str(v) for v in values if v is not None) for values in zip(*columns, strict=True)]
     return texts if any(t.strip() for t in texts) else None
-
-
-def field_texts(collection: IndexedCollection, names: Sequence[str], ids: Sequence[str]
-                ) -> dict[str, list[str]]:
-    """The values of the fields ``names`` of the items ``ids``, as text ("" where null)."""
-    return {name: ["" if value is None else str(value)
-                   for value in collection.field_values(name, ids)] for name in names}
 
 
 def inner_sample(n: int, seed: int = 0) -> np.ndarray:

@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import bm25s
 
 __all__ = ["BM25_PARAMETERS", "FREE_TEXT_SAMPLE", "FREE_TEXT_WORDS", "SYNC_REBUILD_LIMIT",
-           "LexicalIndex", "LexicalKeeper", "free_text_fields"]
+           "LexicalIndex", "LexicalKeeper", "field_texts", "free_text_fields"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,14 @@ def free_text_fields(tables: CollectionTables, exclude: Collection[str] = ()) ->
             chosen.append(name)
     return chosen
 
+
+
+def field_texts(tables: CollectionTables, names: Sequence[str], ids: Sequence[str]
+                ) -> dict[str, list[str]]:
+    """The values of the fields ``names`` of the items ``ids``, as text ("" where null), by
+    field: what the analyses reading free-text fields beside the vectors are given."""
+    return {name: ["" if value is None else str(value)
+                   for value in tables.field_values(name, ids)] for name in names}
 
 class LexicalIndex:
     """A BM25 index of documents identified by item id, and the analyser of its terms."""

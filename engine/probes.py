@@ -36,14 +36,13 @@ from .heads import (
     ProbeHead,
     choose_regularization,
     cross_validated_probe,
-    field_texts,
     source_texts,
     take,
     take_fields,
 )
 from .indexed_collection import IndexedCollection
 from .kernels import unit_rows
-from .lexical import free_text_fields
+from .lexical import field_texts, free_text_fields
 from .options import SEED_MAX, check_bounds, option
 from .runs import save_run
 from .saved_heads import save_head
@@ -156,7 +155,7 @@ def train_probe(collection: IndexedCollection, label_field: str,
     texts = source_texts(collection, chosen_space, ids) if o.lexical else None
     names = [] if texts is None else chosen_text_fields(collection, label_field, chosen_space.source_fields,
                                                         o.text_fields)
-    fields = field_texts(collection, names, ids) if names else None
+    fields = field_texts(collection.tables, names, ids) if names else None
     train_rows = np.flatnonzero(train)
     train_texts, train_fields = take(texts, train_rows), take_fields(fields, train_rows)
     train_ids = np.array(ids, dtype=object)[train]

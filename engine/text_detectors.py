@@ -171,7 +171,7 @@ class CombinedDetector(_TextDetector):
     centred vectors, counted ``vector_weight`` times, and the lexical surprise of the source
     texts and of each other field given at fit (``fields=``), counted once each, every one
     against its own out-of-sample reference scores; the score is minus that mean (higher: more
-    normal). Fitted beside ``terms_``: ``fields_``, the other fields' names."""
+    normal); ``text_fields()`` names the other fields it was fitted with."""
 
     method = "combined"
     reads_fields = True
@@ -199,7 +199,6 @@ class CombinedDetector(_TextDetector):
         self._fields = {name: self._fitted_lexical(X, values)
                         for name, values in given.fields.items()}
         self.terms_ = self._lexical.terms_
-        self.fields_ = tuple(self._fields)
         return self._mean_percentile({name: part.reference_scores_
                                       for name, part in self._parts().items()})
 
@@ -233,7 +232,7 @@ class CombinedDetector(_TextDetector):
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {**self.terms_.arrays(), "dense_scores": self._dense.reference_scores_,
                   "lexical_scores": self._lexical.reference_scores_,
-                  "field_names": np.array(self.fields_, dtype=str)}
+                  "field_names": np.array(self.text_fields(), dtype=str)}
         for i, part in enumerate(self._fields.values()):
             arrays |= {**part._arrays(f"field{i}_"), f"field{i}_scores": part.reference_scores_}
         return arrays
@@ -248,7 +247,6 @@ class CombinedDetector(_TextDetector):
                                                    f"field{i}_scores")
                         for i, name in enumerate(names)}
         self.terms_ = self._lexical.terms_
-        self.fields_ = tuple(self._fields)
 
     def _fitted_lexical(self, X: np.ndarray, texts: Sequence[str]) -> LexicalDetector:
         part = LexicalDetector(language=self.language)
