@@ -12,11 +12,12 @@ precision and recall are measured against the flipped set. Two data sets:
   an emoji labelled as a tuxpaint photo category would be too easy).
 
 Methods, all on the same vectors: kinsight's ``label_mismatch`` by default (a cross-validated head
-on the vectors beside TF-IDF of the long description, near-duplicates in one fold, blended with
-the vote of 30 neighbours, ranked by self-confidence; flags what confident learning flags), by
-the probe alone (the previous default) and by the k-NN vote alone; cleanlab's
+on the vectors beside TF-IDF of the long description and of the title, near-duplicates in one
+fold, blended with the vote of 30 neighbours, ranked by self-confidence; flags what confident
+learning flags), by the probe alone and by the k-NN vote alone; cleanlab's
 ``find_label_issues`` (its defaults) on out-of-sample probabilities of the vectors-only probe (the
-issue's baseline). ``--more`` adds kinsight's probe without words, and cleanlab on kinsight's
+issue's baseline). ``--more`` adds kinsight's probe without words, the default on a collection
+without the titles (the default before it read them), and cleanlab on kinsight's
 probe with words (whose ranking, self-confidence, is kinsight's probe's). Besides precision and
 recall of what each flags, precision@flipped is the share of flipped items among as many items
 as were flipped, from the top of each method's ranking (worst first; cleanlab's by
@@ -54,22 +55,17 @@ def main() -> None:
     parser.add_argument("--split", choices=("dev", "test", "all"), default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--more", action="store_true", help="also the variants (slow)")
-    parser.add_argument("--features", action="store_true", help=(
-        "debian: also the default with its probe reading more features (a title word block, "
-        "character n-grams), to choose them on --split dev"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     payload: dict[str, Any] = {"flip_share": FLIP_SHARE, "seed": args.seed, "git": git_state(),
                                "docs": args.docs, "split": args.split}
     for data in ("debian", "images") if args.data == "both" else (args.data,):
-        ids, vectors, labels, groups, texts, encoder = (
+        ids, vectors, labels, groups, texts, titles, encoder = (
             debian_data(args.docs, args.split) if data == "debian" else image_data())
         noisy, flipped = flip(labels, groups, args.seed)
-        rows = compare(ids, vectors, noisy, labels, flipped, texts, encoder, args.seed, args.more)
-        if args.features and data == "debian":
-            rows += feature_variants(ids, vectors, noisy, labels, flipped, texts, encoder,
-                                     args.docs, args.split, args.seed)
+        rows = compare(ids, vectors, noisy, labels, flipped, texts, titles, encoder, args.seed,
+                       args.more)
         print_table(f"label mismatch, {data} ({args.split}): {len(ids)} items, {flipped.sum()} "
                     "labels flipped",
                     ["method", "flagged", "precision", "recall", "F1", "precision@flipped",
@@ -93,22 +89,22 @@ def flip(labels: np.ndarray, groups: np.ndarray, seed: int) -> tuple[np.ndarray,
 
 
 def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
-            flipped: np.ndarray, texts: list[str] | None, encoder: EncoderInfo, seed: int,
-            more: bool) -> list[dict[str, Any]]:
+            flipped: np.ndarray, texts: list[str] | None, titles: list[str] | None,
+            encoder: EncoderInfo, seed: int, more: bool) -> list[dict[str, Any]]:
     rows = []
     with Store(":memory:") as store:
-        coll = store.create_collection("bench")
-        coll.ensure_space("v", encoder, source_fields=["text"] if texts is not None else ())
-        coll.upsert(Item(id=i, fields={"label": str(lab), "text": text}, vectors={"v": v})
-                    for i, lab, v, text in zip(ids, noisy, vectors, texts or [None] * len(ids),
-                                               strict=True))
+        full = _collection(store, "bench", ids, noisy, vectors, texts, titles, encoder)
         position = {item_id: n for n, item_id in enumerate(ids)}
-        variants = [("default", LabelMismatchOptions(seed=seed)),
-                    ("probe alone", LabelMismatchOptions(method="probe", seed=seed)),
-                    ("knn", LabelMismatchOptions(method="knn", seed=seed))]
+        variants = [("default", full, LabelMismatchOptions(seed=seed)),
+                    ("probe alone", full, LabelMismatchOptions(method="probe", seed=seed)),
+                    ("knn", full, LabelMismatchOptions(method="knn", seed=seed))]
         if more and texts is not None:
-            variants.append(("probe without words", LabelMismatchOptions(lexical=False, seed=seed)))
-        for name, options in variants:
+            variants.append(("probe without words", full,
+                             LabelMismatchOptions(lexical=False, seed=seed)))
+        if more and titles is not None:  # the default before it read the titles
+            untitled = _collection(store, "untitled", ids, noisy, vectors, texts, None, encoder)
+            variants.append(("without titles", untitled, LabelMismatchOptions(seed=seed)))
+        for name, coll, options in variants:
             started = time.perf_counter()
             result = label_mismatch(coll, "label", options)
             flagged = np.zeros(len(ids), dtype=bool)
@@ -145,55 +141,20 @@ def compare(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.nd
     return rows
 
 
-def feature_variants(ids: list[str], vectors: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
-                     flipped: np.ndarray, texts: list[str], encoder: EncoderInfo, docs: int,
-                     split: str, seed: int) -> list[dict[str, Any]]:
-    """kinsight's default ``label_mismatch`` with the features of its probe changed, everything
-    else as it runs (its folds, C, blend and ranking): the probe's ``cross_validated_probe`` is
-    called with a word block of the packages' titles, or character n-grams, or both."""
-    import kinsight.engine.mismatch.labels as labels
-
-    titles = debian_sample(docs, split).titles  # the order of ids (sorted by id)
-    real = labels.cross_validated_probe
-    rows = []
-    with Store(":memory:") as store:
-        coll = store.create_collection("bench")
-        coll.ensure_space("v", encoder, source_fields=["text"])
-        coll.upsert(Item(id=i, fields={"label": str(lab), "text": text}, vectors={"v": v})
-                    for i, lab, v, text in zip(ids, noisy, vectors, texts, strict=True))
-        for name, fields, characters in (("+ title words", {"title": titles}, False),
-                                         ("+ character n-grams", None, True),
-                                         ("+ title words + character n-grams",
-                                          {"title": titles}, True)):
-            labels.cross_validated_probe = _probe_variant(  # type: ignore[assignment]
-                real, texts, {"fields": fields, "characters": characters})
-            started = time.perf_counter()
-            try:
-                result = label_mismatch(coll, "label", LabelMismatchOptions(seed=seed))
-            finally:
-                labels.cross_validated_probe = real
-            position = {item_id: n for n, item_id in enumerate(ids)}
-            suggested = {position[i.id]: i.suggested for i in result.items if i.flagged}
-            flagged = np.zeros(len(ids), dtype=bool)
-            flagged[list(suggested)] = True
-            right = sum(suggested[n] == truth[n] for n in suggested if flipped[n])
-            ranked = np.array([position[i.id] for i in result.items])
-            rows.append(_scores(f"kinsight default, its probe {name}", flagged, flipped, right,
-                                ranked, time.perf_counter() - started))
-            print(f"  {rows[-1]['method']}: precision@flipped {rows[-1]['top_precision']:.3f}",
-                  flush=True)
-    return rows
-
-
-def _probe_variant(real: Any, texts: list[str], features: dict[str, Any]) -> Any:
-    """``real`` (``cross_validated_probe``) called with ``features`` in place of the caller's."""
-    def variant(vectors: np.ndarray, codes: np.ndarray, words: list[str] | None,
-                **options: Any) -> Any:
-        if words != texts:  # the label check's items are the benchmark's, in its order
-            raise RuntimeError("label_mismatch read its items in another order")
-        return real(vectors, codes, words, **{**options, **features})
-
-    return variant
+def _collection(store: Store, name: str, ids: list[str], labels: np.ndarray,
+                vectors: np.ndarray, texts: list[str] | None, titles: list[str] | None,
+                encoder: EncoderInfo) -> Any:
+    """A collection of the items with their (noisy) ``label``, vectors in space ``v`` made from
+    ``text`` and, when given, a ``title`` field (which label checks read as free text)."""
+    coll = store.create_collection(name)
+    coll.ensure_space("v", encoder, source_fields=["text"] if texts is not None else ())
+    n = len(ids)
+    coll.upsert(Item(id=i, fields={"label": str(lab), "text": text,
+                                   **({"title": title} if titles is not None else {})},
+                     vectors={"v": v})
+                for i, lab, v, text, title in zip(ids, labels, vectors, texts or [None] * n,
+                                                  titles or [None] * n, strict=True))
+    return coll
 
 
 def _scores(method: str, flagged: np.ndarray, flipped: np.ndarray, suggested_right: int,
@@ -211,13 +172,14 @@ def _scores(method: str, flagged: np.ndarray, flipped: np.ndarray, suggested_rig
 
 
 def debian_data(docs: int, split: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray,
-                                               list[str], EncoderInfo]:
+                                               list[str], list[str], EncoderInfo]:
     sample = debian_sample(docs, split)
     return (sample.ids, sample.vectors, sample.sections.astype(object),
-            np.zeros(len(sample.ids), dtype=int), sample.texts, sample.encoder)
+            np.zeros(len(sample.ids), dtype=int), sample.texts, sample.titles, sample.encoder)
 
 
-def image_data() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, None, EncoderInfo]:
+def image_data() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, None, None,
+                         EncoderInfo]:
     from image_data import image_items
     from image_features import DEFAULT_IMAGE_ENCODER as ENCODER
     from image_features import picture_features
@@ -227,7 +189,7 @@ def image_data() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, None, E
     categories = np.array([i.category for i in items], dtype=object)
     datasets = np.array([i.id.split("/")[0] for i in items], dtype=object)
     encoder = EncoderInfo(spec=ENCODER, modality="image", dim=vectors.shape[1], fingerprint=ENCODER)
-    return ids, vectors, categories, datasets, None, encoder
+    return ids, vectors, categories, datasets, None, None, encoder
 
 
 if __name__ == "__main__":

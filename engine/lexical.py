@@ -81,6 +81,7 @@ def field_texts(tables: CollectionTables, names: Sequence[str], ids: Sequence[st
     return {name: ["" if value is None else str(value)
                    for value in tables.field_values(name, ids)] for name in names}
 
+
 class LexicalIndex:
     """A BM25 index of documents identified by item id, and the analyser of its terms."""
 

@@ -572,3 +572,31 @@ def test_neighbour_agreement_helps_where_the_cross_space_map_is_weak():
     assert helped > plain + 0.03 and helped > 0.9, (plain, helped)
     with pytest.raises(InvalidInputError, match="neighbours must be"):
         pair_scores(pool_a, pool_b, neighbours=-1)
+
+
+def test_the_probe_reads_other_free_text_fields_too(store):
+    """The sections are told apart only by the packages' titles (the vectors are random and the
+    source text is filler): label checks read the title as free text and find the three flipped
+    labels; the same items without the title cannot be told apart."""
+    rng = np.random.default_rng(2)
+    flipped = {"p011", "p050", "p083"}
+    filler = ["tool", "library", "program", "package", "utility", "helper", "daemon"]
+    found = {}
+    for name, with_title in (("titled", True), ("untitled", False)):
+        coll = store.create_collection(name)
+        coll.ensure_space("text", ENCODER, source_fields=["text"])
+        items = []
+        for n in range(120):
+            truth = "net" if n % 2 else "sound"
+            label = ({"net": "sound", "sound": "net"}[truth] if f"p{n:03d}" in flipped else truth)
+            title = "tcp socket network" if truth == "net" else "audio mixer sound"
+            items.append(Item(id=f"p{n:03d}", vectors={"text": unit(rng.normal(size=DIM))},
+                              fields={"section": label,
+                                      "text": f"{filler[n % 7]} {filler[(n * 3) % 7]}",
+                                      **({"title": f"{title} {filler[n % 5]}"}
+                                         if with_title else {})}))
+        coll.upsert(items)
+        found[name] = {i.id for i in coll.label_mismatch("section", method="probe",
+                                                         budget=3).items[:3]}
+    assert found["titled"] == flipped
+    assert len(found["untitled"] & flipped) <= 1
