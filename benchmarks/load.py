@@ -7,7 +7,8 @@ For each level of concurrency (httpx async clients, each sending its next query 
 last one answered) a fixed number of hybrid searches runs while one more client upserts batches
 of other Debian packages into the same collection, so the server encodes documents, commits and
 catches its indexes up under the searches. Per level: p50 / p99 latency, errors, searches/s,
-and the documents the ingesting client got acknowledged per second.
+and the documents the ingesting client got acknowledged per second; kinsight's levels also run
+with no ingest first ("searches alone"), which shows what the ingest costs the searches.
 
 Beside it, in this process on the same queries, one caller at a time: the engine's own hybrid
 search (``Collection.search``: what HTTP adds is the difference), and what one writes from the
@@ -189,26 +190,33 @@ class Ingester(threading.Thread):
 
 
 def level_rows(url: str, served: Served, queries: list[str], incoming: list[dict[str, Any]],
-               levels: Sequence[int], per_client: int, cap: int) -> list[dict[str, Any]]:
-    """One row per level of concurrency, each while an ``Ingester`` upserts ``incoming``."""
+               levels: Sequence[int], per_client: int, cap: int, *, alone: bool = False
+               ) -> list[dict[str, Any]]:
+    """One row per level of concurrency, each while an ``Ingester`` upserts ``incoming``; with
+    ``alone``, first one row per level with no ingest (``served.name``, "searches alone")."""
     asyncio.run(search_level(url, served, queries, 1, 10))  # warm-up: model, indexes
     rows = []
-    for clients in levels:
-        total = min(cap, per_client * clients)
-        ingester = Ingester(url, served, incoming)
-        ingester.start()
-        before = time.perf_counter()
-        latencies, errors, wall = asyncio.run(search_level(url, served, queries, clients, total))
-        ingester.stop.set()
-        ingester.join(300)
-        ingested = ingester.written / (time.perf_counter() - before)
-        problems = errors + ingester.errors
-        rows.append(latency_row(served.name, clients, latencies, sum(problems.values()), wall,
-                                round(ingested, 1)))
-        rows[-1]["error_kinds"] = dict(problems)
-        for problem, count in problems.items():
-            print(f"{served.name}, {clients} clients: {count} x {problem}", file=sys.stderr)
-        print(f"{served.name}, {clients} clients: done", file=sys.stderr, flush=True)
+    for ingesting in ((False, True) if alone else (True,)):
+        for clients in levels:
+            name = served.name if ingesting else f"{served.name}, searches alone"
+            total = min(cap, per_client * clients)
+            ingester = Ingester(url, served, incoming)
+            if ingesting:
+                ingester.start()
+            before = time.perf_counter()
+            latencies, errors, wall = asyncio.run(
+                search_level(url, served, queries, clients, total))
+            ingester.stop.set()
+            if ingesting:
+                ingester.join(300)
+            ingested = ingester.written / (time.perf_counter() - before)
+            problems = errors + ingester.errors
+            rows.append(latency_row(name, clients, latencies, sum(problems.values()), wall,
+                                    round(ingested, 1) if ingesting else "-"))
+            rows[-1]["error_kinds"] = dict(problems)
+            for problem, count in problems.items():
+                print(f"{name}, {clients} clients: {count} x {problem}", file=sys.stderr)
+            print(f"{name}, {clients} clients: done", file=sys.stderr, flush=True)
     return rows
 
 
@@ -350,7 +358,7 @@ def main() -> None:
         rows = in_process_rows(served, queries)
         rows += serving(lambda port, log: start_server(served, port, log),
                         lambda url: level_rows(url, KINSIGHT, queries, incoming, args.levels,
-                                               args.per_client, args.cap),
+                                               args.per_client, args.cap, alone=True),
                         probe="/health")
         if not args.no_txtai:
             try:  # a baseline that breaks must not lose the rows measured so far

@@ -32,6 +32,7 @@ from .errors import (
     NotFoundError,
     ReadOnlyStoreError,
     StoreLockedError,
+    WorkerLostError,
 )
 from .evaluation import EvaluationOptions, judgments_from_clicks, load_clicks, load_qrels, load_queries
 from .evaluation import Query as JudgedQuery
@@ -155,6 +156,7 @@ __all__ = [
     "TuneReport",
     "VectorSpace",
     "WeightedExample",
+    "WorkerLostError",
     "ZeroShotOptions",
     "ZeroShotResult",
     "add_interactions",

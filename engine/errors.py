@@ -8,13 +8,14 @@
     ├── NotFoundError              a collection, space or item that does not exist
     ├── AlreadyExistsError         creating something that exists already
     ├── EncoderError               an encoder cannot be loaded or used
-    │   └── EncoderMismatchError   a space was built by one model and used with another
+    │   ├── EncoderMismatchError   a space was built by one model and used with another
+    │   └── WorkerLostError        an encoding process ended before it answered: send it again
     ├── StoreLockedError           another process holds the store open for writing
     └── ReadOnlyStoreError         a write on a store opened read-only
 
 Messages say what went wrong, with the names involved, and how to fix it. The HTTP API maps
 ``InvalidInputError`` to 400/422, ``NotFoundError`` to 404, ``AlreadyExistsError`` and the lock errors
-to 409, and everything else to 500 without the message.
+to 409, ``WorkerLostError`` to 503, and everything else to 500 without the message.
 
 DuckDB's and FAISS's own errors become these in ``translated`` and nowhere else.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "NotFoundError",
     "ReadOnlyStoreError",
     "StoreLockedError",
+    "WorkerLostError",
     "translated",
 ]
 
@@ -82,6 +84,11 @@ class EncoderError(KinsightError):
 
 class EncoderMismatchError(EncoderError):
     """A space built with one encoder used with another (different spec or weights)."""
+
+
+class WorkerLostError(EncoderError):
+    """An encoding worker (process) ended before it answered, killed or out of memory; nothing
+    of its work was written, and the same request can be sent again."""
 
 
 class StoreLockedError(KinsightError):

@@ -35,6 +35,10 @@ def model_cache_dir(tmp_path_factory):
         patch.setenv(CACHE_ENV, str(folder))
         patch.setenv(VARIANT_ENV, "torch-fp32")
         patch.setenv(IMAGE_VARIANT_ENV, "torch-fp32")
+        # The served apps encode upserts in their own process: a child process per app would
+        # cost seconds each and could not see encoders a test registers in memory.
+        # test_process_executor.py tests the child.
+        patch.setenv("KINSIGHT_ENCODE_NICENESS", "0")
         yield folder
 
 

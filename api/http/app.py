@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kinsight.engine import Store
+from kinsight.indexers.process_executor import ProcessExecutor
 
 from . import (
     routes_anomalies,
@@ -69,6 +70,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.write_lock = threading.Lock()
     app.state.writes_under_way = WritesUnderWay()
     app.state.search_batcher = SearchBatcher(settings.max_search_batch)
+    # Upserts encode in a child of lower priority, so searches do not wait for their encoding.
+    app.state.encode_process = (ProcessExecutor(settings.encode_niceness)
+                                if settings.encode_niceness and not settings.read_only else None)
     app.state.readiness = Readiness()
     if not settings.warm_up:
         app.state.readiness.done.set()
@@ -133,6 +137,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # client may have gone), encoding or committing, commits before the store closes.
         await anyio.to_thread.run_sync(_wait_for_writes, app.state.writes_under_way,
                                        app.state.write_lock)
+        if app.state.encode_process is not None:
+            await anyio.to_thread.run_sync(app.state.encode_process.stop)
         if app.state.owns_store and app.state.store is not None:
             app.state.store.close()  # saves index files, so the next start need not rebuild them
             app.state.store = None

@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
 from kinsight.engine import Collection, Store
+from kinsight.indexers.process_executor import ProcessExecutor
 
 from .search_batcher import SearchBatcher
 from .settings import Settings
@@ -23,6 +24,7 @@ from .settings import Settings
 __all__ = [
     "API_KEY_HEADER",
     "CollectionDep",
+    "EncodeProcessDep",
     "SearchBatcherDep",
     "SettingsDep",
     "StoreDep",
@@ -30,6 +32,7 @@ __all__ = [
     "WriteLockDep",
     "WritesUnderWay",
     "get_collection",
+    "get_encode_process",
     "get_search_batcher",
     "get_settings",
     "get_store",
@@ -98,6 +101,11 @@ async def get_search_batcher(request: Request) -> SearchBatcher:
     return batcher
 
 
+async def get_encode_process(request: Request) -> ProcessExecutor | None:
+    process: ProcessExecutor | None = request.app.state.encode_process
+    return process
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 # Writes of this app take turns. The store serialises its transactions already, but creating a
@@ -106,6 +114,8 @@ StoreDep = Annotated[Store, Depends(get_store)]
 WriteLockDep = Annotated[threading.Lock, Depends(get_write_lock)]
 # Writes that do long work outside the write lock (an upsert's encoding) are tracked here.
 UnderWayDep = Annotated[WritesUnderWay, Depends(get_under_way)]
+# Where upserts encode: a child process of lower priority (None: in this process; settings).
+EncodeProcessDep = Annotated[ProcessExecutor | None, Depends(get_encode_process)]
 # Concurrent single searches of a collection run as one batch (search_batcher.py).
 SearchBatcherDep = Annotated[SearchBatcher, Depends(get_search_batcher)]
 

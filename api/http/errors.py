@@ -29,6 +29,7 @@ from kinsight.engine import (
     NotFoundError,
     ReadOnlyStoreError,
     StoreLockedError,
+    WorkerLostError,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ _STATUS_BY_ERROR: tuple[tuple[type[KinsightError], int], ...] = (
     (AlreadyExistsError, 409),
     (StoreLockedError, 409),
     (ReadOnlyStoreError, 409),
+    (WorkerLostError, 503),  # before EncoderError, which it is: the client may send it again
     (EncoderError, 422),
 )
 

@@ -15,7 +15,14 @@ from kinsight.indexers.pipeline import IngestPipeline
 from kinsight.indexers.records import Problem, Record, record_from_mapping
 
 from ..reporting import json_ready
-from .deps import CollectionDep, SettingsDep, StoreDep, UnderWayDep, WriteLockDep
+from .deps import (
+    CollectionDep,
+    EncodeProcessDep,
+    SettingsDep,
+    StoreDep,
+    UnderWayDep,
+    WriteLockDep,
+)
 from .models import (
     DeleteRequest,
     DeleteResponse,
@@ -43,14 +50,15 @@ router = APIRouter(prefix="/collections/{name}/items", tags=["items"],
 @router.post("", summary="Insert or replace items by id (encoded on the way in)",
              responses={409: {"model": ErrorOut, "description": "The store is read-only"}})
 def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: SettingsDep,
-                 write_lock: WriteLockDep, under_way: UnderWayDep,
-                 encoded: EncodedDep) -> UpsertResponse:
+                 write_lock: WriteLockDep, under_way: UnderWayDep, encoded: EncodedDep,
+                 encode_process: EncodeProcessDep) -> UpsertResponse:
     """Items with no text in any of ``text_fields``, or with unusable field names, are skipped
     and listed in ``problems``; the others are written in one transaction. A collection or space
     that does not exist yet is created (a new space uses the server's encoder).
 
     The items are encoded with no lock held, so upserts encode side by side and searches and
-    other writes go on meanwhile; then they are written, one write at a time. Two upserts of
+    other writes go on meanwhile (in a child process of lower priority, ``encode_niceness``, so
+    searches keep the cores they need); then they are written, one write at a time. Two upserts of
     one id: the one written last wins, whole (its fields, vectors and content hash)."""
     if len(body.items) > settings.max_batch_items:
         raise InvalidInputError(
@@ -64,12 +72,15 @@ def upsert_items(name: str, body: UpsertRequest, store: StoreDep, settings: Sett
             records = [e for e in entries if isinstance(e, Record)]
             problems = [e for e in entries if isinstance(e, Problem)]
             if records:  # a batch of only bad items creates nothing
-                pipeline = open_ingest(store, IngestOptions(
+                options = IngestOptions(
                     collection=name, text_fields=text_fields, space=body.space,
                     encoder=settings.encoder if space is None else space.encoder.spec,
                     # One transaction for all the items: they are written all or none.
                     batch_size=len(records), max_chunks=settings.max_chunks_per_item,
-                    language=body.language))
+                    language=body.language)
+                pipeline = open_ingest(store, options, executor=None if encode_process is None
+                                       else encode_process.for_ingest(
+                                           {s.name: s.encoder for s in options.sources()}))
         report = _ingest(pipeline, records, write_lock) if records else IngestReport()
     encoded(report.chunks)
     problems += report.problems

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kinsight.engine import DEFAULT_TEXT_ENCODER
 from kinsight.indexers.chunking import DEFAULT_MAX_CHUNKS
+from kinsight.indexers.process_executor import DEFAULT_NICENESS
 
 __all__ = ["Settings"]
 
@@ -51,6 +52,12 @@ class Settings(BaseSettings):
         description="How often the FAISS and BM25 files of changed indexes are saved, besides "
                     "when the server stops; an upsert does not save them (the database is the "
                     "record: after a crash the indexes catch up with it on open). 0: only at stop.")
+    encode_niceness: int = Field(
+        default=DEFAULT_NICENESS, ge=0, le=19,
+        description="Upserted texts and pictures are encoded in a child process at this nice "
+                    "value (higher: lower CPU priority), so searches keep the cores they need "
+                    "during a long ingest and the encoding gets the rest; 0: in the server's "
+                    "own process.")
     warm_up: bool = Field(
         default=True, description="Load and run the encoders and indexes of every space at "
                                   "start; /ready answers 503 until they are warm.")
