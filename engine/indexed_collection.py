@@ -320,9 +320,7 @@ class IndexedCollection:
         for name, space in self.spaces().items():
             self.index(name).refresh()
             if space.encoder.modality == "text":
-                lexical = self.lexical(name)
-                lexical.current()
-                lexical.wait()  # a background rebuild: done before the caller goes on
+                self.lexical(name).catch_up()
 
     def save_indexes(self) -> None:
         for keeper in self._indexes.values():

@@ -243,3 +243,35 @@ def test_large_bm25_index_is_rebuilt_in_the_background(filled, vectors, monkeypa
     assert "d42" not in {h.id for h in filled.search("document 42", k=5, mode="bm25")}
     filled.lexical().wait()
     assert [h.id for h in filled.search("zebra", mode="bm25")] == ["z"]
+
+
+def test_a_search_during_a_writers_bm25_catch_up_does_not_wait_for_it(filled, vectors,
+                                                                      monkeypatch):
+    """A small index is rebuilt on the spot by a search that finds it behind, but one a writer
+    is catching up (a server after its commit) is served as it was until the writer's rebuild is
+    in: the search neither waits for that rebuild nor starts one of its own."""
+    import threading
+
+    from kinsight.engine.lexical import LexicalIndex
+
+    filled.search("document 42", k=1, mode="bm25")  # built
+    real, building, release = LexicalIndex.build, threading.Event(), threading.Event()
+
+    def slow_build(*args, **kwargs):
+        building.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    filled.upsert([Item(id="z", fields={"text": "a zebra"}, vectors={"text": vectors[0]})])
+    monkeypatch.setattr(LexicalIndex, "build", staticmethod(slow_build))
+    writer = threading.Thread(target=filled.catch_up)
+    writer.start()
+    assert building.wait(30)
+    # The previous index answers at once, stale: no zebra yet, and no second build started.
+    index, fresh = filled.lexical().current()
+    assert not fresh and "z" not in index.ids
+    assert [h.id for h in filled.search("document 42", k=1, mode="bm25")] == ["d42"]
+    release.set()
+    writer.join(30)
+    assert [h.id for h in filled.search("zebra", mode="bm25")] == ["z"]
+    assert filled.lexical().current()[1]
