@@ -402,6 +402,42 @@ def test_ready_once_the_served_spaces_are_warm(tmp_path):
             assert store.collection("docs").index("text")._index is not None  # loaded, caught up
 
 
+class SlowQueries(SlowEncoder):
+    """``SlowEncoder`` slow on queries (what warming encodes) instead of documents."""
+
+    def encode(self, inputs: Sequence[Any], *, role: encoders.Role = "document") -> np.ndarray:
+        if role == "query":
+            self.encoding.set()
+            time.sleep(self.seconds)
+        return self.inner.encode(inputs, role=role)
+
+
+def test_an_app_stopping_while_it_warms_up_stops_warming_before_the_store_closes(tmp_path):
+    """Warming reads the store in a thread of its own; an app stopped meanwhile waits for the
+    space being warmed, warms no other, and leaves no thread reading a store its owner closes
+    (closing one a thread is reading raised "connection is busy")."""
+    from kinsight.api.http import Settings, create_app
+    from kinsight.engine import Store
+
+    with Store(tmp_path / "store") as store:
+        for name in ("a", "b", "c"):
+            store.create_collection(name)
+        with TestClient(create_app(Settings(encoder=SPEC, api_key=None, warm_up=False),
+                                   store=store)) as c:
+            for name in ("a", "b", "c"):
+                c.post(f"/collections/{name}/items",
+                       json={"items": doc_items()}).raise_for_status()
+    slow = SlowQueries(seconds=1)
+    with Store(tmp_path / "store") as store, pytest.MonkeyPatch.context() as patch:
+        patch.setitem(encoders._cache, SPEC, slow)
+        app = create_app(Settings(encoder=SPEC, api_key=None), store=store)
+        with TestClient(app):
+            assert slow.encoding.wait(10)  # the first space is warming
+        readiness = app.state.readiness
+        assert not any(t.name == "kinsight-warm-up" for t in threading.enumerate())
+        assert len(readiness.warmed) == 1 and readiness.done.is_set()
+
+
 def _index_files(store: Path) -> list[str]:
     """The FAISS files and the saved BM25 folders under a store directory."""
     return sorted(p.name for pattern in ("*.faiss", "kinsight.json") for p in store.rglob(pattern))

@@ -119,9 +119,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = Store(settings.store, read_only=settings.read_only)
         log.info("serving store %s", settings.store)
     readiness: Readiness = app.state.readiness
+    warming = None
     if settings.warm_up:
-        threading.Thread(target=warm_up, args=(app.state.store, readiness), daemon=True,
-                         name="kinsight-warm-up").start()
+        warming = threading.Thread(target=warm_up, args=(app.state.store, readiness),
+                                   daemon=True, name="kinsight-warm-up")
+        warming.start()
     saver = None
     if not settings.read_only and settings.index_save_seconds > 0:
         saver = asyncio.create_task(_save_indexes_every(
@@ -137,6 +139,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # client may have gone), encoding or committing, commits before the store closes.
         await anyio.to_thread.run_sync(_wait_for_writes, app.state.writes_under_way,
                                        app.state.write_lock)
+        if warming is not None:  # it reads the store: stopped before the store closes
+            readiness.stopping.set()
+            await anyio.to_thread.run_sync(warming.join)
         if app.state.encode_process is not None:
             await anyio.to_thread.run_sync(app.state.encode_process.stop)
         if app.state.owns_store and app.state.store is not None:

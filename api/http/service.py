@@ -181,6 +181,7 @@ class Readiness:
 
     def __init__(self) -> None:
         self.done = threading.Event()
+        self.stopping = threading.Event()  # the app is stopping: warm no more spaces
         self.warmed: list[str] = []
         self.failed: list[str] = []
 
@@ -201,6 +202,8 @@ def warm_up(store: Store, readiness: Readiness) -> None:
     samples: list[list[Any]] = [["warm up"], [Image.new("RGB", (64, 64))]]
     try:
         for collection, space in _served_spaces(store):
+            if readiness.stopping.is_set():
+                break
             label = f"{collection.name}/{space.name}"
             try:
                 for sample in samples:
