@@ -18,20 +18,26 @@ write still gets every cycle no search wants.
   (killed, out of memory) fails the job it had with ``WorkerLostError`` and is started anew for the
   next one. Nothing is written for a failed job: the pipeline's writer only commits vectors it got.
 
-Built on ``concurrent.futures.ProcessPoolExecutor`` with one worker, ``spawn``ed: the server has
-threads, which a ``fork`` would copy in whatever state they were.
+The child is ``python -m kinsight.indexers.process_executor``, a fresh interpreter that imports
+only kinsight, talking to the server over a ``multiprocessing`` pipe whose descriptor it is given:
+not a ``multiprocessing`` / ``ProcessPoolExecutor`` worker, which is started by re-importing the
+server's ``__main__`` (a script that starts a server at import would start another), and whose
+queue never tells a worker that its parent died. Over a pipe, either side's death is the other's
+end of file: a server killed with ``kill -9`` takes its child with it. POSIX only (``os.nice``,
+passing a descriptor); elsewhere the server encodes in its own process.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 import threading
-import time
-from collections.abc import Callable, Generator, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from collections.abc import Generator, Iterable, Mapping
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
@@ -39,24 +45,34 @@ from kinsight.engine import EncoderMismatchError, WorkerLostError, load_encoder
 
 from .executors import EncodeJob, LocalExecutor
 
-__all__ = ["DEFAULT_NICENESS", "ProcessExecutor"]
+__all__ = ["DEFAULT_NICENESS", "ProcessExecutor", "available"]
 
 # Linux's nice weights make a nice-10 thread worth ~1/10 of a nice-0 one on a busy core: searches
 # keep theirs, and an idle core still goes to the encoding whole.
 DEFAULT_NICENESS = 10
-PARENT_CHECK_SECONDS = 1.0
-T = TypeVar("T")
+STOP_SECONDS = 10
+
+
+def available() -> bool:
+    """Whether this platform can run the child (POSIX: ``os.nice`` and inherited descriptors)."""
+    return hasattr(os, "nice") and os.name == "posix"
 
 
 class ProcessExecutor:
-    """Encodes in one child process at ``niceness`` (0-19, added to this process's own)."""
+    """Encodes in one child process at ``niceness`` (0-19, added to this process's own); one
+    job at a time (concurrent ingests take turns)."""
 
     def __init__(self, niceness: int = DEFAULT_NICENESS) -> None:
         if not 0 <= niceness <= 19:
             raise ValueError(f"niceness {niceness}: give 0 to 19")
         self.niceness = niceness
-        self._pool: ProcessPoolExecutor | None = None
+        self._child: tuple[subprocess.Popen[bytes], Connection] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before the first job and after ``stop``)."""
+        return None if self._child is None else self._child[0].pid
 
     def for_ingest(self, specs: Mapping[str, str], gpu_jpeg: Iterable[str] = ()
                    ) -> _IngestView:
@@ -66,35 +82,58 @@ class ProcessExecutor:
     def run(self, job: EncodeJob, specs: dict[str, str], gpu_jpeg: frozenset[str]
             ) -> dict[str, np.ndarray]:
         """One job's vectors, encoded in the child."""
-        return self._call(_encode_in_child, specs, gpu_jpeg, job)
+        vectors: dict[str, np.ndarray] = self._call(("encode", specs, gpu_jpeg, job))
+        return vectors
 
     def fingerprints(self, specs: dict[str, str]) -> dict[str, str]:
         """The fingerprints of the weights the child loaded for ``specs``, by space."""
-        return self._call(_fingerprints_in_child, specs)
+        fingerprints: dict[str, str] = self._call(("fingerprints", specs))
+        return fingerprints
 
     def stop(self) -> None:
         """End the child (a later job starts a new one)."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            child, self._child = self._child, None
+        if child is not None:
+            process, connection = child
+            connection.close()  # its end of file: the child exits
+            try:
+                process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
-    def _call(self, function: Callable[..., T], *args: object) -> T:
+    def _call(self, request: tuple[Any, ...]) -> Any:
         with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_child, initargs=(self.niceness, os.getpid()))
-            pool = self._pool
+            if self._child is None:
+                self._child = self._start()
+            process, connection = self._child
+            try:
+                connection.send(request)
+                ok, answer = connection.recv()
+            except (EOFError, OSError) as e:
+                self._child = None  # the next job starts a new child
+                connection.close()
+                process.kill()
+                process.wait()
+                raise WorkerLostError(
+                    f"the encoding process ended before it answered (exit status "
+                    f"{process.returncode}: killed, out of memory, or it could not start, which "
+                    "the server's log says); nothing of this batch was written: send it "
+                    "again") from e
+        if not ok:
+            raise answer
+        return answer
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], Connection]:
+        ours, theirs = Pipe()
         try:
-            return pool.submit(function, *args).result()
-        except BrokenProcessPool as e:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None  # the next job starts a new child
-            raise WorkerLostError("the encoding process ended before it answered (killed, or out "
-                               "of memory); nothing of this batch was written: send it "
-                               "again") from e
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno()), str(self.niceness)],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()  # the child's copy is its own: its death is our end of file
+        return process, ours
 
 
 class _IngestView:
@@ -130,26 +169,34 @@ class _IngestView:
         self._checked = True
 
 
-def _start_child(niceness: int, parent: int) -> None:
-    if niceness and hasattr(os, "nice"):  # no os.nice on Windows: the child runs as it is
-        os.nice(niceness)
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True,
-                     name="kinsight-parent-watch").start()
-
-
-def _exit_with(parent: int) -> None:
-    """End this child once ``parent`` has: a server killed with SIGKILL cannot stop it, and
-    the pool's queue never reports a parent gone (the child holds both of its ends)."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(0)
-
-
-def _encode_in_child(specs: dict[str, str], gpu_jpeg: frozenset[str], job: EncodeJob
-                     ) -> dict[str, np.ndarray]:
+def _answer(request: tuple[Any, ...]) -> Any:
+    kind, specs, *rest = request
     encoders = {space: load_encoder(spec) for space, spec in specs.items()}  # once: cached
+    if kind == "fingerprints":
+        return {space: encoder.info.fingerprint for space, encoder in encoders.items()}
+    gpu_jpeg, job = rest
     return LocalExecutor(encoders, gpu_jpeg).encode(job)
 
 
-def _fingerprints_in_child(specs: dict[str, str]) -> dict[str, str]:
-    return {space: load_encoder(spec).info.fingerprint for space, spec in specs.items()}
+def _serve(connection: Connection) -> None:
+    """The child: answer requests until the server closes its end (or dies)."""
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[bool, Any] = (True, _answer(request))
+        except Exception as e:  # the server raises it: an encoder that cannot load, bad input
+            reply = (False, e)
+        try:
+            connection.send(reply)
+        except (pickle.PicklingError, TypeError, AttributeError):  # an exception pickle refuses
+            connection.send((False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+
+
+if __name__ == "__main__":
+    descriptor, niceness = map(int, sys.argv[1:3])
+    if niceness:
+        os.nice(niceness)
+    _serve(Connection(descriptor))

@@ -29,6 +29,8 @@ class SlowQueries:
         self.inner = load_encoder(SPEC)
         self.seconds = seconds
         self.query_batches: list[int] = []
+        # A check of the batch's size: the next query batch waits until it is true (<= 60 s).
+        self.hold: Any = None
 
     @property
     def info(self) -> encoders.EncoderInfo:
@@ -38,6 +40,10 @@ class SlowQueries:
         if role == "query":
             self.query_batches.append(len(inputs))
             time.sleep(self.seconds)
+            hold, self.hold = self.hold, None
+            deadline = time.monotonic() + 60
+            while hold is not None and not hold(len(inputs)) and time.monotonic() < deadline:
+                time.sleep(0.01)
         return self.inner.encode(inputs, role=role)
 
 
@@ -176,17 +182,27 @@ def test_a_caller_that_goes_away_is_left_out_and_the_others_answer():
 
 def test_many_more_concurrent_searches_than_worker_threads_all_answer_in_few_batches():
     # Sync routes run on anyio's 40 worker threads; a search waiting for its batch holds none,
-    # so 64 concurrent ones all queue behind the first batch and run together in the next.
-    encoder = SlowQueries(seconds=3.0)  # long enough for all 64 to arrive on a busy machine
+    # so 64 concurrent ones are all in the batcher at once: the first batch is held until the
+    # rest wait behind it (at most 60 s: a route that held a thread while it waited would never
+    # get past 40), and they run together in the next.
+    encoder = SlowQueries(seconds=0)
+    in_flight: list[int] = []
+
+    def all_arrived(size: int) -> bool:
+        in_flight.append(size + sum(len(lane.queued) for lane in lanes.values()))
+        return in_flight[-1] >= 64
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(encoders._cache, SPEC, encoder)
         with serve() as client:
             client.post("/collections/docs/items", json={"items": doc_items()}).raise_for_status()
             alone = _hits(search(client, text="csv 7", k=3))
             encoder.query_batches.clear()
+            lanes = client.app.state.search_batcher._lanes
+            encoder.hold = all_arrived
             bodies = [{"text": f"csv {i}", "k": 3} for i in range(64)]
             answers = _all_at_once(client, bodies)
     assert all(response.status_code == 200 for response in answers)
     assert _hits(answers[7]) == alone
-    assert sum(encoder.query_batches) == 64
-    assert max(encoder.query_batches) > 40, encoder.query_batches
+    assert max(in_flight) == 64
+    assert sum(encoder.query_batches) == 64 and len(encoder.query_batches) <= 2

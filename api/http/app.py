@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kinsight.engine import Store
+from kinsight.indexers import process_executor
 from kinsight.indexers.process_executor import ProcessExecutor
 
 from . import (
@@ -71,8 +72,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.writes_under_way = WritesUnderWay()
     app.state.search_batcher = SearchBatcher(settings.max_search_batch)
     # Upserts encode in a child of lower priority, so searches do not wait for their encoding.
-    app.state.encode_process = (ProcessExecutor(settings.encode_niceness)
-                                if settings.encode_niceness and not settings.read_only else None)
+    app.state.encode_process = (
+        ProcessExecutor(settings.encode_niceness)
+        if settings.encode_niceness and not settings.read_only and process_executor.available()
+        else None)
     app.state.readiness = Readiness()
     if not settings.warm_up:
         app.state.readiness.done.set()
