@@ -7,7 +7,8 @@ For each level of concurrency (httpx async clients, each sending its next query 
 last one answered) a fixed number of hybrid searches runs while one more client upserts batches
 of other Debian packages into the same collection, so the server encodes documents, commits and
 catches its indexes up under the searches. Per level: p50 / p99 latency, errors, searches/s,
-and the documents the ingesting client got acknowledged per second; kinsight's levels also run
+and the documents the ingesting client got acknowledged per second (the searches start once its
+first batch is answered, so the ingest is under way, its encoder warm); kinsight's levels also run
 with no ingest first ("searches alone"), which shows what the ingest costs the searches.
 
 Beside it, in this process on the same queries, one caller at a time: the engine's own hybrid
@@ -170,6 +171,7 @@ class Ingester(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.served, self.docs = url, served, docs
         self.stop = threading.Event()
+        self.first = threading.Event()  # the first batch is answered (acknowledged or failed)
         self.written = 0
         self.errors: Counter[str] = Counter()
 
@@ -187,6 +189,7 @@ class Ingester(threading.Thread):
                                 f"{e.response.text[:200]}"] += 1
                 except httpx.HTTPError as e:
                     self.errors[f"upsert {type(e).__name__}: {e}"] += 1
+                self.first.set()
 
 
 def level_rows(url: str, served: Served, queries: list[str], incoming: list[dict[str, Any]],
@@ -201,8 +204,9 @@ def level_rows(url: str, served: Served, queries: list[str], incoming: list[dict
             name = served.name if ingesting else f"{served.name}, searches alone"
             total = min(cap, per_client * clients)
             ingester = Ingester(url, served, incoming)
-            if ingesting:
+            if ingesting:  # searched once its first batch is in: an ingest under way, warm
                 ingester.start()
+                ingester.first.wait(300)
             before = time.perf_counter()
             latencies, errors, wall = asyncio.run(
                 search_level(url, served, queries, clients, total))
