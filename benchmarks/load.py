@@ -355,7 +355,11 @@ def main() -> None:
         raise SystemExit("the Debian store has no folder")
     queries = queries_of(ids, args.queries, args.seed)
     incoming = [{"id": r.id, "text": r.fields["text"], "section": r.fields["section"]}
-                for r in corpus_records(None)[:20_000] if r.id not in ids][:2000]
+                for r in corpus_records(None) if r.id not in ids][:2000]
+    if not incoming:
+        raise SystemExit(f"--docs {args.docs} leaves no Debian package out of the store for the "
+                         "ingesting client to upsert; give a smaller --docs (the corpus has "
+                         "33,265)")
     with tempfile.TemporaryDirectory() as scratch:
         served = Path(scratch) / "store"
         shutil.copytree(cached_dir, served)  # the server writes; the cached store stays as it is
